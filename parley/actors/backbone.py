@@ -1,0 +1,226 @@
+"""The backbone: every service of one server process, wired together.
+
+It owns the journal, the actor registries, the token store, the shared
+seatbelt and the commit signals, and offers the channel operations the HTTP
+layer calls. It never speaks HTTP; it returns :class:`Result` values and
+raises :class:`~parley.errors.ParleyError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from ..clock import Clock
+from ..config import Settings
+from ..domain import channel as rules
+from ..domain.identity import Identity
+from ..domain.message import check_channel_name
+from ..domain.seatbelt import Seatbelt
+from ..errors import ChannelExists, ParleyError, Unavailable, UnknownChannel
+from ..journal.errors import ConcurrencyError, JournalUnavailable
+from ..journal import queries
+from ..journal.journal import Journal
+from ..journal.types import NewEvent, StoredEvent
+from .channel_actor import (
+    Append,
+    Archive,
+    ChannelActor,
+    Claim,
+    PutArtifact,
+    Query,
+    Result,
+    stream_id,
+)
+from .directory import Directory
+from .runtime import Registry
+from .signals import CommitSignals, Stamper
+from .tokens import TokenStore
+
+log = logging.getLogger("parley.backbone")
+
+
+class Backbone:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, journal: Journal | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.journal = journal or Journal.open(settings.database_url)
+        self.seatbelt = Seatbelt(
+            max_posts_per_minute=settings.max_posts_per_minute,
+            global_max_posts_per_minute=settings.global_max_posts_per_minute,
+            max_creates_per_minute=settings.max_channel_creates_per_minute,
+        )
+        self.limits = rules.Limits(
+            max_messages_per_channel=settings.max_messages_per_channel,
+            max_read_limit=settings.max_read_limit,
+            max_artifact_bytes=settings.max_artifact_bytes,
+            max_channel_artifact_bytes=settings.max_channel_artifact_bytes,
+            max_total_artifact_bytes=settings.max_total_artifact_bytes,
+        )
+        self.tokens = TokenStore(self.journal, settings.tokens)
+        self.directory = Directory(self)
+        self.signals = CommitSignals()
+        self.stamper = Stamper(self.clock)
+        self.artifact_bytes = 0
+        self.channels = Registry(
+            lambda name: ChannelActor(name, self),
+            mailbox_size=settings.mailbox_size,
+            idle_timeout=settings.actor_idle_s,
+        )
+        self.open_streams = 0
+        self.sessions: Any = None  # set by the sessions service when enabled
+        self._stopped = trio.Event()
+        self.shutting_down = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start the journal, load what must be in memory, and host the actors."""
+        await self.journal.start()
+        try:
+            await self.tokens.load()
+            await self.directory.load()
+            self.artifact_bytes = await self.read_model(queries.total_artifact_bytes)
+            self.stamper.observe(await self.journal.last_position())
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.channels.run)
+                if self.sessions is not None:
+                    await nursery.start(self.sessions.run)
+                task_status.started()
+                await self._stopped.wait()
+                self.shutting_down = True
+                self.signals.notify_all()
+                if self.sessions is not None:
+                    await self.sessions.shutdown()
+                await self.channels.shutdown()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.journal.aclose()
+
+    async def read_model(self, fn):
+        """Run a :mod:`parley.journal.queries` function in a reader thread."""
+        return await self.journal._read(fn, self.journal.engine)
+
+    async def readiness(self) -> str | None:
+        return await trio.to_thread.run_sync(queries.readiness, self.journal.engine)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    # -- commit fan-out ----------------------------------------------------------
+
+    def on_channel_commit(self, name: str, state: rules.ChannelState, committed: list[StoredEvent]) -> None:
+        self.directory.set_head(name, state.head, archived=state.archived)
+        if committed:
+            self.stamper.observe(committed[-1].position)
+        self.signals.notify(name)
+
+    # -- channel operations ------------------------------------------------------
+
+    def _known(self, name: str) -> str:
+        slug = check_channel_name(name)
+        if not self.directory.exists(slug):
+            raise UnknownChannel(f"Unknown channel: {rules.js_quote(rules.fragment(slug))}")
+        return slug
+
+    async def _ask(self, name: str, command: Any) -> Any:
+        return await self.channels.ask(self._known(name), command)
+
+    async def create_channel(self, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
+        directory = self.directory
+        async with directory.lock:
+            if idem_key is not None:
+                replay = directory.replay_create(identity, idem_key, body)
+                if replay is not None:
+                    return replay
+            slug, descriptor = rules.decide_create(
+                body.get("channel"),
+                body,
+                identity,
+                exists=directory.exists,
+                channel_count=directory.count(),
+                max_channels=self.settings.max_channels,
+                now_ms=self.clock.now_ms(),
+                stamp=self.stamper.next,
+                seatbelt=self.seatbelt,
+            )
+            data: dict[str, Any] = {"descriptor": descriptor}
+            if idem_key is not None:
+                data["idem"] = {
+                    "key": idem_key,
+                    "fp": directory.create_fingerprint(identity, body),
+                    "route": "create",
+                }
+            try:
+                committed = await self.journal.append(stream_id(slug), [NewEvent("channel_created", data)], 0)
+            except ConcurrencyError:
+                raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
+            except JournalUnavailable:
+                raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+            directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
+            self.stamper.observe(committed[-1].position)
+        out = dict(descriptor)
+        out["head"] = 0
+        return Result(201, out)
+
+    def list_channels(self) -> dict[str, Any]:
+        return {"channels": self.directory.describe_all()}
+
+    def describe(self, name: str) -> dict[str, Any]:
+        slug = self._known(name)
+        return self.directory.describe(slug)
+
+    def subscribe(self, name: str) -> dict[str, Any]:
+        slug = self._known(name)
+        return {"cursor": self.directory.head(slug)}
+
+    async def append(self, name: str, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
+        return await self._ask(name, Append(body, identity, idem_key))
+
+    async def claim(
+        self,
+        name: str,
+        op: str,
+        body: dict[str, Any],
+        identity: Identity,
+        assignee: dict[str, str] | None = None,
+        idem_key: str | None = None,
+    ) -> Result:
+        return await self._ask(name, Claim(op, body, identity, assignee, idem_key))
+
+    async def read(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        limits = self.limits
+        return await self._ask(name, Query(lambda s: rules.read_page(s, body, limits)))
+
+    async def read_from(self, name: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """Messages after ``cursor`` (at most ``limit``) and the head, for tails and sessions."""
+
+        def page(s: rules.ChannelState) -> tuple[list[dict[str, Any]], int]:
+            return s.messages[cursor : cursor + limit], s.head
+
+        return await self._ask(name, Query(page))
+
+    async def claims(self, name: str) -> dict[str, Any]:
+        now_ms = self.clock.now_ms()
+        return {"claims": await self._ask(name, Query(lambda s: rules.live_claims(s, now_ms)))}
+
+    async def put_artifact(self, name: str, sha256: str, data: bytes) -> Result:
+        return await self._ask(name, PutArtifact(sha256, data))
+
+    async def get_artifact(self, name: str, sha256: str) -> bytes | None:
+        slug = self._known(name)
+        if len(sha256) != 64:
+            return None
+        return await self.journal.get_artifact(slug, sha256)
+
+    async def archive(self, name: str, identity: Identity) -> Result:
+        return await self._ask(name, Archive(identity))
+
+    def check_channel(self, name: str) -> str:
+        """Slug and existence checks (the first two checks of every channel operation)."""
+        return self._known(name)
+
+
+__all__ = ["Backbone", "ParleyError", "Result"]

@@ -1,0 +1,225 @@
+"""ChannelActor: one channel's state, its rules, and its journal stream.
+
+The actor decides every command waiting in its mailbox against its
+speculative state, appends all resulting events as ONE journal append, and
+answers every command only after that append has committed (an acknowledged
+write is a durable write). Reads that arrive in the same batch are answered
+after the commit too, so no one ever sees an uncommitted message.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..domain import channel as rules
+from ..domain.identity import Identity
+from ..errors import ParleyError, Unavailable, UnknownChannel
+from ..journal.errors import ConcurrencyError, JournalUnavailable
+from ..journal.types import NewEvent
+from .runtime import Actor, Envelope
+
+if TYPE_CHECKING:
+    from .backbone import Backbone
+
+log = logging.getLogger("parley.channels")
+
+
+def stream_id(name: str) -> str:
+    return f"channel:{name}"
+
+
+# -- commands -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    body: dict[str, Any]
+    identity: Identity
+    idem_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    op: str  # claim | reassign | done
+    body: dict[str, Any]
+    identity: Identity
+    assignee: dict[str, str] | None = None
+    idem_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutArtifact:
+    sha256: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Archive:
+    identity: Identity
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A read answered from state: ``fn(state) -> value``."""
+
+    fn: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+WRITES = (Append, Claim, PutArtifact, Archive)
+
+
+class ChannelActor(Actor):
+    def __init__(self, name: str, backbone: Backbone) -> None:
+        self.key = name
+        self.name = name
+        self.backbone = backbone
+        self.state = rules.ChannelState(name)
+        self._stale = True
+
+    async def activate(self) -> None:
+        state = rules.ChannelState(self.name)
+        events = await self.backbone.journal.read_stream(stream_id(self.name))
+        for event in events:
+            rules.apply(state, event.type, event.data)
+        self.state = state
+        self._stale = False
+
+    async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
+        if self._stale:
+            try:
+                await self.activate()
+            except JournalUnavailable:
+                for envelope in batch:
+                    envelope.reply.set_error(Unavailable(retry_after=1))
+                return
+        if not self.state.exists:
+            error = UnknownChannel(f"Unknown channel: {rules.js_quote(rules.fragment(self.name))}")
+            for envelope in batch:
+                envelope.reply.set_error(error)
+            return
+        for attempt in range(3):
+            try:
+                await self._decide_and_commit(batch)
+                return
+            except ConcurrencyError:
+                # Another process appended to this stream: reload, decide again.
+                await self.activate()
+        for envelope in batch:
+            envelope.reply.set_error(Unavailable("the channel is busy; retry shortly", retry_after=1))
+
+    async def _decide_and_commit(self, batch: list[Envelope[Any]]) -> None:
+        state = self.state
+        backbone = self.backbone
+        expected_seq = state.seq
+        events: list[NewEvent] = []
+        answers: list[tuple[Envelope[Any], Any]] = []
+        blobs: list[tuple[str, bytes]] = []
+        for envelope in batch:
+            command = envelope.command
+            if isinstance(command, Query):
+                answers.append((envelope, command))
+                continue
+            try:
+                decision = self._decide(command)
+            except ParleyError as error:
+                envelope.reply.set_error(error)
+                continue
+            for type_, data in decision.events:
+                rules.apply(state, type_, data)
+                events.append(NewEvent(type_, data))
+            if isinstance(command, PutArtifact) and decision.events:
+                blobs.append((command.sha256, command.data))
+                backbone.artifact_bytes += len(command.data)
+            answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
+        if events:
+            try:
+                committed = await backbone.journal.append(
+                    stream_id(self.name),
+                    events,
+                    expected_seq,
+                    side_effect=_store_blobs(self.name, blobs) if blobs else None,
+                )
+            except ConcurrencyError:
+                self._stale = True
+                for _sha, data in blobs:
+                    backbone.artifact_bytes -= len(data)
+                raise
+            except Exception as exc:
+                self._stale = True
+                for _sha, data in blobs:
+                    backbone.artifact_bytes -= len(data)
+                if not isinstance(exc, JournalUnavailable):
+                    log.exception("append to %s failed", self.name)
+                error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
+                for envelope, _ in answers:
+                    envelope.reply.set_error(error)
+                return
+            backbone.on_channel_commit(self.name, state, committed)
+        for envelope, answer in answers:
+            if isinstance(answer, Query):
+                try:
+                    envelope.reply.set_result(answer.fn(state))
+                except ParleyError as error:
+                    envelope.reply.set_error(error)
+            else:
+                envelope.reply.set_result(answer)
+
+    def _decide(self, command: Any) -> rules.Decision:
+        backbone = self.backbone
+        state = self.state
+        now_ms = backbone.clock.now_ms()
+        if isinstance(command, Append):
+            return rules.decide_append(
+                state,
+                command.body,
+                command.identity,
+                now_ms=now_ms,
+                stamp=backbone.stamper.next,
+                seatbelt=backbone.seatbelt,
+                limits=backbone.limits,
+                idem_key=command.idem_key,
+            )
+        if isinstance(command, Claim):
+            return rules.decide_claim(
+                state,
+                command.op,
+                command.body,
+                command.identity,
+                now_ms=now_ms,
+                stamp=backbone.stamper.next,
+                seatbelt=backbone.seatbelt,
+                limits=backbone.limits,
+                assignee=command.assignee,
+                idem_key=command.idem_key,
+            )
+        if isinstance(command, PutArtifact):
+            return rules.decide_artifact(
+                state,
+                command.sha256,
+                command.data,
+                limits=backbone.limits,
+                global_bytes=backbone.artifact_bytes,
+            )
+        if isinstance(command, Archive):
+            return rules.decide_archive(state, command.identity)
+        raise TypeError(f"unknown command {type(command).__name__}")
+
+
+def _store_blobs(channel: str, blobs: list[tuple[str, bytes]]):
+    """The side effect that writes artifact bytes in the append's own transaction."""
+    from ..journal.store import put_artifact
+
+    def write(conn) -> None:
+        for sha, data in blobs:
+            put_artifact(conn, channel, sha, data)
+
+    return write

@@ -1,0 +1,92 @@
+"""The channel directory: which channels exist, in creation order, with live heads.
+
+``list`` and ``describe`` must not activate every channel actor, so the
+directory keeps each descriptor and its head in memory. It is loaded from
+the journal at start (the first event of every ``channel:*`` stream and a
+count of its messages) and kept current by channel commits. Creations are
+serialised by :attr:`lock`; across processes ``UNIQUE(stream_id, seq)`` on
+the first event decides who created a channel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import orjson
+import trio
+
+from ..domain.identity import Identity
+from ..journal import queries
+from ..errors import IdempotencyConflict
+from .channel_actor import Result
+
+
+class Directory:
+    def __init__(self, backbone) -> None:
+        self._backbone = backbone
+        self._descriptors: dict[str, dict[str, Any]] = {}
+        self._heads: dict[str, int] = {}
+        self._archived: set[str] = set()
+        self._create_keys: dict[tuple[str, str], tuple[str, str]] = {}
+        self.lock = trio.Lock()
+
+    async def load(self) -> None:
+        self._descriptors.clear()
+        self._heads.clear()
+        self._archived.clear()
+        self._create_keys.clear()
+        for stream, data, head, archived in await self._backbone.read_model(queries.channel_index):
+            descriptor = data["descriptor"]
+            self.add(descriptor, owner=descriptor.get("created_by", ""), idem=data.get("idem"))
+            self._heads[descriptor["channel"]] = head
+            if archived:
+                self._archived.add(descriptor["channel"])
+
+    def add(self, descriptor: dict[str, Any], *, owner: str, idem: dict[str, Any] | None) -> None:
+        slug = descriptor["channel"]
+        self._descriptors[slug] = descriptor
+        self._heads.setdefault(slug, 0)
+        if idem is not None:
+            self._create_keys[(owner, idem["key"])] = (idem["fp"], slug)
+
+    def exists(self, slug: str) -> bool:
+        return slug in self._descriptors
+
+    def count(self) -> int:
+        return len(self._descriptors)
+
+    def head(self, slug: str) -> int:
+        return self._heads.get(slug, 0)
+
+    def set_head(self, slug: str, head: int, *, archived: bool = False) -> None:
+        self._heads[slug] = head
+        if archived:
+            self._archived.add(slug)
+
+    def describe(self, slug: str) -> dict[str, Any]:
+        out = dict(self._descriptors[slug])
+        out["head"] = self._heads.get(slug, 0)
+        if slug in self._archived:
+            out["archived"] = True
+        return out
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        return [self.describe(slug) for slug in self._descriptors]
+
+    @staticmethod
+    def create_fingerprint(identity: Identity, body: dict[str, Any]) -> str:
+        payload = {**body, "created_by": identity.owner}
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def replay_create(self, identity: Identity, key: str, body: dict[str, Any]) -> Result | None:
+        """An ``Idempotency-Key`` already used by this owner for a create."""
+        known = self._create_keys.get((identity.owner, key))
+        if known is None:
+            return None
+        fp, slug = known
+        if fp != self.create_fingerprint(identity, body):
+            raise IdempotencyConflict("Idempotency-Key was already used with a different request")
+        out = dict(self._descriptors[slug])
+        out["head"] = 0
+        return Result(201, out, replayed=True)

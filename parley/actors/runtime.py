@@ -1,0 +1,281 @@
+"""The trio actor runtime: mailboxes, ask/tell, activation, passivation, supervision.
+
+An actor owns one piece of state and sees one batch of commands at a time
+from its mailbox (a bounded ``trio.open_memory_channel``), so check-then-act
+inside an actor can never interleave with another command for the same key.
+An actor receives *every* command already waiting in its mailbox as one batch
+(:meth:`Actor.handle_batch`), which lets it decide them all against its
+speculative state and commit them in one journal append (ADR-0003).
+
+Lifecycle of a key in the :class:`Registry`:
+
+* **activation** on first use: the cell task runs :meth:`Actor.activate`
+  (snapshot + replay of the tail) before serving the mailbox;
+* **passivation** after ``idle_timeout`` seconds without a command: the cell
+  leaves the registry synchronously (no ``await`` between the emptiness
+  check and the removal), so a sender can never reach a departed cell;
+* **supervision**: if ``handle_batch`` raises, the actor is re-activated
+  (state rebuilt from the journal) and the unanswered commands are retried
+  one by one; the one that raises again is answered ``internal_error`` and
+  the others are served.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import trio
+
+from ..errors import InternalError, ParleyError, Unavailable
+
+log = logging.getLogger("parley.actors")
+
+T = TypeVar("T")
+
+
+class Reply:
+    """A one-shot reply slot that a waiter can await from trio."""
+
+    __slots__ = ("_event", "_value", "_error", "done")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.done = False
+
+    def set_result(self, value: Any) -> None:
+        if not self.done:
+            self.done = True
+            self._value = value
+            self._event.set()
+
+    def set_error(self, error: BaseException) -> None:
+        if not self.done:
+            self.done = True
+            self._error = error
+            self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+@dataclass(slots=True)
+class Envelope(Generic[T]):
+    """A command on its way into a mailbox, with the slot for its answer."""
+
+    command: T
+    reply: Reply = field(default_factory=Reply)
+
+
+class Actor:
+    """Base class: subclasses implement :meth:`activate` and :meth:`handle_batch`."""
+
+    key: str
+
+    async def activate(self) -> None:
+        """(Re)build state from the journal; called before the first batch."""
+
+    async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
+        """Decide every command in ``batch`` and answer each ``reply``."""
+        raise NotImplementedError
+
+    async def passivate(self) -> None:
+        """Called when the actor leaves memory (e.g. to save a snapshot)."""
+
+
+@dataclass
+class RegistryStatistics:
+    active: int
+    activations: int
+    passivations: int
+    restarts: int
+    mailbox_depth: int
+
+
+class _Cell:
+    def __init__(self, registry: Registry, key: str, actor: Actor, mailbox_size: int) -> None:
+        self.registry = registry
+        self.key = key
+        self.actor = actor
+        self.send, self.receive = trio.open_memory_channel[Envelope[Any]](mailbox_size)
+
+    async def run(self) -> None:
+        reg = self.registry
+        try:
+            await self.actor.activate()
+        except BaseException as exc:
+            reg._forget(self)
+            self.send.close()
+            error: BaseException = exc if isinstance(exc, ParleyError) else InternalError()
+            if not isinstance(exc, ParleyError):
+                log.exception("activation of %s failed", self.key)
+            for envelope in self._drain():
+                envelope.reply.set_error(error)
+            if isinstance(exc, trio.Cancelled):
+                raise
+            return
+        try:
+            await self._serve()
+        finally:
+            reg._forget(self)
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.actor.passivate()
+                except Exception:
+                    log.exception("passivation of %s failed", self.key)
+
+    def _drain(self) -> list[Envelope[Any]]:
+        waiting = []
+        while True:
+            try:
+                waiting.append(self.receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return waiting
+
+    async def _serve(self) -> None:
+        reg = self.registry
+        while True:
+            first: Envelope[Any] | None = None
+            with trio.move_on_after(reg.idle_timeout):
+                try:
+                    first = await self.receive.receive()
+                except trio.EndOfChannel:
+                    return
+            if first is None:
+                # Idle: leave the registry synchronously, so no sender can
+                # find this cell between the check and the removal.
+                if self.receive.statistics().current_buffer_used == 0:
+                    reg._forget(self)
+                    reg.passivations += 1
+                    return
+                continue
+            batch = [first]
+            while len(batch) < reg.batch_max:
+                try:
+                    batch.append(self.receive.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._handle(batch)
+
+    async def _handle(self, batch: list[Envelope[Any]]) -> None:
+        try:
+            await self.actor.handle_batch(batch)
+            return
+        except Exception:
+            log.exception("actor %s failed a batch of %d; restarting", self.key, len(batch))
+        # Supervision: rebuild from the journal, then retry one at a time.
+        for envelope in batch:
+            if envelope.reply.done:
+                continue
+            await self._restart()
+            try:
+                await self.actor.handle_batch([envelope])
+            except Exception:
+                log.exception("actor %s failed a command; answering internal_error", self.key)
+                envelope.reply.set_error(InternalError())
+        await self._restart()
+
+    async def _restart(self) -> None:
+        self.registry.restarts += 1
+        await self.actor.activate()
+
+
+class Registry:
+    """Finds or activates the actor for a key and delivers commands to it."""
+
+    def __init__(
+        self,
+        factory: Callable[[str], Actor],
+        *,
+        mailbox_size: int = 1024,
+        idle_timeout: float = 300.0,
+        batch_max: int = 256,
+        ask_timeout: float = 30.0,
+    ) -> None:
+        self._factory = factory
+        self._cells: dict[str, _Cell] = {}
+        self._nursery: trio.Nursery | None = None
+        self._closing = False
+        self.mailbox_size = mailbox_size
+        self.idle_timeout = idle_timeout
+        self.batch_max = batch_max
+        self.ask_timeout = ask_timeout
+        self.activations = 0
+        self.passivations = 0
+        self.restarts = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the actor tasks until :meth:`shutdown` has drained them all."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _cell(self, key: str) -> _Cell:
+        cell = self._cells.get(key)
+        if cell is None:
+            if self._closing or self._nursery is None:
+                raise Unavailable("server is shutting down", retry_after=1)
+            cell = _Cell(self, key, self._factory(key), self.mailbox_size)
+            self._cells[key] = cell
+            self.activations += 1
+            self._nursery.start_soon(cell.run, name=f"actor:{key}")
+        return cell
+
+    def _forget(self, cell: _Cell) -> None:
+        if self._cells.get(cell.key) is cell:
+            del self._cells[cell.key]
+
+    def tell(self, key: str, command: Any) -> Reply:
+        """Deliver without waiting; raises :class:`Unavailable` when the mailbox is full."""
+        envelope: Envelope[Any] = Envelope(command)
+        cell = self._cell(key)
+        try:
+            cell.send.send_nowait(envelope)
+        except trio.WouldBlock:
+            raise Unavailable("too many commands waiting; retry shortly", retry_after=1) from None
+        except trio.ClosedResourceError:
+            raise Unavailable("server is shutting down", retry_after=1) from None
+        return envelope.reply
+
+    async def ask(self, key: str, command: Any, timeout: float | None = None) -> Any:
+        """Deliver ``command`` and wait for its answer (or raise its error)."""
+        reply = self.tell(key, command)
+        limit = self.ask_timeout if timeout is None else timeout
+        with trio.move_on_after(limit if limit is not None else math.inf):
+            return await reply.wait()
+        raise Unavailable("the actor did not answer in time", retry_after=1)
+
+    def is_active(self, key: str) -> bool:
+        return key in self._cells
+
+    def active_keys(self) -> list[str]:
+        return list(self._cells)
+
+    def statistics(self) -> RegistryStatistics:
+        depth = sum(c.receive.statistics().current_buffer_used for c in self._cells.values())
+        return RegistryStatistics(
+            active=len(self._cells),
+            activations=self.activations,
+            passivations=self.passivations,
+            restarts=self.restarts,
+            mailbox_depth=depth,
+        )
+
+    async def shutdown(self) -> None:
+        """Stop taking commands, let every mailbox drain, then stop."""
+        self._closing = True
+        for cell in list(self._cells.values()):
+            cell.send.close()
+        while self._cells:
+            await trio.sleep(0.01)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()

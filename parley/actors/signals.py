@@ -1,0 +1,78 @@
+"""Commit signals: how a live tail or a waiting session learns of a new message.
+
+Nothing is pushed through a buffer here, so a slow reader can never grow
+memory or slow a writer: a reader takes the channel's current ``trio.Event``
+*before* it reads, reads everything after its cursor, and when it finds
+nothing it waits on that event. A commit sets the event and installs a fresh
+one, so the wake-up cannot be missed (no polling inside a process, D7).
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class CommitSignals:
+    def __init__(self) -> None:
+        self._events: dict[str, trio.Event] = {}
+
+    def event(self, channel: str) -> trio.Event:
+        """The event the next commit on ``channel`` will set."""
+        event = self._events.get(channel)
+        if event is None:
+            event = self._events[channel] = trio.Event()
+        return event
+
+    def notify(self, channel: str) -> None:
+        event = self._events.pop(channel, None)
+        if event is not None:
+            event.set()
+
+    def notify_all(self) -> None:
+        """Wake every waiter (used on shutdown so waits end early)."""
+        events, self._events = self._events, {}
+        for event in events.values():
+            event.set()
+
+
+async def wait_any(events: list[trio.Event], timeout: float) -> bool:
+    """Wait until one of ``events`` is set or ``timeout`` passes; True if woken."""
+    if any(e.is_set() for e in events):
+        return True
+    woken = False
+    with trio.move_on_after(timeout):
+        async with trio.open_nursery() as nursery:
+
+            async def watch(e: trio.Event) -> None:
+                nonlocal woken
+                await e.wait()
+                woken = True
+                nursery.cancel_scope.cancel()
+
+            for e in events:
+                nursery.start_soon(watch, e)
+    return woken
+
+
+class Stamper:
+    """The backbone-wide ``ts`` counter (channels.md §2.4).
+
+    Seeded from the journal's last position at start and raised past every
+    committed position it hears of, so stamps written after a restart sort
+    after every stamp written before it (a stamp never exceeds the position
+    of the event that carries it).
+    """
+
+    def __init__(self, clock, start: int = 0) -> None:
+        self._clock = clock
+        self._seq = start
+
+    def observe(self, position: int) -> None:
+        if position > self._seq:
+            self._seq = position
+
+    def next(self) -> str:
+        from ..domain.message import stamp
+
+        self._seq += 1
+        return stamp(self._clock.now_ms(), self._seq)

@@ -1,0 +1,127 @@
+"""Bearer tokens: seed tokens from the environment plus a journaled dynamic layer.
+
+Only sha256 digests are kept, in memory and in the journal (stream
+``tokens``). Seed tokens are immutable and cannot be revoked (Caucus
+semantics); minted, rotated and revoked tokens are journaled so they survive
+a restart (D9). Changes are serialised by a lock and committed before they
+are answered; a lost cross-process race reloads the stream and decides again.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+
+import trio
+
+from ..config import SeedToken
+from ..domain.identity import Identity, token_digest
+from ..journal.errors import ConcurrencyError
+from ..journal.types import NewEvent
+
+STREAM = "tokens"
+
+
+class TokenStore:
+    def __init__(self, journal, seeds: tuple[SeedToken, ...] = ()) -> None:
+        self._journal = journal
+        self._seed = {token_digest(s.token): Identity(s.agent_id, s.owner) for s in seeds}
+        self._dynamic: dict[str, Identity] = {}
+        self._seq = 0
+        self._lock = trio.Lock()
+
+    async def load(self) -> None:
+        """Fold the ``tokens`` stream into the dynamic layer."""
+        self._dynamic = {}
+        self._seq = 0
+        for event in await self._journal.read_stream(STREAM):
+            self._apply(event.type, event.data)
+            self._seq = event.seq
+
+    def _apply(self, type_: str, data: dict) -> None:
+        if type_ == "token_minted":
+            self._dynamic[data["digest"]] = Identity(data["agent_id"], data["owner"])
+        elif type_ == "token_revoked":
+            for digest in data["digests"]:
+                self._dynamic.pop(digest, None)
+
+    def resolve(self, token: str | None) -> Identity | None:
+        """The identity of a bearer token, dynamic layer first; ``None`` if unknown."""
+        if not token:
+            return None
+        digest = token_digest(token)
+        return self._dynamic.get(digest) or self._seed.get(digest)
+
+    def configured(self) -> bool:
+        return bool(self._seed or self._dynamic)
+
+    def list(self) -> list[dict[str, str]]:
+        """Dynamic tokens by digest prefix (never the tokens themselves)."""
+        return [
+            {"digest": d, "agent_id": i.agent_id, "owner": i.owner, "kind": "minted"}
+            for d, i in self._dynamic.items()
+        ] + [
+            {"digest": d, "agent_id": i.agent_id, "owner": i.owner, "kind": "seed"}
+            for d, i in self._seed.items()
+        ]
+
+    async def _commit(self, decide) -> object:
+        """Decide against current state and append; reload and retry on a lost race."""
+        async with self._lock:
+            for _ in range(5):
+                events, result = decide()
+                if not events:
+                    return result
+                try:
+                    await self._journal.append(STREAM, events, self._seq)
+                except ConcurrencyError:
+                    await self.load()
+                    continue
+                for event in events:
+                    self._apply(event.type, event.data)
+                self._seq += len(events)
+                return result
+            raise ConcurrencyError(STREAM, self._seq, None)
+
+    @staticmethod
+    def _new_token() -> str:
+        return "tok_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+
+    async def mint(self, agent_id: str, owner: str) -> str:
+        token = self._new_token()
+        event = NewEvent(
+            "token_minted", {"digest": token_digest(token), "agent_id": agent_id, "owner": owner}
+        )
+        await self._commit(lambda: ([event], None))
+        return token
+
+    def _targets(self, agent_id: str | None, digest: str | None) -> list[str]:
+        if digest is not None:
+            return [digest] if digest in self._dynamic else []
+        return [d for d, i in self._dynamic.items() if i.agent_id == agent_id]
+
+    async def revoke(self, *, agent_id: str | None = None, digest: str | None = None) -> bool:
+        def decide():
+            targets = self._targets(agent_id, digest)
+            if not targets:
+                return [], False
+            return [NewEvent("token_revoked", {"digests": targets})], True
+
+        return bool(await self._commit(decide))
+
+    async def rotate(self, agent_id: str, owner: str, digest: str | None = None) -> str:
+        """Mint a new token for the identity and revoke the target's old ones, atomically."""
+        token = self._new_token()
+        new_digest = token_digest(token)
+
+        def decide():
+            old = self._targets(agent_id, digest)
+            events = [
+                NewEvent("token_minted", {"digest": new_digest, "agent_id": agent_id, "owner": owner})
+            ]
+            if old:
+                events.append(NewEvent("token_revoked", {"digests": old}))
+            return events, None
+
+        await self._commit(decide)
+        return token

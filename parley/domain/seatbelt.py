@@ -1,0 +1,212 @@
+"""Seatbelts: per-agent post rate, per-owner create rate and the dup/loop guard.
+
+Pure and clock-free (every method takes ``now_ms``) so the channel actor can
+drive it from its own injectable clock and tests never sleep. Semantics follow
+Caucus's ``seatbelt.ts`` exactly (contracts/channels.md §3 "Seatbelts"):
+
+* sliding-window logs per ``channel + "\\0" + agent_id``, per ``agent_id``
+  across all channels (global) and per channel-creating ``owner``;
+* pruning drops stamps ``<= now - window``; a scope trips when
+  ``len >= max``; the retry hint is ``oldest + window - now`` rounded up;
+* rate is checked before dup (an over-cap duplicate reports
+  ``rate_limited``) and nothing is recorded when a check raises;
+* a lazy sweep, at most once per window and driven only from mutators,
+  forgets entries idle for a whole window (so an identical re-post after
+  ~60-120 s of quiet is accepted), and each map is an LRU capped at
+  ``max_tracked`` so memory stays bounded whatever agents do.
+
+The state is deliberately in-memory and not journaled: Caucus loses it on
+restart too, and a budget is advisory back-pressure, not a durable fact.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from parley.errors import DuplicatePost, RateLimited
+
+__all__ = [
+    "DEFAULT_GLOBAL_RATE_MULTIPLIER",
+    "DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE",
+    "DEFAULT_MAX_POSTS_PER_MINUTE",
+    "DEFAULT_MAX_TRACKED",
+    "SEATBELT_WINDOW_MS",
+    "Seatbelt",
+]
+
+DEFAULT_MAX_POSTS_PER_MINUTE = 30
+DEFAULT_GLOBAL_RATE_MULTIPLIER = 4
+DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE = 10
+SEATBELT_WINDOW_MS = 60_000
+DEFAULT_MAX_TRACKED = 4096
+
+
+@dataclass
+class _Track:
+    """One sliding-window log; ``dup_key`` is used by the channel map only."""
+
+    stamps: list[int] = field(default_factory=list)
+    last_ms: int = 0
+    dup_key: str | None = None
+
+
+def _ceil_s(ms: int) -> int:
+    return -(-ms // 1000)
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class Seatbelt:
+    """Rate and duplicate guard for one backbone (all channels share it)."""
+
+    def __init__(
+        self,
+        *,
+        max_posts_per_minute: int = DEFAULT_MAX_POSTS_PER_MINUTE,
+        global_max_posts_per_minute: int | None = None,
+        max_creates_per_minute: int = DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE,
+        window_ms: int = SEATBELT_WINDOW_MS,
+        max_tracked: int = DEFAULT_MAX_TRACKED,
+    ) -> None:
+        self.max_posts = _positive_int("max_posts_per_minute", max_posts_per_minute)
+        if global_max_posts_per_minute is None:
+            global_max_posts_per_minute = DEFAULT_GLOBAL_RATE_MULTIPLIER * self.max_posts
+        self.global_max_posts = _positive_int(
+            "global_max_posts_per_minute", global_max_posts_per_minute
+        )
+        self.max_creates = _positive_int("max_creates_per_minute", max_creates_per_minute)
+        self.window_ms = _positive_int("window_ms", window_ms)
+        self.max_tracked = _positive_int("max_tracked", max_tracked)
+        self._channel: OrderedDict[str, _Track] = OrderedDict()
+        self._global: OrderedDict[str, _Track] = OrderedDict()
+        self._create: OrderedDict[str, _Track] = OrderedDict()
+        self._last_sweep_ms: int | None = None
+        self._sweeps = 0
+        self._swept = 0
+        self._lru_evicted = 0
+
+    # -- checks (never mutate) ------------------------------------------------
+
+    def check_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
+        """Raise :class:`RateLimited` (channel scope, then global); record nothing."""
+        track = self._channel.get(_channel_key(channel, agent_id))
+        retry = self._over(track, self.max_posts, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {self.max_posts} posts/min per agent. "
+                f"Wait ~{_ceil_s(retry)}s before posting again, or batch your updates.",
+                retry_after=retry / 1000,
+            )
+        retry = self._over(self._global.get(agent_id), self.global_max_posts, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {self.global_max_posts} posts/min per agent "
+                f"across all channels. Wait ~{_ceil_s(retry)}s before posting again, "
+                "or batch your updates.",
+                retry_after=retry / 1000,
+            )
+
+    def check_dup(self, channel: str, agent_id: str, dup_key: str) -> None:
+        """Raise :class:`DuplicatePost` if ``dup_key`` repeats the previous post (N=1)."""
+        track = self._channel.get(_channel_key(channel, agent_id))
+        if track is not None and track.dup_key == dup_key:
+            raise DuplicatePost()
+
+    # -- mutators -------------------------------------------------------------
+
+    def admit_post(self, channel: str, agent_id: str, dup_key: str, now_ms: int) -> None:
+        """Rate (channel, global), then dup, then record both; nothing recorded on raise."""
+        self._maybe_sweep(now_ms)
+        self.check_rate(channel, agent_id, now_ms)
+        self.check_dup(channel, agent_id, dup_key)
+        self._record(self._channel, _channel_key(channel, agent_id), now_ms).dup_key = dup_key
+        self._record(self._global, agent_id, now_ms)
+
+    def record_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
+        """Charge one post to both windows without touching the dup baseline (claims)."""
+        self._maybe_sweep(now_ms)
+        self._record(self._channel, _channel_key(channel, agent_id), now_ms)
+        self._record(self._global, agent_id, now_ms)
+
+    def admit_create(self, owner: str, now_ms: int) -> None:
+        """Check and record one channel create for ``owner`` in one step."""
+        self._maybe_sweep(now_ms)
+        retry = self._over(self._create.get(owner), self.max_creates, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {self.max_creates} channel creates/min per owner. "
+                f"Wait ~{_ceil_s(retry)}s before creating another channel.",
+                retry_after=retry / 1000,
+            )
+        self._record(self._create, owner, now_ms)
+
+    def statistics(self) -> dict[str, int]:
+        """Map sizes and eviction counters, for ``/metrics``."""
+        return {
+            "channel_windows": len(self._channel),
+            "global_windows": len(self._global),
+            "create_windows": len(self._create),
+            "dup_baselines": sum(1 for t in self._channel.values() if t.dup_key is not None),
+            "sweeps": self._sweeps,
+            "swept_entries": self._swept,
+            "lru_evictions": self._lru_evicted,
+        }
+
+    # -- internals ------------------------------------------------------------
+
+    def _live(self, track: _Track | None, now_ms: int) -> list[int]:
+        # Filter rather than pop from the left: a backwards clock can leave the
+        # log unsorted, and a stamp in the "future" must still count.
+        if track is None:
+            return []
+        cutoff = now_ms - self.window_ms
+        return [t for t in track.stamps if t > cutoff]
+
+    def _over(self, track: _Track | None, cap: int, now_ms: int) -> int | None:
+        """Milliseconds to wait if the window is full, else ``None``."""
+        live = self._live(track, now_ms)
+        if len(live) < cap:
+            return None
+        return min(live) + self.window_ms - now_ms
+
+    def _record(self, table: OrderedDict[str, _Track], key: str, now_ms: int) -> _Track:
+        track = table.get(key)
+        if track is None:
+            track = table[key] = _Track(last_ms=now_ms)
+            while len(table) > self.max_tracked:
+                table.popitem(last=False)
+                self._lru_evicted += 1
+        else:
+            table.move_to_end(key)
+        track.stamps = self._live(track, now_ms)
+        track.stamps.append(now_ms)
+        track.last_ms = max(track.last_ms, now_ms)
+        return track
+
+    def _maybe_sweep(self, now_ms: int) -> None:
+        last = self._last_sweep_ms
+        if last is None or now_ms < last:
+            # First use, or the clock went backwards: re-anchor, sweep later.
+            self._last_sweep_ms = now_ms
+            return
+        if now_ms - last < self.window_ms:
+            return
+        self._last_sweep_ms = now_ms
+        self._sweeps += 1
+        for table in (self._channel, self._global, self._create):
+            idle = [k for k, t in table.items() if self._is_idle(t, now_ms)]
+            for key in idle:
+                del table[key]
+            self._swept += len(idle)
+
+    def _is_idle(self, track: _Track, now_ms: int) -> bool:
+        return now_ms - track.last_ms >= self.window_ms and not self._live(track, now_ms)
+
+
+def _channel_key(channel: str, agent_id: str) -> str:
+    return channel + "\0" + agent_id

@@ -1,0 +1,199 @@
+"""The Quart-Trio app factory and the request dispatcher.
+
+Caucus routes by hand (channels.md §4.2: artifact route → stream route →
+JSON dispatch, the method checked before the action on
+``/channels/:c/<action>``), and its clients depend on that exact 404/405
+matrix and on raw-path percent-decoding, so one catch-all Quart route feeds
+:func:`dispatch` instead of Werkzeug's router (ADR-0006). WebSocket routes
+are ordinary Quart websocket routes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from quart import request, websocket
+from quart_trio import QuartTrio
+from werkzeug.routing import BaseConverter
+
+from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, UpgradeRequired
+from . import admin, channels, ops, stream
+from .metrics import Metrics
+from .wire import error_response, json_response, parse_json, read_body, split_path
+
+log = logging.getLogger("parley.http")
+access_log = logging.getLogger("parley.access")
+
+ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+class _Everything(BaseConverter):
+    regex = ".*"
+    part_isolating = False
+
+
+@dataclass
+class Ctx:
+    request: Any
+    backbone: Any
+    metrics: Metrics
+    segments: list[str]
+    method: str
+    body: Any = None
+
+
+def create_app(backbone) -> QuartTrio:
+    app = QuartTrio("parley")
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.config["BODY_TIMEOUT"] = 30
+    app.url_map.converters["everything"] = _Everything
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    metrics = Metrics(backbone)
+    app.extensions["parley.backbone"] = backbone
+    app.extensions["parley.metrics"] = metrics
+
+    async def entry(path: str = ""):
+        return await handle(backbone, metrics)
+
+    app.add_url_rule("/", "root", entry, methods=ALL_METHODS)
+    app.add_url_rule("/<everything:path>", "all", entry, methods=ALL_METHODS)
+
+    from . import websockets
+
+    websockets.register(app, backbone, metrics)
+
+    @app.errorhandler(Exception)
+    async def unexpected(exc: Exception):  # pragma: no cover - safety net
+        log.exception("unhandled error")
+        return error_response(InternalError())
+
+    return app
+
+
+async def handle(backbone, metrics: Metrics):
+    started = time.perf_counter()
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    route = "unmatched"
+    try:
+        route, response = await dispatch(backbone, metrics)
+    except ParleyError as error:
+        response = error_response(error)
+        if error.code in ("rate_limited", "duplicate_post"):
+            metrics.rejections.labels(error.code).inc()
+    except Exception:
+        log.exception("internal error on %s %s (request %s)", request.method, request.path, request_id)
+        response = error_response(InternalError())
+    elapsed = time.perf_counter() - started
+    response.headers["x-request-id"] = request_id
+    metrics.requests.labels(route, str(response.status_code)).inc()
+    if route in ("append", "claim", "reassign", "done"):
+        metrics.latency.labels(route).observe(elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        access_log.info(
+            orjson.dumps(
+                {
+                    "event": "request",
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": route,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 3),
+                }
+            ).decode()
+        )
+    return response
+
+
+async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
+    method = request.method
+    segments = split_path(request.scope.get("raw_path") or request.path.encode())
+    n = len(segments)
+    # 1. artifact route: exactly channels/*/artifacts/*
+    if n == 4 and segments[0] == "channels" and segments[2] == "artifacts":
+        if method == "PUT":
+            return "artifact_put", await channels.put_artifact(request, backbone, segments[1], segments[3])
+        if method == "GET":
+            return "artifact_get", await channels.get_artifact(request, backbone, segments[1], segments[3])
+        raise MethodNotAllowed()
+    # 2. stream route: channels/*/stream
+    if n == 3 and segments[0] == "channels" and segments[2] == "stream":
+        if method != "GET":
+            raise MethodNotAllowed()
+        return "stream", await stream.open_stream(request, backbone, segments[1])
+    # 3. JSON dispatch: the body is buffered (and must parse) on every route.
+    raw = await read_body(request, backbone.settings.max_body_bytes)
+    ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw))
+    return await _route_json(ctx)
+
+
+async def _route_json(ctx: Ctx) -> tuple[str, Any]:
+    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
+    if n == 1 and s[0] in ("healthz", "readyz", "metrics"):
+        if method != "GET":
+            raise MethodNotAllowed()
+        handler = {"healthz": ops.healthz, "readyz": ops.readyz, "metrics": ops.metrics}[s[0]]
+        return s[0], await handler(ctx)
+    if n >= 1 and s[0] == "channels":
+        return await _route_channels(ctx)
+    if n >= 1 and s[0] == "admin":
+        return await _route_admin(ctx)
+    if n >= 1 and s[0] == "v1":
+        from . import sessions
+
+        return await sessions.route(ctx)
+    if n == 1 and s[0] == "openapi.json" and method == "GET":
+        from .openapi import document
+
+        return "openapi", json_response(200, document())
+    raise NotFound()
+
+
+async def _route_channels(ctx: Ctx) -> tuple[str, Any]:
+    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
+    if n == 1:
+        if method == "GET":
+            return "list", await channels.list_channels(ctx)
+        if method == "POST":
+            return "create", await channels.create(ctx)
+        raise MethodNotAllowed()
+    if n == 2:
+        if method == "GET":
+            return "describe", await channels.describe(ctx, s[1])
+        raise MethodNotAllowed()
+    if n == 3:
+        action = s[2]
+        if method == "GET" and action in channels.GET_ACTIONS:
+            return action, await channels.GET_ACTIONS[action](ctx, s[1])
+        if method != "POST":
+            raise MethodNotAllowed()
+        handler = channels.POST_ACTIONS.get(action)
+        if handler is None:
+            raise NotFound()
+        return action, await handler(ctx, s[1])
+    raise NotFound()
+
+
+async def _route_admin(ctx: Ctx) -> tuple[str, Any]:
+    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
+    if n == 2 and s[1] == "tokens":
+        if method != "POST":
+            raise MethodNotAllowed()
+        return "admin_mint", await admin.mint(ctx)
+    if n == 3 and s[1] == "tokens":
+        if method != "POST":
+            raise MethodNotAllowed()
+        handler = admin.ACTIONS.get(s[2])
+        if handler is None:
+            raise NotFound()
+        return f"admin_{s[2]}", await handler(ctx)
+    raise NotFound()
+
+
+__all__ = ["create_app", "UpgradeRequired", "websocket"]

@@ -1,0 +1,153 @@
+"""Channel routes (channels.md §4.2): parse, check the transport rules, call the backbone.
+
+Order on a write route: non-object body (400) → bearer (401) →
+``Idempotency-Key`` shape → the reassign assignee shape → the backbone.
+Routes never decide domain questions.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..actors.channel_actor import Result
+from ..errors import InvalidRequest, NotFound
+from .auth import require_identity
+from .wire import json_response, read_body, require_object
+
+_IDEM_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(request) -> str | None:
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not _IDEM_KEY.match(raw):
+        raise InvalidRequest("Idempotency-Key must be 1-255 visible ASCII characters")
+    return raw
+
+
+def result_response(result: Result):
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return json_response(result.status, result.body, headers)
+
+
+def _write_prelude(ctx) -> tuple[dict[str, Any], Any, str | None]:
+    body = require_object(ctx.body)
+    identity = require_identity(ctx.backbone.tokens, ctx.request.headers.get("authorization"))
+    return body, identity, idempotency_key(ctx.request)
+
+
+def check_read_auth(ctx) -> None:
+    if ctx.backbone.settings.read_auth:
+        require_identity(ctx.backbone.tokens, ctx.request.headers.get("authorization"))
+
+
+async def create(ctx):
+    body, identity, key = _write_prelude(ctx)
+    return result_response(await ctx.backbone.create_channel(body, identity, key))
+
+
+async def list_channels(ctx):
+    check_read_auth(ctx)
+    return json_response(200, ctx.backbone.list_channels())
+
+
+async def describe(ctx, channel: str):
+    check_read_auth(ctx)
+    return json_response(200, ctx.backbone.describe(channel))
+
+
+async def subscribe(ctx, channel: str):
+    check_read_auth(ctx)
+    return json_response(200, ctx.backbone.subscribe(channel))
+
+
+async def append(ctx, channel: str):
+    body, identity, key = _write_prelude(ctx)
+    return result_response(await ctx.backbone.append(channel, body, identity, key))
+
+
+async def read(ctx, channel: str):
+    body = {} if ctx.body is None else ctx.body
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    check_read_auth(ctx)
+    return json_response(200, await ctx.backbone.read(channel, body))
+
+
+async def claim(ctx, channel: str):
+    body, identity, key = _write_prelude(ctx)
+    return result_response(await ctx.backbone.claim(channel, "claim", body, identity, idem_key=key))
+
+
+async def reassign(ctx, channel: str):
+    body, identity, key = _write_prelude(ctx)
+    assignee = body.get("assignee")
+    if (
+        not isinstance(assignee, dict)
+        or not isinstance(assignee.get("agent_id"), str)
+        or not isinstance(assignee.get("owner"), str)
+        or assignee["agent_id"] == ""
+        or assignee["owner"] == ""
+    ):
+        raise InvalidRequest("reassign requires an assignee object with a non-empty agent_id and owner")
+    message = {k: v for k, v in body.items() if k != "assignee"}
+    target = {"agent_id": assignee["agent_id"], "owner": assignee["owner"]}
+    result = await ctx.backbone.claim(channel, "reassign", message, identity, target, key)
+    return result_response(result)
+
+
+async def done(ctx, channel: str):
+    body, identity, key = _write_prelude(ctx)
+    return result_response(await ctx.backbone.claim(channel, "done", body, identity, idem_key=key))
+
+
+async def claims(ctx, channel: str):
+    check_read_auth(ctx)
+    return json_response(200, await ctx.backbone.claims(channel))
+
+
+async def archive(ctx, channel: str):
+    identity = require_identity(ctx.backbone.tokens, ctx.request.headers.get("authorization"))
+    return result_response(await ctx.backbone.archive(channel, identity))
+
+
+POST_ACTIONS = {
+    "subscribe": subscribe,
+    "append": append,
+    "read": read,
+    "claim": claim,
+    "reassign": reassign,
+    "done": done,
+    "archive": archive,
+}
+GET_ACTIONS = {"claims": claims}
+
+
+# -- artifacts (routed before the JSON dispatch; bodies are raw bytes) ---------
+
+
+async def put_artifact(request, backbone, channel: str, sha256: str):
+    from ..errors import ArtifactTooLarge
+
+    identity = require_identity(backbone.tokens, request.headers.get("authorization"))
+    del identity
+    backbone.check_channel(channel)
+    cap = backbone.limits.max_artifact_bytes
+    data = await read_body(request, cap, ArtifactTooLarge(f"artifact exceeds {cap} bytes"))
+    result = await backbone.put_artifact(channel, sha256, data)
+    return json_response(result.status, result.body)
+
+
+async def get_artifact(request, backbone, channel: str, sha256: str):
+    from quart import Response
+
+    if backbone.settings.read_auth:
+        require_identity(backbone.tokens, request.headers.get("authorization"))
+    data = await backbone.get_artifact(channel, sha256)
+    if data is None:
+        raise NotFound("no such artifact")
+    response = Response(data, status=200, content_type="application/octet-stream")
+    response.headers["content-length"] = str(len(data))
+    return response

@@ -1,0 +1,46 @@
+"""Prometheus metrics (D10), one registry per app so tests can run several apps.
+
+Counters and histograms are fed by the request wrapper and the channel
+routes; gauges read the runtime's ``statistics()`` at scrape time.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, backbone) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "parley_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "parley_write_seconds",
+            "Latency of append and claim requests",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rejections = Counter(
+            "parley_seatbelt_rejections", "Seatbelt rejections by code", ["code"], registry=self.registry
+        )
+        active = Gauge("parley_actors_active", "Actors in memory", ["kind"], registry=self.registry)
+        active.labels("channel").set_function(lambda: backbone.channels.statistics().active)
+        streams = Gauge("parley_open_streams", "Open SSE and WebSocket tails", registry=self.registry)
+        streams.set_function(lambda: backbone.open_streams)
+        batches = Gauge("parley_journal_batches", "Journal commit batches so far", registry=self.registry)
+        batches.set_function(lambda: backbone.journal.statistics().get("batches", 0))
+        events = Gauge("parley_journal_events", "Events committed by this process", registry=self.registry)
+        events.set_function(lambda: backbone.journal.statistics().get("events", 0))
+        depth = Gauge("parley_journal_queue_depth", "Appends waiting for the writer", registry=self.registry)
+        depth.set_function(lambda: backbone.journal.statistics().get("queue_depth", 0))
+        self._backbone = backbone
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,94 @@
+"""The SSE log tail ``GET /channels/:c/stream[?since=N]`` (channels.md §3, D7).
+
+Frames are ``id: <cursor>`` + ``data: <sanitised JSON>``; the backlog comes
+first, then every message the moment its append commits (the reader waits
+on the channel's commit signal, no polling). ``Last-Event-ID`` resumes like
+``since``. A ``: keep-alive`` comment goes out every 15 s.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs
+
+import orjson
+import trio
+from quart import Response
+
+from ..domain.message import sanitize_message_fields
+from ..errors import InvalidCursor, InvalidRequest, StreamCapacity
+from .auth import require_identity
+
+_CURSOR = re.compile(r"^\d+$")
+KEEP_ALIVE = b": keep-alive\n\n"
+PAGE = 500
+SAFE_MAX = 2**53 - 1
+
+
+def _since(request) -> int | None:
+    query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get("since")
+    raw = values[0] if values else request.headers.get("last-event-id")
+    if raw is None:
+        return None
+    if not _CURSOR.match(raw) or int(raw) > SAFE_MAX:
+        raise InvalidRequest("since must be a non-negative integer cursor")
+    return int(raw)
+
+
+def frame(message: dict, cursor: int) -> bytes:
+    return b"id: %d\ndata: %s\n\n" % (cursor, orjson.dumps(sanitize_message_fields(message)))
+
+
+async def tail(backbone, channel: str, cursor: int) -> AsyncIterator[tuple[int, dict]]:
+    """Yield ``(cursor_after, message)`` forever: backlog, then live commits.
+
+    Yields ``(cursor, None)`` when a heartbeat is due.
+    """
+    heartbeat = backbone.settings.stream_heartbeat_s
+    while not backbone.shutting_down:
+        wake = backbone.signals.event(channel)
+        messages, _head = await backbone.read_from(channel, cursor, PAGE)
+        for message in messages:
+            cursor += 1
+            yield cursor, message
+        if messages:
+            continue
+        with trio.move_on_after(heartbeat) as scope:
+            await wake.wait()
+        if scope.cancelled_caught:
+            yield cursor, None
+
+
+async def open_stream(request, backbone, channel: str) -> Response:
+    if backbone.settings.read_auth:
+        require_identity(backbone.tokens, request.headers.get("authorization"))
+    since = _since(request)
+    slug = backbone.check_channel(channel)
+    head = backbone.directory.head(slug)
+    if since is None:
+        start = head
+    else:
+        if since > head:
+            raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
+        start = since
+    if backbone.open_streams >= backbone.settings.max_streams:
+        raise StreamCapacity(retry_after=1)
+    backbone.open_streams += 1
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield KEEP_ALIVE
+            async for cursor, message in tail(backbone, slug, start):
+                yield KEEP_ALIVE if message is None else frame(message, cursor)
+        finally:
+            backbone.open_streams -= 1
+
+    response = Response(body(), status=200)
+    response.headers["content-type"] = "text/event-stream; charset=utf-8"
+    response.headers["cache-control"] = "no-cache, no-transform"
+    response.headers["connection"] = "keep-alive"
+    response.headers["x-accel-buffering"] = "no"
+    response.timeout = None
+    return response

@@ -1,0 +1,92 @@
+"""Wire helpers: path parsing, bounded body reading, JSON and error responses.
+
+Everything here follows channels.md §4.1: the query string is dropped, empty
+segments are ignored, each segment is strictly percent-decoded (a bad escape
+is ``400 invalid_request``), bodies over the cap are ``413`` and close the
+connection, and a non-empty body that is not JSON is ``400 invalid_json``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from quart import Response
+
+from ..domain.text import fragment
+from ..errors import InvalidJson, InvalidRequest, ParleyError, PayloadTooLarge
+
+JSON_TYPE = "application/json; charset=utf-8"
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def split_path(raw_path: bytes) -> list[str]:
+    """Split and ``decodeURIComponent`` each non-empty segment."""
+    path = raw_path.split(b"?", 1)[0].decode("latin-1")
+    segments = []
+    for segment in path.split("/"):
+        if segment == "":
+            continue
+        if _BAD_ESCAPE.search(segment):
+            raise _malformed(segment)
+        try:
+            segments.append(unquote_to_bytes(segment).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _malformed(segment) from None
+    return segments
+
+
+def _malformed(segment: str) -> InvalidRequest:
+    return InvalidRequest(f"malformed percent-encoding in path: {fragment(segment)}")
+
+
+async def read_body(request, limit: int, error: type[ParleyError] | ParleyError = PayloadTooLarge) -> bytes:
+    """Buffer the request body, refusing as soon as it grows past ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise error if isinstance(error, ParleyError) else error()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.body:
+        size += len(chunk)
+        if size > limit:
+            raise error if isinstance(error, ParleyError) else error()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(raw: bytes) -> Any:
+    """``None`` for an empty body (treated as absent), else the parsed value."""
+    if raw == b"" or raw.strip() == b"":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidJson() from None
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    payload = body if isinstance(body, bytes) else orjson.dumps(body)
+    response = Response(payload, status=status, content_type=JSON_TYPE)
+    if headers:
+        for name, value in headers.items():
+            response.headers[name] = value
+    return response
+
+
+def error_response(error: ParleyError) -> Response:
+    headers = {}
+    retry_after = error.retry_after_header()
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
+    if error.status == 413:
+        headers["Connection"] = "close"
+    return json_response(error.status, error.envelope(), headers)
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body

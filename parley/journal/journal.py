@@ -1,0 +1,184 @@
+"""The trio-facing journal: group-commit writes, threaded reads.
+
+::
+
+    journal = Journal.open("sqlite:///parley.db")
+    await journal.start()
+    try:
+        stored = await journal.append("channel:general", [NewEvent("posted", {...})], expected_seq=0)
+        events = await journal.read_stream("channel:general")
+    finally:
+        await journal.aclose()
+
+or ``async with Journal.open(url) as journal: ...``.
+
+Writes (appends, snapshots, artifacts, meta, :meth:`Journal.write`) go through
+the one :class:`~parley.journal.writer.GroupCommitWriter` thread; an awaited
+write has been committed. Reads run in ``trio.to_thread.run_sync`` limited by
+a :class:`trio.CapacityLimiter` (4 threads by default). Database failures
+surface as :class:`~parley.journal.errors.JournalUnavailable` (HTTP 503 in the
+actor layer). The journal does not migrate the database; run
+:func:`parley.journal.migrate.upgrade` first.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import trio
+from sqlalchemy.engine import Connection, Engine
+
+from . import store as _store
+from .engine import make_engine
+from .errors import JournalUnavailable
+from .store import AppendRequest, CallRequest, JournalStore, is_fatal_db_error, unavailable
+from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
+from .writer import CommitCallback, GroupCommitWriter
+
+T = TypeVar("T")
+
+
+class Journal:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        reader_threads: int = 4,
+        max_batch: int = 512,
+        own_engine: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.store = JournalStore(engine)
+        self.writer = GroupCommitWriter(self.store, max_batch=max_batch)
+        self._limiter = trio.CapacityLimiter(reader_threads)
+        self._own_engine = own_engine
+        self._started = False
+        self._closed = False
+
+    @classmethod
+    def open(cls, url: str, *, reader_threads: int = 4, max_batch: int = 512, **engine_kwargs: Any) -> Journal:
+        """Build a journal for ``url`` (not started yet; see :meth:`start`)."""
+        return cls(
+            make_engine(url, **engine_kwargs), reader_threads=reader_threads, max_batch=max_batch
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start the writer thread; ``on_commit`` callbacks run in this trio run."""
+        if self._started:
+            raise RuntimeError("journal already started")
+        self._started = True
+        self.writer.start(trio.lowlevel.current_trio_token())
+
+    async def aclose(self) -> None:
+        """Commit what was already submitted, stop the writer thread, dispose."""
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self.writer.close)
+            if self._own_engine:
+                await trio.to_thread.run_sync(self.engine.dispose)
+
+    async def __aenter__(self) -> Journal:
+        if not self._started:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    @property
+    def on_commit(self) -> list[CommitCallback]:
+        """Callbacks ``cb(events: list[StoredEvent])`` run in trio after each commit."""
+        return self.writer.on_commit
+
+    def statistics(self) -> dict[str, Any]:
+        """Writer statistics: queue_depth, batches, events, last_batch_size, histogram…"""
+        return self.writer.statistics()
+
+    # ------------------------------------------------------------------ writes
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Iterable[NewEvent],
+        expected_seq: int,
+        *,
+        side_effect: Callable[[Connection], None] | None = None,
+    ) -> list[StoredEvent]:
+        """Append ``events`` to ``stream_id`` if its last seq is ``expected_seq``.
+
+        Returns the committed events (their ``data`` is the very dict passed
+        in; treat it as immutable). Raises ConcurrencyError on a version
+        mismatch, the side effect's exception if it raised (the request is
+        rolled back alone), JournalUnavailable if the database failed.
+        """
+        request = AppendRequest.create(stream_id, events, expected_seq, side_effect)
+        return await self.writer.submit(request)
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in its own savepoint of the next commit batch."""
+        return await self.writer.submit(CallRequest(fn))
+
+    async def save_snapshot(self, stream_id: str, seq: int, data: dict[str, Any]) -> None:
+        await self.write(lambda conn: _store.save_snapshot(conn, stream_id, seq, data))
+
+    async def put_artifact(self, channel: str, sha256: str, data: bytes) -> bool:
+        """Store content-addressed bytes (True if new). ValueError if sha256 is wrong."""
+        return await self.write(lambda conn: _store.put_artifact(conn, channel, sha256, data))
+
+    async def put_meta_if_absent(self, key: str, value: str) -> str:
+        """First write wins across processes; returns the stored value."""
+        return await self.write(lambda conn: _store.put_meta_if_absent(conn, key, value))
+
+    # ------------------------------------------------------------------ reads
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise JournalUnavailable("journal is closed")
+        try:
+            return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
+        except Exception as e:
+            if is_fatal_db_error(e):
+                raise unavailable(e) from e
+            raise
+
+    async def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        return await self._read(self.store.read_stream, stream_id, after_seq, limit)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        return await self._read(self.store.read_all, after_position, limit)
+
+    async def last_position(self) -> int:
+        return await self._read(self.store.last_position)
+
+    async def last_seq(self, stream_id: str) -> int:
+        return await self._read(self.store.last_seq, stream_id)
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        return await self._read(self.store.load_snapshot, stream_id)
+
+    async def get_artifact(self, channel: str, sha256: str) -> bytes | None:
+        return await self._read(self.store.get_artifact, channel, sha256)
+
+    async def list_artifacts(self, channel: str) -> dict[str, int]:
+        return await self._read(self.store.list_artifacts, channel)
+
+    async def artifact_sizes(self) -> dict[str, int]:
+        return await self._read(self.store.artifact_sizes)
+
+    async def get_meta(self, key: str) -> str | None:
+        return await self._read(self.store.get_meta, key)
+
+    async def verify(self) -> VerifyReport:
+        return await self._read(self.store.verify)
+
+    async def ping(self) -> None:
+        """Raise JournalUnavailable unless the database answers ``SELECT 1``."""
+        await self._read(self.store.ping)

@@ -1,0 +1,67 @@
+"""SQLAlchemy Core tables of the journal.
+
+These mirror ``migrations/versions``; the database schema itself is created
+only by Alembic (``parley.journal.migrate.upgrade``), never by
+``metadata.create_all``. ``tests/journal/test_migrations.py`` checks that the
+two agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+#: BIGINT on Postgres; on SQLite exactly ``INTEGER PRIMARY KEY`` (the rowid).
+PositionType = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("position", PositionType, primary_key=True, autoincrement=True),
+    sa.Column("stream_id", sa.Text(), nullable=False),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("type", sa.Text(), nullable=False),
+    sa.Column("data", sa.Text(), nullable=False),
+    sa.Column("recorded_at", sa.Double(), nullable=False),
+    sa.Column("prev_hash", sa.Text(), nullable=False),
+    sa.Column("hash", sa.Text(), nullable=False),
+    sa.UniqueConstraint("stream_id", "seq", name="uq_events_stream_seq"),
+    sqlite_autoincrement=True,
+)
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("stream_id", sa.Text(), primary_key=True),
+    sa.Column("seq", sa.Integer(), nullable=False),
+    sa.Column("data", sa.Text(), nullable=False),
+    sa.Column("recorded_at", sa.Double(), nullable=False),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("channel", sa.Text(), primary_key=True),
+    sa.Column("sha256", sa.Text(), primary_key=True),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("data", sa.LargeBinary(), nullable=False),
+)
+
+session_leases = sa.Table(
+    "session_leases",
+    metadata,
+    sa.Column("session_id", sa.Text(), primary_key=True),
+    sa.Column("holder", sa.Text(), nullable=False),
+    sa.Column("expires_at", sa.Double(), nullable=False),
+    sa.Column("epoch", sa.BigInteger(), nullable=False),
+)
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.Text(), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+)
+
+TABLE_NAMES = ("events", "snapshots", "artifacts", "session_leases", "meta")

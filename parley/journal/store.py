@@ -1,0 +1,633 @@
+"""The synchronous event store over a SQLAlchemy engine.
+
+Used by the group-commit writer thread (:mod:`parley.journal.writer`), by the
+reader threads of :class:`parley.journal.journal.Journal`, and directly by
+CLI tools (``parley journal verify|export|import``).
+
+Hash chain
+----------
+Every event stores ``prev_hash`` and ``hash`` where::
+
+    hash = sha256_hex(prev_hash + "\\n" + stream_id + "\\n" + str(seq) + "\\n"
+                      + type + "\\n" + data_text)
+
+hashed as UTF-8, ``data_text`` being the stored JSON text exactly as written
+(``orjson.dumps(data)``, key order preserved, encoded once and never
+re-encoded). The first event of a stream has ``prev_hash = ""`` (the empty
+string, not 64 zeros). :meth:`JournalStore.verify` recomputes every chain.
+
+Batches
+-------
+:meth:`JournalStore.run_batch` commits many requests in ONE transaction, each
+request inside its own SAVEPOINT so that one request's conflict or failing
+side effect rolls back that request alone. A per-stream cache of
+``(last seq, last hash)`` saves a read per append; it is only updated after a
+successful commit and is re-checked against the database whenever a request's
+``expected_seq`` disagrees with it, so a stale entry (another process
+appended) costs one read, never a wrong answer. ``UNIQUE(stream_id, seq)``
+stays the final arbiter across processes: an ``IntegrityError`` on insert
+becomes :class:`ConcurrencyError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from . import schema
+from .engine import is_postgres, make_engine, write_engine
+from .errors import ConcurrencyError, JournalUnavailable
+from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
+
+#: ``pg_advisory_xact_lock`` key taken by every write batch on Postgres
+#: ("parley" in ASCII).
+WRITE_LOCK_KEY = 0x7061726C6579
+
+GENESIS_HASH = ""
+
+SideEffect = Callable[[Connection], Any]
+
+_E = schema.events
+_EVENT_COLUMNS = (
+    _E.c.position,
+    _E.c.stream_id,
+    _E.c.seq,
+    _E.c.type,
+    _E.c.data,
+    _E.c.recorded_at,
+    _E.c.prev_hash,
+    _E.c.hash,
+)
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def compute_hash(prev_hash: str, stream_id: str, seq: int, type_: str, data: bytes | str) -> str:
+    """The chain hash of one event (see module docstring)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    h = hashlib.sha256(
+        f"{prev_hash}\n{stream_id}\n{seq}\n{type_}\n".encode("utf-8")
+    )
+    h.update(data)
+    return h.hexdigest()
+
+
+def encode_data(data: Any) -> bytes:
+    """Encode event data once (orjson, insertion order preserved)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"event data must be a dict, not {type(data).__name__}")
+    return orjson.dumps(data)
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(slots=True)
+class AppendRequest:
+    """One append: events for one stream at an expected version.
+
+    ``expected_seq`` is the stream's last ``seq`` the caller decided against
+    (0 for a new stream). ``side_effect(conn)`` runs in the same savepoint,
+    after the events are inserted.
+    """
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_seq: int
+    side_effect: SideEffect | None = None
+    encoded: list[bytes] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls,
+        stream_id: str,
+        events: Iterable[NewEvent],
+        expected_seq: int,
+        side_effect: SideEffect | None = None,
+    ) -> AppendRequest:
+        if not isinstance(stream_id, str) or not stream_id:
+            raise ValueError("stream_id must be a non-empty string")
+        if not isinstance(expected_seq, int) or expected_seq < 0:
+            raise ValueError("expected_seq must be an int >= 0")
+        evs = list(events)
+        for ev in evs:
+            if not isinstance(ev, NewEvent):
+                raise TypeError(f"events must be NewEvent, not {type(ev).__name__}")
+            if not isinstance(ev.type, str) or not ev.type:
+                raise ValueError("event type must be a non-empty string")
+        return cls(stream_id, evs, expected_seq, side_effect, [encode_data(ev.data) for ev in evs])
+
+
+@dataclass(slots=True)
+class CallRequest:
+    """Run ``fn(conn)`` in its own savepoint of a write batch; result = its return."""
+
+    fn: SideEffect
+
+
+Request = AppendRequest | CallRequest
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    #: Per request: list[StoredEvent] (append), the return value (call), or
+    #: the exception that failed that request.
+    results: list[Any]
+    #: Every event committed by the batch, in position order.
+    committed: list[StoredEvent]
+    heads: dict[str, tuple[int, str]]
+
+
+class _Conflict(Exception):
+    """Internal: the events insert hit UNIQUE(stream_id, seq)."""
+
+
+# --------------------------------------------------------------------------- helpers on a connection
+
+
+def _dialect_insert(conn: Connection, table: sa.Table):
+    if is_postgres(conn.engine):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def last_event(conn: Connection, stream_id: str) -> tuple[int, str]:
+    """``(last seq, last hash)`` of a stream, ``(0, "")`` if it has no events."""
+    row = conn.execute(
+        sa.select(_E.c.seq, _E.c.hash)
+        .where(_E.c.stream_id == stream_id)
+        .order_by(_E.c.seq.desc())
+        .limit(1)
+    ).first()
+    return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
+
+
+def row_to_event(row: Sequence[Any]) -> StoredEvent:
+    return StoredEvent(
+        row[0], row[1], row[2], row[3], orjson.loads(row[4]), row[5], row[6], row[7]
+    )
+
+
+def put_artifact(conn: Connection, channel: str, sha256: str, data: bytes) -> bool:
+    """Store content-addressed bytes; True if new, False if already present.
+
+    Raises ValueError if ``sha256`` is not the digest of ``data``.
+    """
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError("artifact bytes do not match their sha256")
+    stmt = (
+        _dialect_insert(conn, schema.artifacts)
+        .values(channel=channel, sha256=sha256, size=len(data), data=bytes(data))
+        .on_conflict_do_nothing(index_elements=["channel", "sha256"])
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def get_artifact(conn: Connection, channel: str, sha256: str) -> bytes | None:
+    a = schema.artifacts
+    row = conn.execute(
+        sa.select(a.c.data).where(a.c.channel == channel, a.c.sha256 == sha256)
+    ).first()
+    return bytes(row[0]) if row is not None else None
+
+
+def list_artifacts(conn: Connection, channel: str) -> dict[str, int]:
+    """``{sha256: size}`` of one channel's artifacts."""
+    a = schema.artifacts
+    rows = conn.execute(sa.select(a.c.sha256, a.c.size).where(a.c.channel == channel))
+    return {sha: size for sha, size in rows}
+
+
+def artifact_sizes(conn: Connection) -> dict[str, int]:
+    """Total artifact bytes per channel."""
+    a = schema.artifacts
+    rows = conn.execute(sa.select(a.c.channel, sa.func.sum(a.c.size)).group_by(a.c.channel))
+    return {ch: int(total) for ch, total in rows}
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    m = schema.meta
+    return conn.execute(sa.select(m.c.value).where(m.c.key == key)).scalar()
+
+
+def put_meta_if_absent(conn: Connection, key: str, value: str) -> str:
+    """First write wins (across processes); returns the value now stored."""
+    stmt = (
+        _dialect_insert(conn, schema.meta)
+        .values(key=key, value=value)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+    conn.execute(stmt)
+    stored = get_meta(conn, key)
+    assert stored is not None
+    return stored
+
+
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    stmt = _dialect_insert(conn, schema.meta).values(key=key, value=value)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    session_id: str
+    holder: str
+    expires_at: float
+    epoch: int
+
+
+def get_lease(conn: Connection, session_id: str) -> Lease | None:
+    t = schema.session_leases
+    row = conn.execute(
+        sa.select(t.c.holder, t.c.expires_at, t.c.epoch).where(t.c.session_id == session_id)
+    ).first()
+    return Lease(session_id, row[0], row[1], row[2]) if row is not None else None
+
+
+def cas_lease(
+    conn: Connection, session_id: str, *, expected_epoch: int, holder: str, expires_at: float
+) -> int:
+    """Compare-and-set a session lease; returns the new epoch.
+
+    ``expected_epoch`` is 0 when no lease row exists yet. On mismatch raises
+    ``ConcurrencyError("lease:<id>", expected_epoch, actual_epoch)`` (use it as
+    an append ``side_effect`` to make the append conditional on the lease).
+    """
+    t = schema.session_leases
+    new_epoch = expected_epoch + 1
+    if expected_epoch == 0:
+        stmt = (
+            _dialect_insert(conn, t)
+            .values(session_id=session_id, holder=holder, expires_at=expires_at, epoch=1)
+            .on_conflict_do_nothing(index_elements=["session_id"])
+        )
+    else:
+        stmt = (
+            sa.update(t)
+            .where(t.c.session_id == session_id, t.c.epoch == expected_epoch)
+            .values(holder=holder, expires_at=expires_at, epoch=new_epoch)
+        )
+    if conn.execute(stmt).rowcount != 1:
+        current = get_lease(conn, session_id)
+        raise ConcurrencyError(
+            f"lease:{session_id}", expected_epoch, current.epoch if current else 0
+        )
+    return new_epoch
+
+
+def is_fatal_db_error(exc: BaseException, conn: Connection | None = None) -> bool:
+    """True when ``exc`` means the connection/database is unusable."""
+    if not isinstance(exc, Exception):
+        return True  # KeyboardInterrupt, SystemExit, ...
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, sa_exc.ResourceClosedError):
+        return True
+    if conn is not None and (conn.invalidated or conn.closed):
+        return True
+    return False
+
+
+def unavailable(exc: BaseException) -> JournalUnavailable:
+    """Wrap a database failure (the message never includes a URL)."""
+    if isinstance(exc, JournalUnavailable):
+        return exc
+    orig = getattr(exc, "orig", None) or exc
+    first_line = (str(orig).strip().splitlines() or [""])[0][:200]
+    err = JournalUnavailable(f"journal database unavailable: {type(orig).__name__}: {first_line}")
+    err.__cause__ = exc
+    return err
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class JournalStore:
+    """Sync access to the journal tables of one database.
+
+    Thread-safety: read methods may be called from any thread (each opens its
+    own connection); :meth:`run_batch`/:meth:`append_batch` and the per-stream
+    head cache belong to one writer thread at a time.
+    """
+
+    HEAD_CACHE_SIZE = 65536
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.write_engine = write_engine(engine)
+        self.is_postgres = is_postgres(engine)
+        self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
+
+    @classmethod
+    def open(cls, url: str, **engine_kwargs: Any) -> JournalStore:
+        return cls(make_engine(url, **engine_kwargs))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ writes
+
+    def run_batch(self, conn: Connection, requests: Sequence[Request]) -> BatchOutcome:
+        """Commit ``requests`` in one transaction on ``conn`` (a write connection).
+
+        Raises (after rollback) only for a failure of the whole batch; the
+        caller should then treat every request as failed and discard ``conn``.
+        """
+        try:
+            with conn.begin():
+                if self.is_postgres:
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY}
+                    )
+                outcome = self.append_batch(conn, requests)
+        except BaseException:
+            for req in requests:
+                if isinstance(req, AppendRequest):
+                    self._heads.pop(req.stream_id, None)
+            raise
+        self._remember(outcome.heads)
+        return outcome
+
+    def append_batch(self, conn: Connection, requests: Sequence[Request]) -> BatchOutcome:
+        """Apply ``requests`` inside the caller's open transaction.
+
+        Each request runs in its own SAVEPOINT. Returns per-request results;
+        raises only for errors that make the whole transaction unusable.
+        The head cache is NOT updated here (the caller has not committed yet):
+        :meth:`run_batch` does that after COMMIT.
+        """
+        now = time.time()
+        results: list[Any] = []
+        committed: list[StoredEvent] = []
+        overlay: dict[str, tuple[int, str]] = {}
+        for req in requests:
+            try:
+                if isinstance(req, AppendRequest):
+                    with conn.begin_nested():
+                        stored = self._append_one(conn, req, overlay, now)
+                        if req.side_effect is not None:
+                            req.side_effect(conn)
+                    if stored:
+                        overlay[req.stream_id] = (stored[-1].seq, stored[-1].hash)
+                        committed.extend(stored)
+                    results.append(stored)
+                else:
+                    with conn.begin_nested():
+                        value = req.fn(conn)
+                    results.append(value)
+            except _Conflict as c:
+                actual = last_event(conn, req.stream_id)[0]
+                self._heads.pop(req.stream_id, None)
+                overlay.pop(req.stream_id, None)
+                err = ConcurrencyError(req.stream_id, req.expected_seq, actual)
+                err.__cause__ = c.__cause__
+                results.append(err)
+            except ConcurrencyError as e:
+                if isinstance(req, AppendRequest):
+                    self._heads.pop(req.stream_id, None)
+                results.append(e)
+            except BaseException as e:
+                if is_fatal_db_error(e, conn) or not conn.in_transaction():
+                    raise
+                results.append(e)
+        return BatchOutcome(results, committed, overlay)
+
+    def _append_one(
+        self,
+        conn: Connection,
+        req: AppendRequest,
+        overlay: dict[str, tuple[int, str]],
+        now: float,
+    ) -> list[StoredEvent]:
+        sid = req.stream_id
+        head = overlay.get(sid)
+        fresh = head is not None  # overlay entries were written in this transaction
+        if head is None:
+            head = self._heads.get(sid)
+        if head is None:
+            head = last_event(conn, sid)
+            fresh = True
+        if req.expected_seq != head[0] and not fresh:
+            head = last_event(conn, sid)  # the cache may be stale: ask the database
+        if req.expected_seq != head[0]:
+            raise ConcurrencyError(sid, req.expected_seq, head[0])
+        if not req.events:
+            return []
+        seq, prev = head
+        rows = []
+        for ev, data in zip(req.events, req.encoded):
+            seq += 1
+            h = compute_hash(prev, sid, seq, ev.type, data)
+            rows.append(
+                {
+                    "stream_id": sid,
+                    "seq": seq,
+                    "type": ev.type,
+                    "data": data.decode("utf-8"),
+                    "recorded_at": now,
+                    "prev_hash": prev,
+                    "hash": h,
+                }
+            )
+            prev = h
+        try:
+            if len(rows) == 1:
+                positions = [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+            else:
+                positions = list(conn.execute(_INSERT_MANY, rows).scalars())
+        except sa_exc.IntegrityError as e:
+            raise _Conflict() from e
+        return [
+            StoredEvent(pos, sid, r["seq"], r["type"], ev.data, now, r["prev_hash"], r["hash"])
+            for pos, r, ev in zip(positions, rows, req.events)
+        ]
+
+    def _remember(self, heads: dict[str, tuple[int, str]]) -> None:
+        cache = self._heads
+        for sid, head in heads.items():
+            cache[sid] = head
+            cache.move_to_end(sid)
+        while len(cache) > self.HEAD_CACHE_SIZE:
+            cache.popitem(last=False)
+
+    def forget_heads(self) -> None:
+        self._heads.clear()
+
+    def append(
+        self,
+        stream_id: str,
+        events: Iterable[NewEvent],
+        expected_seq: int,
+        side_effect: SideEffect | None = None,
+    ) -> list[StoredEvent]:
+        """Append in a transaction of its own (CLI tools; not the hot path)."""
+        return self._single(AppendRequest.create(stream_id, events, expected_seq, side_effect))
+
+    def call(self, fn: SideEffect) -> Any:
+        """Run ``fn(conn)`` in a write transaction of its own."""
+        return self._single(CallRequest(fn))
+
+    def _single(self, req: Request) -> Any:
+        try:
+            with self.write_engine.connect() as conn:
+                outcome = self.run_batch(conn, [req])
+        except BaseException as e:
+            if is_fatal_db_error(e):
+                raise unavailable(e) from e
+            raise
+        result = outcome.results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    # ------------------------------------------------------------------ reads
+
+    def read_stream(
+        self, stream_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[StoredEvent]:
+        stmt = (
+            sa.select(*_EVENT_COLUMNS)
+            .where(_E.c.stream_id == stream_id, _E.c.seq > after_seq)
+            .order_by(_E.c.seq)
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [row_to_event(r) for r in conn.execute(stmt)]
+
+    def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        stmt = (
+            sa.select(*_EVENT_COLUMNS)
+            .where(_E.c.position > after_position)
+            .order_by(_E.c.position)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [row_to_event(r) for r in conn.execute(stmt)]
+
+    def last_seq(self, stream_id: str) -> int:
+        with self.engine.connect() as conn:
+            return last_event(conn, stream_id)[0]
+
+    def last_position(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.max(_E.c.position))).scalar() or 0
+
+    def count_events(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(_E)).scalar_one()
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    # ------------------------------------------------------------------ snapshots
+
+    def save_snapshot(self, stream_id: str, seq: int, data: dict[str, Any]) -> None:
+        self.call(lambda conn: save_snapshot(conn, stream_id, seq, data))
+
+    def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        with self.engine.connect() as conn:
+            return load_snapshot(conn, stream_id)
+
+    # ------------------------------------------------------------------ artifacts / meta
+
+    def put_artifact(self, channel: str, sha256: str, data: bytes) -> bool:
+        return self.call(lambda conn: put_artifact(conn, channel, sha256, data))
+
+    def get_artifact(self, channel: str, sha256: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            return get_artifact(conn, channel, sha256)
+
+    def list_artifacts(self, channel: str) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return list_artifacts(conn, channel)
+
+    def artifact_sizes(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return artifact_sizes(conn)
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return get_meta(conn, key)
+
+    def put_meta_if_absent(self, key: str, value: str) -> str:
+        return self.call(lambda conn: put_meta_if_absent(conn, key, value))
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self, chunk: int = 5000) -> VerifyReport:
+        """Recompute every hash chain (streams in ``stream_id`` order).
+
+        Checks per stream: ``seq`` runs 1, 2, 3… without gaps, each
+        ``prev_hash`` equals the previous event's ``hash`` ("" for seq 1) and
+        each ``hash`` matches the recomputed one. Stops at the first broken
+        event. Reads in keyset-paginated chunks, so memory stays flat.
+        """
+        streams = events_checked = 0
+        cur_stream: str | None = None
+        expect_seq, prev = 1, GENESIS_HASH
+        last_key: tuple[str, int] | None = None
+        cols = (_E.c.position, _E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data, _E.c.prev_hash, _E.c.hash)
+        while True:
+            stmt = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
+            if last_key is not None:
+                stmt = stmt.where(
+                    sa.or_(
+                        _E.c.stream_id > last_key[0],
+                        sa.and_(_E.c.stream_id == last_key[0], _E.c.seq > last_key[1]),
+                    )
+                )
+            with self.engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+            if not rows:
+                break
+            for position, sid, seq, type_, data, prev_hash, h in rows:
+                if sid != cur_stream:
+                    cur_stream, expect_seq, prev = sid, 1, GENESIS_HASH
+                    streams += 1
+                events_checked += 1
+                reason = None
+                if seq != expect_seq:
+                    reason = f"seq {seq} where {expect_seq} was expected"
+                elif prev_hash != prev:
+                    reason = f"seq {seq}: prev_hash does not match the previous event's hash"
+                elif compute_hash(prev_hash, sid, seq, type_, data) != h:
+                    reason = f"seq {seq}: hash mismatch (event content was altered)"
+                if reason is not None:
+                    return VerifyReport(False, streams, events_checked, sid, position, reason)
+                expect_seq, prev = seq + 1, h
+            last_key = (rows[-1][1], rows[-1][2])
+        return VerifyReport(True, streams, events_checked)
+
+
+def save_snapshot(conn: Connection, stream_id: str, seq: int, data: dict[str, Any]) -> None:
+    s = schema.snapshots
+    values = {"seq": seq, "data": encode_data(data).decode("utf-8"), "recorded_at": time.time()}
+    stmt = _dialect_insert(conn, s).values(stream_id=stream_id, **values)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["stream_id"], set_=values))
+
+
+def load_snapshot(conn: Connection, stream_id: str) -> Snapshot | None:
+    s = schema.snapshots
+    row = conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.stream_id == stream_id)).first()
+    return Snapshot(stream_id, row[0], orjson.loads(row[1])) if row is not None else None
+
+
+_INSERT_ONE = _E.insert().returning(_E.c.position)
+_INSERT_MANY = _E.insert().returning(_E.c.position, sort_by_parameter_order=True)

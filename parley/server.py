@@ -1,0 +1,157 @@
+"""Run the backbone behind Hypercorn's trio worker (``parley serve``).
+
+Prints exactly one stdout line, ``parley listening on http://HOST:PORT``,
+once the socket accepts connections (the real port when 0 was asked); all
+logs go to stderr. SIGTERM/SIGINT: stop accepting, end live tails and
+waits, drain the actors, flush the journal, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .actors.backbone import Backbone
+from .config import Settings
+from .http.app import create_app
+from .journal import migrate
+from .journal.engine import make_engine
+
+log = logging.getLogger("parley.server")
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is one safe line for stderr."""
+
+
+def prepare_database(settings: Settings) -> None:
+    """Upgrade an embedded SQLite database; refuse an un-migrated Postgres one."""
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            migrate.upgrade(engine)
+        elif not migrate.is_at_head(engine):
+            raise StartupError(
+                "the database schema is not at the current revision; run `parley db upgrade` first"
+            )
+    except StartupError:
+        raise
+    except Exception as exc:
+        raise StartupError(f"cannot use the database: {type(exc).__name__}") from None
+    finally:
+        engine.dispose()
+
+
+def display_url(bind: str) -> str:
+    """Hypercorn's bind as the banner shows it (0.0.0.0 → 127.0.0.1, :: → [::1])."""
+    return bind.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
+
+
+def hypercorn_config(settings: Settings) -> HypercornConfig:
+    config = HypercornConfig()
+    host = settings.host
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    config.bind = [f"{host}:{settings.port}"]
+    config.keep_alive_timeout = 5
+    config.graceful_timeout = 2
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.h11_max_incomplete_size = 16 * 1024
+    return config
+
+
+def warn_exposure(settings: Settings) -> None:
+    if settings.is_loopback:
+        return
+    extra = "" if settings.tokens else " and no PARLEY_TOKENS are configured (all writes will 401)"
+    reads = "reads need a token" if settings.read_auth else "reads are unauthenticated"
+    print(
+        f"binding non-loopback host {settings.host} \u2014 {reads}{extra}; do not expose off-host",
+        file=sys.stderr,
+    )
+
+
+async def run_server(
+    settings: Settings,
+    *,
+    backbone: Backbone | None = None,
+    banner=None,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until SIGTERM/SIGINT or ``stop`` is set; reports the URL when listening."""
+    backbone = backbone or Backbone(settings)
+    stop = stop or trio.Event()
+    app = create_app(backbone)
+
+    async def watch_signals(task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                log.info("shutting down")
+                stop.set()
+                return
+
+    async def begin_shutdown() -> None:
+        await stop.wait()
+        # End live tails and session waits so Hypercorn's drain is quick.
+        backbone.shutting_down = True
+        backbone.signals.notify_all()
+
+    async with trio.open_nursery() as outer:
+        await outer.start(backbone.run)
+        helpers = trio.CancelScope()
+
+        async def run_helpers() -> None:
+            with helpers:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(watch_signals)
+                    nursery.start_soon(begin_shutdown)
+
+        outer.start_soon(run_helpers)
+
+        async def web(task_status=trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await hypercorn_serve(
+                    app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                )
+            finally:
+                # Hypercorn has drained its connections: now drain the actors.
+                backbone.stop()
+                helpers.cancel()
+
+        binds = await outer.start(web)
+        url = display_url(binds[0])
+        if banner is not None:
+            banner(url)
+        if not settings.is_loopback and not settings.read_auth:
+            print(
+                f"parley: WARNING: bound to {url} \u2014 reads are open to anyone who can reach "
+                "this port (see SECURITY.md)",
+                file=sys.stderr,
+            )
+        task_status.started(url)
+        await stop.wait()
+        outer.cancel_scope.deadline = trio.current_time() + 4.5
+
+
+def serve(settings: Settings) -> None:
+    prepare_database(settings)
+    warn_exposure(settings)
+
+    def banner(url: str) -> None:
+        print(f"parley listening on {url}", flush=True)
+
+    async def main() -> None:
+        backbone = Backbone(settings)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(run_server, settings, backbone=backbone, banner=banner))
+
+    trio.run(main)
