@@ -88,7 +88,8 @@ async def run_server(
 ) -> None:
     """Serve until SIGTERM/SIGINT or ``stop`` is set; reports the URL when listening."""
     backbone = backbone or Backbone(settings)
-    stop = stop or trio.Event()
+    if stop is None:
+        stop = trio.Event()
     app = create_app(backbone)
 
     async def watch_signals(task_status=trio.TASK_STATUS_IGNORED) -> None:

@@ -121,3 +121,13 @@ async def journal(migrated_url: str) -> AsyncIterator[Journal]:
         yield j
     finally:
         await j.aclose()
+
+
+@pytest.fixture
+async def server(migrated_url):
+    """A live server (seed tokens tok-a/alice, tok-b/bob, tok-c/carol; admin 'admin-secret')
+    on the parametrised database, with a ManualClock."""
+    from tests.support.server import running_server, test_settings
+
+    async with running_server(test_settings(migrated_url)) as live:
+        yield live

@@ -235,7 +235,6 @@ def anchor(body: dict[str, Any], identity: Identity) -> dict[str, Any]:
     message = dict(body)
     message["agent_id"] = identity.agent_id
     message["owner"] = identity.owner
-    message["v"] = rules.SCHEMA_VERSION
     return message
 
 

@@ -1,0 +1,418 @@
+"""The journal against real databases (SQLite file and Postgres schema)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+import sqlalchemy as sa
+import trio
+
+from parley.journal import ConcurrencyError, Journal, JournalUnavailable, NewEvent
+from parley.journal import store as jstore
+from parley.journal.store import compute_hash
+
+
+def ev(type_: str = "tick", **data) -> NewEvent:
+    return NewEvent(type_, data)
+
+
+async def block_writer(journal: Journal, seconds: float, nursery: trio.Nursery) -> None:
+    """Occupy the writer thread so that the next submissions form one batch."""
+    nursery.start_soon(journal.write, lambda conn: time.sleep(seconds))
+    await trio.sleep(0.05)  # the writer has picked up the sleeper
+
+
+# --------------------------------------------------------------------------- basics
+
+
+async def test_append_read_round_trip(journal: Journal):
+    data = {"z": 1, "a": [1, 2, {"b": None}], "text": "h\u00e9llo \u2603 \U0001f600", "nul": "a\x00b"}
+    stored = await journal.append("channel:general", [ev("posted", **data), ev("edited", n=2)], 0)
+    assert [e.seq for e in stored] == [1, 2]
+    assert stored[0].prev_hash == "" and stored[1].prev_hash == stored[0].hash
+    assert stored[0].position < stored[1].position
+
+    read = await journal.read_stream("channel:general")
+    assert read == stored
+    assert read[0].data == data and list(read[0].data) == ["z", "a", "text", "nul"]
+    assert read[0].type == "posted" and read[1].data == {"n": 2}
+    assert abs(read[0].recorded_at - time.time()) < 60
+    assert await journal.read_stream("channel:general", after_seq=1) == stored[1:]
+    assert await journal.read_stream("nope") == []
+    assert await journal.last_seq("channel:general") == 2
+    assert await journal.last_position() == stored[1].position
+
+    # the text is stored exactly as orjson encoded it (key order, no spaces)
+    with journal.engine.connect() as conn:
+        raw = conn.execute(sa.text("SELECT data FROM events WHERE seq = 2")).scalar()
+    assert raw == '{"n":2}'
+    assert stored[1].hash == compute_hash(stored[0].hash, "channel:general", 2, "edited", raw)
+
+
+async def test_expected_seq_mismatch_raises_concurrency_error(journal: Journal):
+    await journal.append("s", [ev(), ev()], 0)
+    for wrong in (0, 1, 3, 7):
+        with pytest.raises(ConcurrencyError) as info:
+            await journal.append("s", [ev()], wrong)
+        assert (info.value.stream_id, info.value.expected_seq, info.value.actual_seq) == ("s", wrong, 2)
+    # nothing was written by the losers, and the right version still works
+    assert [e.seq for e in await journal.read_stream("s")] == [1, 2]
+    assert [e.seq for e in await journal.append("s", [ev()], 2)] == [3]
+    with pytest.raises(ConcurrencyError):
+        await journal.append("new-stream", [ev()], 1)
+
+
+async def test_invalid_requests_are_rejected_before_queueing(journal: Journal):
+    with pytest.raises(TypeError):
+        await journal.append("s", [ev(x=object())], 0)
+    with pytest.raises(TypeError):
+        await journal.append("s", [("t", {})], 0)  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        await journal.append("", [ev()], 0)
+    with pytest.raises(ValueError):
+        await journal.append("s", [ev()], -1)
+    assert await journal.read_stream("s") == []
+
+
+async def test_concurrent_appenders_to_one_stream_are_gap_free(journal: Journal):
+    """Racing read-then-append loops: seqs stay 1..N, every loser sees ConcurrencyError."""
+    conflicts = 0
+    committed: list[int] = []
+
+    async def appender(i: int) -> None:
+        nonlocal conflicts
+        done = 0
+        while done < 5:
+            last = await journal.last_seq("race")
+            try:
+                stored = await journal.append("race", [ev(who=i, n=done), ev(who=i, n=done, part=2)], last)
+            except ConcurrencyError:
+                conflicts += 1
+                continue
+            committed.extend(e.seq for e in stored)
+            done += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(8):
+            nursery.start_soon(appender, i)
+
+    events = await journal.read_stream("race")
+    assert [e.seq for e in events] == list(range(1, 81))
+    assert sorted(committed) == list(range(1, 81))
+    for a, b in zip(events, events[1:]):
+        assert b.prev_hash == a.hash and b.position > a.position
+    assert conflicts > 0
+    assert (await journal.verify()).ok
+
+
+async def test_read_all_is_in_global_order_and_pages(journal: Journal):
+    expected = []
+    for i in range(30):
+        stream = f"s{i % 4}"
+        seq = await journal.last_seq(stream)
+        expected += await journal.append(stream, [ev(i=i)], seq)
+    everything = await journal.read_all()
+    assert everything == expected
+    assert [e.position for e in everything] == sorted(e.position for e in everything)
+
+    paged, after = [], 0
+    while page := await journal.read_all(after_position=after, limit=7):
+        assert len(page) <= 7
+        paged += page
+        after = page[-1].position
+    assert paged == expected
+    assert await journal.read_all(after_position=expected[-1].position) == []
+
+
+async def test_snapshots(journal: Journal):
+    assert await journal.load_snapshot("s") is None
+    await journal.save_snapshot("s", 3, {"members": ["a", "b"], "n": 3})
+    snap = await journal.load_snapshot("s")
+    assert (snap.stream_id, snap.seq, snap.data) == ("s", 3, {"members": ["a", "b"], "n": 3})
+    await journal.save_snapshot("s", 9, {"n": 9})
+    snap = await journal.load_snapshot("s")
+    assert (snap.seq, snap.data) == (9, {"n": 9})
+    assert await journal.load_snapshot("other") is None
+
+
+async def test_verify_detects_a_flipped_byte(journal: Journal):
+    for i in range(3):
+        await journal.append(f"a{i}", [ev(n=1), ev(n=2)], 0)
+    victim = (await journal.append("victim", [ev(n=1), ev(n=2), ev(n=3)], 0))[1]
+    await journal.append("zzz", [ev(n=1)], 0)
+
+    report = await journal.verify()
+    assert report.ok and report.streams_checked == 5 and report.events_checked == 10
+    assert report.broken_stream is None
+
+    with journal.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE events SET data = :d WHERE position = :p"),
+            {"d": '{"n":7}', "p": victim.position},
+        )
+    report = await journal.verify()
+    assert not report.ok
+    assert report.broken_stream == "victim"
+    assert report.broken_position == victim.position
+    assert "hash" in report.reason
+
+
+async def test_verify_detects_a_missing_event(journal: Journal):
+    stored = await journal.append("s", [ev(n=1), ev(n=2), ev(n=3)], 0)
+    with journal.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM events WHERE position = :p"), {"p": stored[1].position})
+    report = await journal.verify()
+    assert not report.ok and report.broken_stream == "s"
+    assert report.broken_position == stored[2].position
+
+
+# --------------------------------------------------------------------------- batches
+
+
+async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal):
+    def good_side(conn):
+        jstore.put_meta_if_absent(conn, "good", "yes")
+
+    def bad_side(conn):
+        jstore.put_meta_if_absent(conn, "bad", "written-then-rolled-back")
+        raise RuntimeError("side effect refused")
+
+    await journal.append("conflicted", [ev()], 0)
+    results: dict[str, object] = {}
+
+    async def run(name, *args, side_effect=None):
+        try:
+            results[name] = await journal.append(*args, side_effect=side_effect)
+        except Exception as e:  # noqa: BLE001
+            results[name] = e
+
+    before = journal.statistics()["batches"]
+    async with trio.open_nursery() as nursery:
+        await block_writer(journal, 0.3, nursery)
+        nursery.start_soon(run, "ok1", "s1", [ev(n=1)], 0)
+        nursery.start_soon(run, "bad", "s2", [ev(n=1), ev(n=2)], 0, bad_side)
+        nursery.start_soon(run, "conflict", "conflicted", [ev()], 0)
+        nursery.start_soon(run, "good", "s3", [ev(n=1)], 0, good_side)
+        nursery.start_soon(run, "ok2", "s1", [ev(n=2)], 1)  # same stream, same batch
+        await trio.sleep(0.05)
+    stats = journal.statistics()
+    assert stats["batches"] - before == 2  # the sleeper, then all five together
+    assert stats["last_batch_size"] == 5
+
+    assert isinstance(results["bad"], RuntimeError)
+    assert isinstance(results["conflict"], ConcurrencyError)
+    assert results["conflict"].actual_seq == 1
+    assert [e.seq for e in results["ok1"]] == [1]
+    assert [e.seq for e in results["ok2"]] == [2]
+    assert [e.seq for e in results["good"]] == [1]
+    assert await journal.read_stream("s2") == []
+    assert [e.seq for e in await journal.read_stream("s1")] == [1, 2]
+    assert await journal.get_meta("good") == "yes"
+    assert await journal.get_meta("bad") is None
+    # the failed request did not poison the head cache of its stream
+    assert [e.seq for e in await journal.append("s2", [ev()], 0)] == [1]
+    assert (await journal.verify()).ok
+
+
+async def test_side_effect_commits_with_the_events(journal: Journal):
+    blob = b"\x00\x01binary\xff" * 100
+    sha = hashlib.sha256(blob).hexdigest()
+    await journal.append(
+        "channel:c",
+        [ev("artifact_attached", sha256=sha)],
+        0,
+        side_effect=lambda conn: jstore.put_artifact(conn, "c", sha, blob),
+    )
+    assert await journal.get_artifact("c", sha) == blob
+    assert await journal.get_artifact("c", "0" * 64) is None
+    assert await journal.list_artifacts("c") == {sha: len(blob)}
+    assert await journal.put_artifact("c", sha, blob) is False  # content-addressed, idempotent
+    other = b"other"
+    assert await journal.put_artifact("d", hashlib.sha256(other).hexdigest(), other) is True
+    assert await journal.artifact_sizes() == {"c": len(blob), "d": len(other)}
+    with pytest.raises(ValueError):
+        await journal.put_artifact("c", "f" * 64, b"not matching")
+
+
+async def test_lease_compare_and_set_as_a_side_effect(journal: Journal):
+    def take(expected_epoch, holder):
+        return lambda conn: jstore.cas_lease(
+            conn, "sess1", expected_epoch=expected_epoch, holder=holder, expires_at=time.time() + 30
+        )
+
+    await journal.append("session:sess1", [ev("turn_started")], 0, side_effect=take(0, "w1"))
+    with pytest.raises(ConcurrencyError) as info:
+        await journal.append("session:sess1", [ev("turn_started")], 1, side_effect=take(0, "w2"))
+    assert info.value.stream_id == "lease:sess1" and info.value.actual_seq == 1
+    assert await journal.last_seq("session:sess1") == 1
+    await journal.append("session:sess1", [ev("turn_started")], 1, side_effect=take(1, "w2"))
+    with journal.engine.connect() as conn:
+        lease = jstore.get_lease(conn, "sess1")
+    assert (lease.holder, lease.epoch) == ("w2", 2)
+
+
+async def test_meta_first_write_wins(journal: Journal):
+    assert await journal.get_meta("secret") is None
+    assert await journal.put_meta_if_absent("secret", "one") == "one"
+    assert await journal.put_meta_if_absent("secret", "two") == "one"
+
+
+async def test_group_commit_shares_transactions(journal: Journal):
+    n = 50
+    before = journal.statistics()
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(journal.append, f"distinct:{i}", [ev(i=i)], 0)
+    after = journal.statistics()
+    assert after["events"] - before["events"] == n
+    assert after["batches"] - before["batches"] < n
+    assert after["queue_depth"] == 0
+    assert sum(after["batch_size_histogram"].values()) == after["batches"]
+    assert after["batch_size_histogram"]["1"] < n
+    assert len(await journal.read_all(limit=1000)) == n
+
+
+async def test_on_commit_callbacks_see_committed_events_before_the_ack(journal: Journal):
+    seen: list = []
+    journal.on_commit.append(lambda events: seen.extend(events))
+    stored = await journal.append("s", [ev(n=1), ev(n=2)], 0)
+    assert seen == stored  # delivered before append() returned
+    with pytest.raises(ConcurrencyError):
+        await journal.append("s", [ev()], 0)
+    assert seen == stored
+
+
+async def test_cancelled_appender_still_learns_the_outcome(journal: Journal):
+    result = []
+    async with trio.open_nursery() as nursery:
+        await block_writer(journal, 0.2, nursery)
+        with trio.move_on_after(0.01):
+            result.append(await journal.append("s", [ev()], 0))
+    # the wait was shielded: the append completed and its result was delivered
+    assert [e.seq for e in result[0]] == [1]
+
+
+async def test_tail_is_gap_free_with_concurrent_writers(migrated_url: str):
+    """Two journals (two writer threads/connections, like two processes) append
+    while a tailer polls read_all(position > last): it must see every event."""
+    writers = [Journal.open(migrated_url), Journal.open(migrated_url)]
+    tail_j = Journal.open(migrated_url)
+    for j in (*writers, tail_j):
+        await j.start()
+    per_task, tasks_per_writer = 20, 6
+    total = per_task * tasks_per_writer * len(writers)
+    seen = []
+    try:
+        async def write(j: Journal, name: str) -> None:
+            for n in range(per_task):
+                await j.append(name, [ev(n=n)], n)
+
+        async def tail() -> None:
+            last = 0
+            with trio.fail_after(30):
+                while len(seen) < total:
+                    page = await tail_j.read_all(after_position=last, limit=17)
+                    if not page:
+                        await trio.sleep(0.001)
+                        continue
+                    seen.extend(page)
+                    last = page[-1].position
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(tail)
+            for w, j in enumerate(writers):
+                for t in range(tasks_per_writer):
+                    nursery.start_soon(write, j, f"w{w}:t{t}")
+        everything = await tail_j.read_all(limit=10 * total)
+    finally:
+        for j in (*writers, tail_j):
+            await j.aclose()
+    positions = [e.position for e in seen]
+    assert all(a < b for a, b in zip(positions, positions[1:]))
+    assert len(everything) == total
+    assert seen == everything  # nothing committed was skipped by the tailer
+
+
+# --------------------------------------------------------------------------- failures
+
+
+async def test_writer_survives_a_failed_batch(journal: Journal):
+    """A database failure fails the whole batch with JournalUnavailable; the
+    writer reconnects for the next batch."""
+    await journal.append("s", [ev(n=1)], 0)
+    postgres = journal.engine.dialect.name == "postgresql"
+
+    def kill_my_connection(conn):
+        if postgres:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        else:
+            conn.connection.dbapi_connection.close()
+
+    results: dict[str, object] = {}
+
+    async def run(name, coro_fn, *args):
+        try:
+            results[name] = await coro_fn(*args)
+        except Exception as e:  # noqa: BLE001
+            results[name] = e
+
+    async with trio.open_nursery() as nursery:
+        await block_writer(journal, 0.2, nursery)
+        nursery.start_soon(run, "victim", journal.append, "s", [ev(n=2)], 1)
+        nursery.start_soon(run, "killer", journal.write, kill_my_connection)
+        await trio.sleep(0.05)
+    assert isinstance(results["victim"], JournalUnavailable)
+    assert isinstance(results["killer"], JournalUnavailable)
+    assert "postgresql" not in str(results["victim"])  # no URL in the message
+    stats = journal.statistics()
+    assert stats["failed_batches"] == 1
+
+    # the writer is alive, reconnected, and the rolled-back event is absent
+    stored = await journal.append("s", [ev(n=2)], 1)
+    assert [e.seq for e in stored] == [2]
+    assert [e.data["n"] for e in await journal.read_stream("s")] == [1, 2]
+    assert (await journal.verify()).ok
+    await journal.ping()
+
+
+async def test_closed_journal_refuses_work(migrated_url: str):
+    j = Journal.open(migrated_url)
+    with pytest.raises(JournalUnavailable):
+        await j.append("s", [ev()], 0)  # not started
+    await j.start()
+    await j.append("s", [ev()], 0)
+    await j.aclose()
+    with pytest.raises(JournalUnavailable):
+        await j.append("s", [ev()], 1)
+    with pytest.raises(JournalUnavailable):
+        await j.read_stream("s")
+    await j.aclose()  # idempotent
+
+
+async def test_aclose_flushes_pending_appends(migrated_url: str):
+    j = Journal.open(migrated_url)
+    await j.start()
+    done = []
+
+    async def one(i):
+        done.append(await j.append(f"f{i}", [ev(i=i)], 0))
+
+    async with trio.open_nursery() as nursery:
+        for i in range(20):
+            nursery.start_soon(one, i)
+        await trio.sleep(0)  # all submitted
+        nursery.start_soon(j.aclose)
+    assert len(done) == 20
+    j2 = Journal.open(migrated_url)
+    async with j2:
+        assert len(await j2.read_all()) == 20
+
+
+async def test_ping_fails_when_the_database_is_unreachable():
+    j = Journal.open("postgresql://nobody:secret@127.0.0.1:1/none")
+    async with j:
+        with pytest.raises(JournalUnavailable) as info:
+            await j.ping()
+        assert "secret" not in str(info.value)
