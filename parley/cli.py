@@ -18,6 +18,7 @@ def _fail(message: str) -> None:
 def _setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
     logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @click.group()

@@ -192,8 +192,10 @@ def put_artifact(conn: Connection, channel: str, sha256: str, data: bytes) -> bo
         _dialect_insert(conn, schema.artifacts)
         .values(channel=channel, sha256=sha256, size=len(data), data=bytes(data))
         .on_conflict_do_nothing(index_elements=["channel", "sha256"])
+        .returning(schema.artifacts.c.size)
     )
-    return conn.execute(stmt).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT … ON CONFLICT here
+    return conn.execute(stmt).first() is not None
 
 
 def get_artifact(conn: Connection, channel: str, sha256: str) -> bytes | None:
@@ -273,14 +275,16 @@ def cas_lease(
             _dialect_insert(conn, t)
             .values(session_id=session_id, holder=holder, expires_at=expires_at, epoch=1)
             .on_conflict_do_nothing(index_elements=["session_id"])
+            .returning(t.c.epoch)
         )
     else:
         stmt = (
             sa.update(t)
             .where(t.c.session_id == session_id, t.c.epoch == expected_epoch)
             .values(holder=holder, expires_at=expires_at, epoch=new_epoch)
+            .returning(t.c.epoch)
         )
-    if conn.execute(stmt).rowcount != 1:
+    if conn.execute(stmt).first() is None:
         current = get_lease(conn, session_id)
         raise ConcurrencyError(
             f"lease:{session_id}", expected_epoch, current.epoch if current else 0

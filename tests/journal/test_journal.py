@@ -182,21 +182,25 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
     await journal.append("conflicted", [ev()], 0)
     results: dict[str, object] = {}
 
-    async def run(name, *args, side_effect=None):
+    async def run(name, stream, events, expected, side_effect=None):
         try:
-            results[name] = await journal.append(*args, side_effect=side_effect)
+            results[name] = await journal.append(stream, events, expected, side_effect=side_effect)
         except Exception as e:  # noqa: BLE001
             results[name] = e
 
     before = journal.statistics()["batches"]
     async with trio.open_nursery() as nursery:
         await block_writer(journal, 0.3, nursery)
-        nursery.start_soon(run, "ok1", "s1", [ev(n=1)], 0)
-        nursery.start_soon(run, "bad", "s2", [ev(n=1), ev(n=2)], 0, bad_side)
-        nursery.start_soon(run, "conflict", "conflicted", [ev()], 0)
-        nursery.start_soon(run, "good", "s3", [ev(n=1)], 0, good_side)
-        nursery.start_soon(run, "ok2", "s1", [ev(n=2)], 1)  # same stream, same batch
-        await trio.sleep(0.05)
+        # submitted one after the other (trio may run sibling tasks in any order)
+        for args in [
+            ("ok1", "s1", [ev(n=1)], 0),
+            ("bad", "s2", [ev(n=1), ev(n=2)], 0, bad_side),
+            ("conflict", "conflicted", [ev()], 0),
+            ("good", "s3", [ev(n=1)], 0, good_side),
+            ("ok2", "s1", [ev(n=2)], 1),  # same stream as ok1, same batch
+        ]:
+            nursery.start_soon(run, *args)
+            await trio.sleep(0.01)
     stats = journal.statistics()
     assert stats["batches"] - before == 2  # the sleeper, then all five together
     assert stats["last_batch_size"] == 5

@@ -1,0 +1,73 @@
+"""Alembic migrations: upgrade, current, downgrade, and schema.py agreement."""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from parley.journal import migrate, schema
+from parley.journal.engine import make_engine
+
+
+def _tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_script_location_is_the_package():
+    loc = migrate.script_location()
+    assert os.path.isfile(os.path.join(loc, "env.py"))
+    assert os.path.isfile(os.path.join(loc, "script.py.mako"))
+    assert os.path.isfile(os.path.join(loc, "versions", "0001_initial.py"))
+    assert migrate.head() == "0001"
+
+
+def test_upgrade_downgrade_upgrade(database_url: str):
+    assert migrate.current(database_url) is None
+    assert not migrate.is_at_head(database_url)
+
+    migrate.upgrade(database_url)
+    assert migrate.current(database_url) == migrate.head()
+    assert migrate.is_at_head(database_url)
+    assert set(schema.TABLE_NAMES) <= _tables(database_url)
+
+    migrate.upgrade(database_url)  # already at head: a no-op
+    assert migrate.current(database_url) == migrate.head()
+
+    migrate.downgrade(database_url, "base")
+    assert migrate.current(database_url) is None
+    assert _tables(database_url) & set(schema.TABLE_NAMES) == set()
+
+    migrate.upgrade(database_url)
+    assert migrate.is_at_head(database_url)
+    assert set(schema.TABLE_NAMES) <= _tables(database_url)
+
+
+def test_schema_module_matches_the_migrations(database_url: str):
+    engine = make_engine(database_url)
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_sqlite_position_is_the_rowid(sqlite_url: str):
+    migrate.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'events'"
+            ).scalar()
+    finally:
+        engine.dispose()
+    assert "position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in ddl
