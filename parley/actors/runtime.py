@@ -204,6 +204,7 @@ class Registry:
         self._cells: dict[str, _Cell] = {}
         self._nursery: trio.Nursery | None = None
         self._closing = False
+        self._drained = trio.Event()
         self.mailbox_size = mailbox_size
         self.idle_timeout = idle_timeout
         self.batch_max = batch_max
@@ -233,6 +234,8 @@ class Registry:
     def _forget(self, cell: _Cell) -> None:
         if self._cells.get(cell.key) is cell:
             del self._cells[cell.key]
+        if self._closing and not self._cells:
+            self._drained.set()
 
     def tell(self, key: str, command: Any) -> Reply:
         """Deliver without waiting; raises :class:`Unavailable` when the mailbox is full."""
@@ -275,7 +278,7 @@ class Registry:
         self._closing = True
         for cell in list(self._cells.values()):
             cell.send.close()
-        while self._cells:
-            await trio.sleep(0.01)
+        if self._cells:
+            await self._drained.wait()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()

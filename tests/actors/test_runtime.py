@@ -1,0 +1,95 @@
+"""The actor runtime: batching, supervision, passivation, back-pressure, drain."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from parley.actors.runtime import Actor, Registry
+from parley.errors import InternalError, Unavailable
+
+
+class Counter(Actor):
+    """Adds numbers; raises on 'boom'; records the batches it saw."""
+
+    activations = 0
+
+    def __init__(self, key: str, log: list) -> None:
+        self.key = key
+        self.total = 0
+        self.log = log
+
+    async def activate(self) -> None:
+        Counter.activations += 1
+        self.total = 0
+
+    async def handle_batch(self, batch) -> None:
+        self.log.append(len(batch))
+        for envelope in batch:
+            if envelope.command == "boom":
+                raise RuntimeError("boom")
+            if envelope.command == "wait":
+                await trio.sleep(0)
+            self.total += envelope.command if isinstance(envelope.command, int) else 0
+            envelope.reply.set_result(self.total)
+
+
+@pytest.fixture
+async def registry():
+    log: list[int] = []
+    reg = Registry(lambda key: Counter(key, log), mailbox_size=8, idle_timeout=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reg.run)
+        reg.batch_log = log
+        yield reg
+        await reg.shutdown()
+
+
+async def test_commands_waiting_together_arrive_as_one_batch(registry):
+    replies = [registry.tell("k", 1) for _ in range(5)]
+    results = [await r.wait() for r in replies]
+    assert results == [1, 2, 3, 4, 5]
+    assert registry.batch_log == [5]
+
+
+async def test_a_raising_command_is_answered_internal_error_and_the_rest_are_served(registry):
+    replies = [registry.tell("k", 1), registry.tell("k", "boom"), registry.tell("k", 2)]
+    assert await replies[0].wait() >= 1
+    with pytest.raises(InternalError):
+        await replies[1].wait()
+    assert await replies[2].wait() >= 2
+    assert await registry.ask("k", 10) >= 10
+    assert registry.statistics().restarts >= 1
+
+
+async def test_a_full_mailbox_is_backpressure_not_growth(registry):
+    for _ in range(8):
+        registry.tell("full", 1)
+    with pytest.raises(Unavailable):
+        registry.tell("full", 1)
+
+
+async def test_idle_actors_passivate_and_come_back(autojump_clock):
+    log: list[int] = []
+    reg = Registry(lambda key: Counter(key, log), idle_timeout=5)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reg.run)
+        assert await reg.ask("p", 3) == 3
+        assert reg.is_active("p")
+        await trio.sleep(10)
+        assert not reg.is_active("p")
+        assert reg.statistics().passivations == 1
+        assert await reg.ask("p", 4) == 4  # state rebuilt by activation
+        await reg.shutdown()
+
+
+async def test_shutdown_drains_queued_commands():
+    log: list[int] = []
+    reg = Registry(lambda key: Counter(key, log))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reg.run)
+        replies = [reg.tell("d", 1) for _ in range(3)]
+        await reg.shutdown()
+        assert [await r.wait() for r in replies] == [1, 2, 3]
+        with pytest.raises(Unavailable):
+            reg.tell("d", 1)
