@@ -75,6 +75,8 @@ class Result:
 
 
 WRITES = (Append, Claim, PutArtifact, Archive)
+#: Save a snapshot after this many events (activation then replays < this many).
+SNAPSHOT_EVERY = 1000
 
 
 class ChannelActor(Actor):
@@ -84,16 +86,44 @@ class ChannelActor(Actor):
         self.backbone = backbone
         self.state = rules.ChannelState(name)
         self._stale = True
+        self._snapshot_seq = 0
 
     async def activate(self) -> None:
+        """Latest snapshot (if any) plus a replay of the tail after it."""
+        journal = self.backbone.journal
+        snapshot = await journal.load_snapshot(stream_id(self.name))
         state = rules.ChannelState(self.name)
-        events = await self.backbone.journal.read_stream(stream_id(self.name))
-        for event in events:
+        if snapshot is not None:
+            try:
+                state = rules.from_snapshot(snapshot.data)
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring unreadable snapshot of %s", self.name)
+                state = rules.ChannelState(self.name)
+        for event in await journal.read_stream(stream_id(self.name), state.seq):
             rules.apply(state, event.type, event.data)
         self.state = state
+        self._snapshot_seq = snapshot.seq if snapshot is not None and state.seq >= snapshot.seq else 0
         self._stale = False
 
+    async def passivate(self) -> None:
+        await self._maybe_snapshot(threshold=1)
+
+    async def _maybe_snapshot(self, threshold: int = SNAPSHOT_EVERY) -> None:
+        """Save a snapshot once ``threshold`` events have accrued since the last one."""
+        state = self.state
+        if self._stale or not state.exists or state.seq - self._snapshot_seq < threshold:
+            return
+        try:
+            await self.backbone.journal.save_snapshot(stream_id(self.name), state.seq, rules.to_snapshot(state))
+            self._snapshot_seq = state.seq
+        except Exception:
+            log.warning("snapshot of %s failed; activation will replay more", self.name)
+
     async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
+        await self._handle_batch(batch)
+        await self._maybe_snapshot()
+
+    async def _handle_batch(self, batch: list[Envelope[Any]]) -> None:
         if self._stale:
             try:
                 await self.activate()

@@ -456,3 +456,41 @@ def decide_create(
     descriptor["created_by"] = identity.owner
     descriptor["created_ts"] = stamp()
     return slug, descriptor
+
+
+# -- snapshots ------------------------------------------------------------------
+
+SNAPSHOT_VERSION = 1
+
+
+def to_snapshot(state: ChannelState) -> dict[str, Any]:
+    """The whole folded state as JSON-able data (``from_snapshot`` inverts it)."""
+    return {
+        "v": SNAPSHOT_VERSION,
+        "name": state.name,
+        "descriptor": state.descriptor,
+        "messages": state.messages,
+        "ledger": [[key, entry.to_record()] for key, entry in state.ledger.items()],
+        "artifacts": state.artifacts,
+        "msg_ids": {k: [i, fp] for k, (i, fp) in state.msg_ids.items()},
+        "idem": {k: [r.fingerprint, r.route, r.index] for k, r in state.idem.items()},
+        "archived": state.archived,
+        "seq": state.seq,
+    }
+
+
+def from_snapshot(data: dict[str, Any]) -> ChannelState:
+    if data.get("v") != SNAPSHOT_VERSION:
+        raise ValueError("unsupported channel snapshot version")
+    state = ChannelState(data["name"])
+    state.descriptor = data["descriptor"]
+    state.messages = list(data["messages"])
+    for key, record in data["ledger"]:
+        state.ledger.put(key, claim_rules.ClaimEntry.from_record(record))
+    state.artifacts = dict(data["artifacts"])
+    state.artifact_bytes = sum(state.artifacts.values())
+    state.msg_ids = {k: (i, fp) for k, (i, fp) in data["msg_ids"].items()}
+    state.idem = {k: IdemRecord(fp, route, index) for k, (fp, route, index) in data["idem"].items()}
+    state.archived = data["archived"]
+    state.seq = data["seq"]
+    return state

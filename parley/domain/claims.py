@@ -203,6 +203,10 @@ class ClaimLedger:
         """Remove and return the entry (``None`` if absent; not an error)."""
         return self._entries.pop(key, None)
 
+    def items(self) -> list[tuple[str, ClaimEntry]]:
+        """Every entry, live or lapsed, in first-claimed order."""
+        return list(self._entries.items())
+
     def live_entries(self, now_ms: int) -> list[tuple[str, ClaimEntry]]:
         return [(k, e) for k, e in self._entries.items() if is_live(e, now_ms)]
 

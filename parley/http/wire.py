@@ -58,8 +58,12 @@ async def read_body(request, limit: int, error: type[ParleyError] | ParleyError 
 
 
 def parse_json(raw: bytes) -> Any:
-    """``None`` for an empty body (treated as absent), else the parsed value."""
-    if raw == b"" or raw.strip() == b"":
+    """``None`` for an empty body (treated as absent), else the parsed value.
+
+    Only a zero-length body is absent: whitespace is a non-empty body that
+    ``JSON.parse`` rejects, so it is ``invalid_json`` (§4.1).
+    """
+    if raw == b"":
         return None
     try:
         return orjson.loads(raw)
