@@ -183,11 +183,12 @@ async def bench_backend(url: str, duration: float, replay_events: int) -> dict:
 def print_table(backend: str, res: dict) -> None:
     print(f"\n== {backend}")
     print(f"{'mode':<11}{'conc':>5}{'appends':>9}{'appends/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'commits':>9}{'req/commit':>11}  batch sizes (requests/commit)")
+          f"{'commits':>9}{'req/commit':>11}{'ev/commit':>10}  batch sizes (requests/commit)")
     for s in res["scenarios"]:
         hist = " ".join(f"{k}:{v}" for k, v in s["batch_size_histogram"].items() if v)
         print(f"{s['mode']:<11}{s['concurrency']:>5}{s['appends']:>9}{s['appends_per_s']:>11.0f}"
-              f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}{s['commits']:>9}{s['mean_batch']:>11.1f}  {hist}")
+              f"{s['p50_ms']:>9.2f}{s['p99_ms']:>9.2f}{s['commits']:>9}{s['mean_batch']:>11.1f}"
+              f"{s['events_per_commit']:>10.1f}  {hist}")
     r = res["replay"]
     print(f"replay of one {r['events']:,}-event stream: read_stream {r['replay_events_per_s']:,.0f} ev/s, "
           f"paged (10k) {r['paged_replay_events_per_s']:,.0f} ev/s; load (1k-event appends) "

@@ -37,6 +37,7 @@ from .channel_actor import (
 from .directory import Directory
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
+from .tailer import JournalTailer
 from .tokens import TokenStore
 
 log = logging.getLogger("parley.backbone")
@@ -70,6 +71,7 @@ class Backbone:
             idle_timeout=settings.actor_idle_s,
         )
         self.open_streams = 0
+        self.tailer = JournalTailer(self)
         self.sessions: Any = None  # set by the sessions service when enabled
         self._stopped = trio.Event()
         self.shutting_down = False
@@ -86,6 +88,7 @@ class Backbone:
             self.stamper.observe(await self.journal.last_position())
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.channels.run)
+                await nursery.start(self.tailer.run)
                 if self.sessions is not None:
                     await nursery.start(self.sessions.run)
                 task_status.started()
@@ -95,6 +98,7 @@ class Backbone:
                 if self.sessions is not None:
                     await self.sessions.shutdown()
                 await self.channels.shutdown()
+                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self.journal.aclose()
@@ -112,7 +116,7 @@ class Backbone:
     # -- commit fan-out ----------------------------------------------------------
 
     def on_channel_commit(self, name: str, state: rules.ChannelState, committed: list[StoredEvent]) -> None:
-        self.directory.set_head(name, state.head, archived=state.archived)
+        self.directory.set_head(name, state.head, seq=state.seq, archived=state.archived)
         if committed:
             self.stamper.observe(committed[-1].position)
         self.signals.notify(name)
@@ -125,8 +129,19 @@ class Backbone:
             raise UnknownChannel(f"Unknown channel: {rules.js_quote(rules.fragment(slug))}")
         return slug
 
+    async def _resolve(self, name: str) -> str:
+        """Like :meth:`_known`, but a channel another process created just now
+        (not yet seen by the tailer) is looked up in the journal first."""
+        slug = check_channel_name(name)
+        if not self.directory.exists(slug):
+            first = await self.journal.read_stream(stream_id(slug), 0, 1)
+            if first and first[0].type == "channel_created":
+                data = first[0].data
+                self.directory.add(data["descriptor"], owner=data["descriptor"].get("created_by", ""), idem=data.get("idem"))
+        return self._known(slug)
+
     async def _ask(self, name: str, command: Any) -> Any:
-        return await self.channels.ask(self._known(name), command)
+        return await self.channels.ask(await self._resolve(name), command)
 
     async def create_channel(self, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
         directory = self.directory

@@ -68,6 +68,11 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Refresh:
+    """Another process appended to this stream: fold the tail in (ADR-0007)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     status: int
     body: dict[str, Any]
@@ -123,7 +128,28 @@ class ChannelActor(Actor):
         await self._handle_batch(batch)
         await self._maybe_snapshot()
 
+    async def _catch_up(self) -> None:
+        """Fold events other processes committed after our last known seq."""
+        state = self.state
+        tail = await self.backbone.journal.read_stream(stream_id(self.name), state.seq)
+        for event in tail:
+            rules.apply(state, event.type, event.data)
+        if tail:
+            self.backbone.on_channel_commit(self.name, state, tail)
+
     async def _handle_batch(self, batch: list[Envelope[Any]]) -> None:
+        refreshes = [e for e in batch if isinstance(e.command, Refresh)]
+        if refreshes:
+            batch = [e for e in batch if not isinstance(e.command, Refresh)]
+            if not self._stale:
+                try:
+                    await self._catch_up()
+                except JournalUnavailable:
+                    self._stale = True
+            for envelope in refreshes:
+                envelope.reply.set_result(None)
+            if not batch:
+                return
         if self._stale:
             try:
                 await self.activate()
@@ -143,6 +169,7 @@ class ChannelActor(Actor):
             except ConcurrencyError:
                 # Another process appended to this stream: reload, decide again.
                 await self.activate()
+                self.backbone.on_channel_commit(self.name, self.state, [])
         for envelope in batch:
             envelope.reply.set_error(Unavailable("the channel is busy; retry shortly", retry_after=1))
 

@@ -27,6 +27,7 @@ class Directory:
         self._backbone = backbone
         self._descriptors: dict[str, dict[str, Any]] = {}
         self._heads: dict[str, int] = {}
+        self._seqs: dict[str, int] = {}
         self._archived: set[str] = set()
         self._create_keys: dict[tuple[str, str], tuple[str, str]] = {}
         self.lock = trio.Lock()
@@ -34,12 +35,14 @@ class Directory:
     async def load(self) -> None:
         self._descriptors.clear()
         self._heads.clear()
+        self._seqs.clear()
         self._archived.clear()
         self._create_keys.clear()
-        for stream, data, head, archived in await self._backbone.read_model(queries.channel_index):
+        for _stream, data, head, archived, seq in await self._backbone.read_model(queries.channel_index):
             descriptor = data["descriptor"]
             self.add(descriptor, owner=descriptor.get("created_by", ""), idem=data.get("idem"))
             self._heads[descriptor["channel"]] = head
+            self._seqs[descriptor["channel"]] = seq
             if archived:
                 self._archived.add(descriptor["channel"])
 
@@ -47,6 +50,7 @@ class Directory:
         slug = descriptor["channel"]
         self._descriptors[slug] = descriptor
         self._heads.setdefault(slug, 0)
+        self._seqs.setdefault(slug, 1)
         if idem is not None:
             self._create_keys[(owner, idem["key"])] = (idem["fp"], slug)
 
@@ -59,10 +63,23 @@ class Directory:
     def head(self, slug: str) -> int:
         return self._heads.get(slug, 0)
 
-    def set_head(self, slug: str, head: int, *, archived: bool = False) -> None:
+    def set_head(self, slug: str, head: int, *, seq: int | None = None, archived: bool = False) -> None:
         self._heads[slug] = head
+        if seq is not None:
+            self._seqs[slug] = seq
         if archived:
             self._archived.add(slug)
+
+    def observe(self, slug: str, seq: int, type_: str) -> bool:
+        """Account for an event another process committed; True if it was new here."""
+        if seq <= self._seqs.get(slug, 0):
+            return False
+        self._seqs[slug] = seq
+        if type_ == "message":
+            self._heads[slug] = self._heads.get(slug, 0) + 1
+        elif type_ == "channel_archived":
+            self._archived.add(slug)
+        return True
 
     def describe(self, slug: str) -> dict[str, Any]:
         out = dict(self._descriptors[slug])

@@ -45,6 +45,12 @@ class TokenStore:
             for digest in data["digests"]:
                 self._dynamic.pop(digest, None)
 
+    def observe(self, event) -> None:
+        """An event of the ``tokens`` stream committed by another process."""
+        if event.seq == self._seq + 1:
+            self._apply(event.type, event.data)
+            self._seq = event.seq
+
     def resolve(self, token: str | None) -> Identity | None:
         """The identity of a bearer token, dynamic layer first; ``None`` if unknown."""
         if not token:

@@ -17,8 +17,8 @@ from . import migrate, schema
 _E = schema.events
 
 
-def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool]]:
-    """``(stream_id, first event data, head, archived)`` in creation order."""
+def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool, int]]:
+    """``(stream_id, first event data, head, archived, last seq)`` in creation order."""
     with engine.connect() as conn:
         firsts = conn.execute(
             sa.select(_E.c.stream_id, _E.c.data)
@@ -32,6 +32,13 @@ def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool]]:
                 .group_by(_E.c.stream_id)
             ).all()
         )
+        last_seqs = dict(
+            conn.execute(
+                sa.select(_E.c.stream_id, sa.func.max(_E.c.seq))
+                .where(_E.c.stream_id.like("channel:%"))
+                .group_by(_E.c.stream_id)
+            ).all()
+        )
         archived = {
             row[0]
             for row in conn.execute(
@@ -39,7 +46,7 @@ def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool]]:
             ).all()
         }
     return [
-        (stream, orjson.loads(data), heads.get(stream, 0), stream in archived)
+        (stream, orjson.loads(data), heads.get(stream, 0), stream in archived, last_seqs.get(stream, 1))
         for stream, data in firsts
     ]
 

@@ -175,6 +175,33 @@ def last_event(conn: Connection, stream_id: str) -> tuple[int, str]:
     return (row[0], row[1]) if row is not None else (0, GENESIS_HASH)
 
 
+def read_heads(conn: Connection, stream_ids: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """``{stream_id: (last seq, last hash)}`` for many streams in one query
+    (``(0, "")`` for streams without events)."""
+    ids = list(stream_ids)
+    heads = {sid: (0, GENESIS_HASH) for sid in ids}
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        last = (
+            sa.select(_E.c.stream_id, sa.func.max(_E.c.seq).label("seq"))
+            .where(_E.c.stream_id.in_(chunk))
+            .group_by(_E.c.stream_id)
+            .subquery()
+        )
+        rows = conn.execute(
+            sa.select(_E.c.stream_id, _E.c.seq, _E.c.hash).join(
+                last, sa.and_(_E.c.stream_id == last.c.stream_id, _E.c.seq == last.c.seq)
+            )
+        )
+        for sid, seq, h in rows:
+            heads[sid] = (seq, h)
+    return heads
+
+
+def _is_plain(req: Request) -> bool:
+    return isinstance(req, AppendRequest) and req.side_effect is None
+
+
 def row_to_event(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(
         row[0], row[1], row[2], row[3], orjson.loads(row[4]), row[5], row[6], row[7]
@@ -370,46 +397,203 @@ class JournalStore:
     def append_batch(self, conn: Connection, requests: Sequence[Request]) -> BatchOutcome:
         """Apply ``requests`` inside the caller's open transaction.
 
-        Each request runs in its own SAVEPOINT. Returns per-request results;
-        raises only for errors that make the whole transaction unusable.
-        The head cache is NOT updated here (the caller has not committed yet):
+        Semantically every request runs in its own SAVEPOINT: a request that
+        fails (conflict, failing side effect) is rolled back alone, the others
+        stand. Returns per-request results; raises only for errors that make
+        the whole transaction unusable (the caller rolls back).
+
+        Fast path: a run of consecutive appends *without* side effects is
+        validated in memory against the heads (cache, or one query for all
+        unknown streams) and inserted with ONE multi-row INSERT inside ONE
+        savepoint. If that insert hits UNIQUE(stream_id, seq) — a stale cache
+        entry, another process appended — the savepoint is rolled back and the
+        run is redone request by request (fresh reads, own savepoints).
+        Requests with side effects and :class:`CallRequest` always take the
+        per-request savepoint path. Request order (and so per-stream seq
+        order) is preserved either way.
+
+        The head cache is NOT updated here (nothing is committed yet):
         :meth:`run_batch` does that after COMMIT.
         """
         now = time.time()
-        results: list[Any] = []
+        n = len(requests)
+        results: list[Any] = [None] * n
         committed: list[StoredEvent] = []
         overlay: dict[str, tuple[int, str]] = {}
-        for req in requests:
-            try:
-                if isinstance(req, AppendRequest):
-                    with conn.begin_nested():
-                        stored = self._append_one(conn, req, overlay, now)
-                        if req.side_effect is not None:
-                            req.side_effect(conn)
-                    if stored:
-                        overlay[req.stream_id] = (stored[-1].seq, stored[-1].hash)
-                        committed.extend(stored)
-                    results.append(stored)
-                else:
-                    with conn.begin_nested():
-                        value = req.fn(conn)
-                    results.append(value)
-            except _Conflict as c:
-                actual = last_event(conn, req.stream_id)[0]
-                self._heads.pop(req.stream_id, None)
-                overlay.pop(req.stream_id, None)
-                err = ConcurrencyError(req.stream_id, req.expected_seq, actual)
-                err.__cause__ = c.__cause__
-                results.append(err)
-            except ConcurrencyError as e:
-                if isinstance(req, AppendRequest):
-                    self._heads.pop(req.stream_id, None)
-                results.append(e)
-            except BaseException as e:
-                if is_fatal_db_error(e, conn) or not conn.in_transaction():
-                    raise
-                results.append(e)
+        i = 0
+        while i < n:
+            j = i
+            while j < n and _is_plain(requests[j]):
+                j += 1
+            if j > i:
+                self._append_run(conn, requests, i, j, results, committed, overlay, now)
+                i = j
+            else:
+                self._one_in_savepoint(conn, requests[i], i, results, committed, overlay, now)
+                i += 1
         return BatchOutcome(results, committed, overlay)
+
+    # -- fast path: a run of plain appends, one INSERT
+
+    def _append_run(
+        self,
+        conn: Connection,
+        requests: Sequence[Request],
+        lo: int,
+        hi: int,
+        results: list[Any],
+        committed: list[StoredEvent],
+        overlay: dict[str, tuple[int, str]],
+        now: float,
+    ) -> None:
+        run: list[AppendRequest] = requests[lo:hi]  # type: ignore[assignment]
+        heads: dict[str, tuple[int, str]] = {}
+        fresh: set[str] = set()  # heads read in (or written by) this transaction
+        unknown: set[str] = set()
+        for req in run:
+            sid = req.stream_id
+            if sid in heads or sid in unknown:
+                continue
+            if sid in overlay:
+                heads[sid] = overlay[sid]
+                fresh.add(sid)
+            elif sid in self._heads:
+                heads[sid] = self._heads[sid]
+            else:
+                unknown.add(sid)
+        if unknown:
+            heads.update(read_heads(conn, unknown))
+            fresh |= unknown
+
+        accepted = self._simulate(run, heads)
+        stale = {r.stream_id for r, ok in zip(run, accepted) if not ok and r.stream_id not in fresh}
+        if stale:  # a mismatch against a cached head: ask the database
+            heads.update(read_heads(conn, stale))
+            fresh |= stale
+            accepted = self._simulate(run, heads)
+
+        rows: list[dict[str, Any]] = []
+        owners: list[tuple[int, AppendRequest, int]] = []  # (result index, request, first row)
+        cur = dict(heads)
+        for k, (req, ok) in enumerate(zip(run, accepted)):
+            sid = req.stream_id
+            if not ok:
+                err = ConcurrencyError(sid, req.expected_seq, cur[sid][0])
+                results[lo + k] = err
+                continue
+            seq, prev = cur[sid]
+            owners.append((lo + k, req, len(rows)))
+            for ev, data in zip(req.events, req.encoded):
+                seq += 1
+                h = compute_hash(prev, sid, seq, ev.type, data)
+                rows.append(
+                    {
+                        "stream_id": sid,
+                        "seq": seq,
+                        "type": ev.type,
+                        "data": data.decode("utf-8"),
+                        "recorded_at": now,
+                        "prev_hash": prev,
+                        "hash": h,
+                    }
+                )
+                prev = h
+            cur[sid] = (seq, prev)
+        if not rows:
+            for idx, _req, _first in owners:
+                results[idx] = []
+            return
+        try:
+            with conn.begin_nested():
+                positions = self._insert_rows(conn, rows)
+        except sa_exc.IntegrityError:
+            # Someone else appended to one of these streams: redo one by one.
+            for req in run:
+                self._heads.pop(req.stream_id, None)
+            for k, req in enumerate(run):
+                self._one_in_savepoint(conn, req, lo + k, results, committed, overlay, now)
+            return
+        for idx, req, first in owners:
+            stored = [
+                StoredEvent(
+                    positions[first + m], r["stream_id"], r["seq"], r["type"], ev.data, now,
+                    r["prev_hash"], r["hash"],
+                )
+                for m, (r, ev) in enumerate(zip(rows[first : first + len(req.events)], req.events))
+            ]
+            results[idx] = stored
+            committed.extend(stored)
+        for sid, head in cur.items():
+            if head != heads[sid] or sid in overlay:
+                overlay[sid] = head
+
+    @staticmethod
+    def _simulate(run: Sequence[AppendRequest], heads: dict[str, tuple[int, str]]) -> list[bool]:
+        seqs = {sid: h[0] for sid, h in heads.items()}
+        verdicts = []
+        for req in run:
+            ok = req.expected_seq == seqs[req.stream_id]
+            if ok:
+                seqs[req.stream_id] += len(req.events)
+            verdicts.append(ok)
+        return verdicts
+
+    def _insert_rows(self, conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        """Insert ``rows`` in order; return their positions (in order)."""
+        if len(rows) == 1:
+            return [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
+        if self.is_postgres:
+            # insertmanyvalues: one INSERT … SELECT … ORDER BY … RETURNING,
+            # positions returned in parameter order.
+            return list(conn.execute(_INSERT_MANY, rows).scalars())
+        # SQLite cannot return RETURNING rows in parameter order for a batch,
+        # so SQLAlchemy would fall back to one statement per row. Instead:
+        # executemany without RETURNING, then derive the positions. With the
+        # write lock held (BEGIN IMMEDIATE) and AUTOINCREMENT, the rows of one
+        # executemany get consecutive rowids ending at last_insert_rowid().
+        conn.execute(_INSERT_PLAIN, rows)
+        last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+        return list(range(last - len(rows) + 1, last + 1))
+
+    # -- per-request savepoint path
+
+    def _one_in_savepoint(
+        self,
+        conn: Connection,
+        req: Request,
+        idx: int,
+        results: list[Any],
+        committed: list[StoredEvent],
+        overlay: dict[str, tuple[int, str]],
+        now: float,
+    ) -> None:
+        try:
+            if isinstance(req, AppendRequest):
+                with conn.begin_nested():
+                    stored = self._append_one(conn, req, overlay, now)
+                    if req.side_effect is not None:
+                        req.side_effect(conn)
+                if stored:
+                    overlay[req.stream_id] = (stored[-1].seq, stored[-1].hash)
+                    committed.extend(stored)
+                results[idx] = stored
+            else:
+                with conn.begin_nested():
+                    results[idx] = req.fn(conn)
+        except _Conflict as c:
+            actual = last_event(conn, req.stream_id)[0]
+            self._heads.pop(req.stream_id, None)
+            err = ConcurrencyError(req.stream_id, req.expected_seq, actual)
+            err.__cause__ = c.__cause__
+            results[idx] = err
+        except ConcurrencyError as e:
+            if isinstance(req, AppendRequest):
+                self._heads.pop(req.stream_id, None)
+            results[idx] = e
+        except BaseException as e:
+            if is_fatal_db_error(e, conn) or not conn.in_transaction():
+                raise
+            results[idx] = e
 
     def _append_one(
         self,
@@ -450,10 +634,7 @@ class JournalStore:
             )
             prev = h
         try:
-            if len(rows) == 1:
-                positions = [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
-            else:
-                positions = list(conn.execute(_INSERT_MANY, rows).scalars())
+            positions = self._insert_rows(conn, rows)
         except sa_exc.IntegrityError as e:
             raise _Conflict() from e
         return [
@@ -635,3 +816,4 @@ def load_snapshot(conn: Connection, stream_id: str) -> Snapshot | None:
 
 _INSERT_ONE = _E.insert().returning(_E.c.position)
 _INSERT_MANY = _E.insert().returning(_E.c.position, sort_by_parameter_order=True)
+_INSERT_PLAIN = _E.insert()

@@ -57,6 +57,9 @@ def test_settings(database_url: str, **overrides) -> Settings:
     return base.replace(**overrides)
 
 
+test_settings.__test__ = False  # a helper, not a test
+
+
 @asynccontextmanager
 async def running_server(settings: Settings, *, clock: Clock | None = None):
     await trio.to_thread.run_sync(migrate.upgrade, settings.database_url)

@@ -1,0 +1,76 @@
+"""The journal tailer: what other processes committed reaches this one.
+
+Inside a process, actors push commits to waiters directly. Across processes
+sharing one database, this task reads the global log (``position > last``,
+gap-free because positions are assigned in commit order, ADR-0002) with a
+short poll, and for every event this process has not seen: a channel actor
+in memory folds the tail in and wakes its tails; an idle channel only moves
+its head in the directory; a new channel joins the directory; token changes
+reach the token store (ADR-0007).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from ..journal.errors import JournalUnavailable
+from .channel_actor import Refresh
+
+log = logging.getLogger("parley.tailer")
+PAGE = 1000
+
+
+class JournalTailer:
+    def __init__(self, backbone, *, interval: float = 0.05) -> None:
+        self.backbone = backbone
+        self.interval = interval
+        self.position = 0
+        self.foreign_events = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        journal = self.backbone.journal
+        self.position = await journal.last_position()
+        task_status.started()
+        while True:
+            try:
+                events = await journal.read_all(self.position, PAGE)
+            except JournalUnavailable:
+                await trio.sleep(1)
+                continue
+            for event in events:
+                self.position = event.position
+                self._observe(event)
+            if len(events) < PAGE:
+                await trio.sleep(self.interval)
+
+    def _observe(self, event) -> None:
+        backbone = self.backbone
+        backbone.stamper.observe(event.position)
+        stream = event.stream_id
+        if stream.startswith("channel:"):
+            name = stream[len("channel:") :]
+            directory = backbone.directory
+            if event.seq == 1 and event.type == "channel_created":
+                if not directory.exists(name):
+                    data = event.data
+                    directory.add(data["descriptor"], owner=data["descriptor"].get("created_by", ""), idem=data.get("idem"))
+                    self.foreign_events += 1
+                return
+            if not directory.observe(name, event.seq, event.type):
+                return  # ours, or already folded in
+            self.foreign_events += 1
+            if backbone.channels.is_active(name):
+                try:
+                    backbone.channels.tell(name, Refresh())
+                except Exception:  # a full mailbox will catch up on its next append
+                    pass
+            else:
+                backbone.signals.notify(name)
+        elif stream == "tokens":
+            backbone.tokens.observe(event)
+        elif stream.startswith("session:") and backbone.sessions is not None:
+            observe = getattr(backbone.sessions, "observe", None)
+            if observe is not None:
+                observe(event)
