@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -138,14 +138,6 @@ class Close:
 
 
 # -- the actor -------------------------------------------------------------------
-
-
-@dataclass
-class _Loaded:
-    state: S.SessionState | None = None
-    seq: int = 0
-    snapshot_seq: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionActor(Actor):

@@ -1,0 +1,362 @@
+"""``parley journal …``: operator commands over the journal database.
+
+Every command takes ``--database-url`` (default: ``$PARLEY_DATABASE_URL``,
+else ``sqlite:///parley.db``) and works whether the server is running or
+stopped; only ``import`` writes, and only into an empty database. The logic
+lives in :mod:`parley.journal.tools`; this module parses flags, prints, and
+turns every failure into one line on stderr and exit status 1 (never a
+traceback, never the database URL).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from .journal.store import JournalStore
+
+DEFAULT_DATABASE_URL = "sqlite:///parley.db"
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit 1."""
+    click.echo(f"parley: {message}", err=True)
+    sys.exit(1)
+
+
+def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--database-url",
+        envvar="PARLEY_DATABASE_URL",
+        default=DEFAULT_DATABASE_URL,
+        show_default=True,
+        show_envvar=True,
+        help="SQLAlchemy URL of the journal database.",
+    )(fn)
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove the URL and its password from a message, in case a driver echoed them."""
+    password = None
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:  # noqa: BLE001 - an unparsable URL has nothing more to hide
+        pass
+    if url:
+        text = text.replace(url, "<database-url>")
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+@contextmanager
+def opened_store(url: str, *, require_schema: bool = True) -> Iterator[JournalStore]:
+    """Open the journal at ``url``; any failure inside becomes ``fail(one line)``."""
+    from sqlalchemy import exc as sa_exc
+
+    from .journal.errors import ConcurrencyError, JournalUnavailable
+    from .journal.store import unavailable
+    from .journal.tools import ToolError, open_store
+
+    store = None
+    try:
+        store = open_store(url, require_schema=require_schema)
+        yield store
+    except ToolError as e:
+        fail(_scrub(str(e), url))
+    except (JournalUnavailable, ConcurrencyError) as e:
+        fail(_scrub(str(e), url))
+    except sa_exc.SQLAlchemyError as e:
+        fail(_scrub(str(unavailable(e)), url))
+    except OSError as e:
+        fail(_scrub(f"{e.strerror or type(e).__name__}: {e.filename or ''}".rstrip(": "), url))
+    except Exception as e:  # noqa: BLE001 - never a traceback
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        fail(_scrub(f"internal error: {type(e).__name__}: {first}", url))
+    finally:
+        if store is not None:
+            store.dispose()
+
+
+def _progress(label: str, total: int | None, unit: str = ""):
+    from .progress import Progress
+
+    return Progress(label, total, unit=unit)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+@click.group()
+def journal() -> None:
+    """Inspect, export, import and check the journal (server running or stopped)."""
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@journal.command()
+@database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(database_url: str, as_json: bool) -> None:
+    """Recompute every hash chain; exit 1 naming the first broken event."""
+    from .journal import tools
+
+    with opened_store(database_url) as store:
+        with _progress("verify", tools.count_events(store.engine)) as bar:
+            report = tools.verify(store.engine, advance=bar.advance)
+    if as_json:
+        click.echo(
+            _dumps(
+                {
+                    "ok": report.ok,
+                    "streams": report.streams_checked,
+                    "events": report.events_checked,
+                    "broken_stream": report.broken_stream,
+                    "broken_position": report.broken_position,
+                    "reason": report.reason,
+                }
+            )
+        )
+    elif report.ok:
+        click.echo(f"journal ok: {report.streams_checked} streams, {report.events_checked} events verified")
+    if not report.ok:
+        fail(
+            f"journal damaged: stream {report.broken_stream!r} at position {report.broken_position}: "
+            f"{report.reason} ({report.events_checked} events in {report.streams_checked} streams checked)"
+        )
+
+
+# --------------------------------------------------------------------------- export
+
+
+@journal.command()
+@database_url_option
+@click.option("--stream", default=None, help="Only this stream.")
+@click.option("--from-position", type=click.IntRange(min=0), default=None, help="First position (inclusive).")
+@click.option("--to-position", type=click.IntRange(min=0), default=None, help="Last position (inclusive).")
+@click.option("-o", "--output", default="-", show_default=True, help="Output file ('-' = stdout).")
+def export(database_url: str, stream: str | None, from_position: int | None, to_position: int | None, output: str) -> None:
+    """Write events as NDJSON, one per line, in position order.
+
+    Each line holds position, stream_id, seq, type, data (the stored JSON text,
+    verbatim), recorded_at, prev_hash and hash. The output is byte-stable:
+    export -> import -> export gives the same bytes. A file is written under a
+    temporary name and renamed into place when complete.
+    """
+    from .journal import tools
+
+    with opened_store(database_url) as store:
+        total = tools.export_count(store.engine, stream=stream, from_position=from_position, to_position=to_position)
+        kwargs = dict(stream=stream, from_position=from_position, to_position=to_position)
+        if output == "-":
+            out = click.get_binary_stream("stdout")
+            with _progress("export", total) as bar:
+                try:
+                    tools.export_events(store.engine, out, advance=bar.advance, **kwargs)
+                    out.flush()
+                except BrokenPipeError:
+                    _silence_stdout()
+            return
+        partial = f"{output}.partial"
+        try:
+            with open(partial, "wb") as fh, _progress("export", total) as bar:
+                result = tools.export_events(store.engine, fh, advance=bar.advance, **kwargs)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(partial, output)
+        except BaseException:
+            try:
+                os.unlink(partial)
+            except OSError:
+                pass
+            raise
+    span = f" (positions {result.first_position}..{result.last_position})" if result.events else ""
+    click.echo(f"exported {result.events} events{span} to {output}", err=True)
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, stop Python from complaining when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# --------------------------------------------------------------------------- import
+
+
+@journal.command(name="import")
+@database_url_option
+@click.argument("file")
+def import_(database_url: str, file: str) -> None:
+    """Load an export FILE ('-' = stdin) into an EMPTY, migrated database.
+
+    Positions, seq, hashes and data bytes are preserved exactly and every hash
+    chain is checked while loading; any problem rolls the whole import back.
+    Run it with the server stopped.
+    """
+    from .journal import tools
+
+    if file != "-" and not os.path.isfile(file):
+        fail(f"no such file: {file}")
+    with opened_store(database_url) as store:
+        if file == "-":
+            fh = click.get_binary_stream("stdin")
+            total = None
+        else:
+            fh = open(file, "rb")  # noqa: SIM115 - closed below
+            total = os.fstat(fh.fileno()).st_size
+        try:
+            with _progress("import", total, unit="B") as bar:
+                result = tools.import_events(
+                    store, fh, advance=bar.advance, source=None if file == "-" else os.path.basename(file)
+                )
+        finally:
+            if file != "-":
+                fh.close()
+    click.echo(
+        f"imported {result.events} events in {result.streams} streams"
+        + (f" (last position {result.last_position})" if result.last_position else "")
+    )
+
+
+# --------------------------------------------------------------------------- stats
+
+
+@journal.command()
+@database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
+def stats(database_url: str, as_json: bool) -> None:
+    """Streams, events, data bytes, largest streams, time range."""
+    from .journal import tools
+    from .progress import format_count
+
+    with opened_store(database_url) as store:
+        info = tools.journal_stats(store.engine)
+    info["oldest"] = iso(info["oldest_recorded_at"])
+    info["newest"] = iso(info["newest_recorded_at"])
+    if as_json:
+        click.echo(_dumps(info))
+        return
+    lines = [
+        f"streams    {info['streams']}",
+        f"events     {info['events']}",
+        f"bytes      {info['bytes']} ({format_count(info['bytes'], 'B')})",
+        f"snapshots  {info['snapshots']}",
+    ]
+    if info["events"]:
+        lines += [
+            f"positions  {info['first_position']}..{info['last_position']}",
+            f"oldest     {info['oldest']}",
+            f"newest     {info['newest']}",
+            "kinds",
+        ]
+        for kind, k in info["kinds"].items():
+            lines.append(f"  {kind:<12} {k['streams']:>8} streams {k['events']:>10} events {k['bytes']:>12} bytes")
+        lines.append("largest streams")
+        width = max(len(s["stream_id"]) for s in info["largest_streams"])
+        for s in info["largest_streams"]:
+            lines.append(f"  {s['stream_id']:<{width}} {s['events']:>10} events {s['bytes']:>12} bytes")
+    click.echo("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- tail
+
+
+@journal.command()
+@database_url_option
+@click.option("--json", "as_json", is_flag=True, help="NDJSON lines (the export format) instead of text.")
+@click.option(
+    "--from-position",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Start at this position (inclusive); default: only events committed from now on.",
+)
+@click.option("--max-events", type=click.IntRange(min=1), default=None, help="Exit after this many events.")
+@click.option("--poll-interval", type=click.FloatRange(min=0.01), default=0.25, show_default=True, help="Seconds between polls.")
+def tail(database_url: str, as_json: bool, from_position: int | None, max_events: int | None, poll_interval: float) -> None:
+    """Follow events as they commit (Ctrl-C stops).
+
+    Text lines are 'position stream_id seq type'.
+    """
+    from .journal import tools
+
+    out = click.get_binary_stream("stdout")
+
+    def sleep(seconds: float) -> None:
+        out.flush()
+        time.sleep(seconds)
+
+    with opened_store(database_url) as store:
+        after = tools.last_position(store.engine) if from_position is None else max(from_position - 1, 0)
+        try:
+            for row in tools.follow(
+                store.engine, after, poll_interval=poll_interval, max_events=max_events, sleep=sleep
+            ):
+                if as_json:
+                    out.write(tools.encode_line(*row))
+                else:
+                    out.write(f"{row[0]} {row[1]} {row[2]} {row[3]}\n".encode())
+            out.flush()
+        except KeyboardInterrupt:
+            try:
+                out.flush()
+            except BrokenPipeError:
+                _silence_stdout()
+        except BrokenPipeError:
+            _silence_stdout()
+
+
+# --------------------------------------------------------------------------- replay
+
+
+@journal.command()
+@database_url_option
+@click.option("--stream", default=None, help="Only this channel:* or session:* stream.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def replay(database_url: str, stream: str | None, as_json: bool) -> None:
+    """Rebuild channel and session streams with the domain fold; compare with snapshots.
+
+    Exit 1 on any fold error or snapshot difference.
+    """
+    from .journal import tools
+
+    with opened_store(database_url) as store:
+        with _progress("replay", tools.replay_count(store.engine, stream)) as bar:
+            report = tools.replay(store.engine, stream=stream, advance=bar.advance)
+    if as_json:
+        click.echo(_dumps(report.as_dict()))
+    else:
+        for kind, c in report.kinds.items():
+            click.echo(
+                f"{kind:<8} {c.streams} streams, {c.events} events, "
+                f"{c.snapshots_matching}/{c.snapshots_compared} snapshots match"
+            )
+        labels = {"difference": "DIFFERENCE", "fold_error": "FOLD ERROR", "note": "note"}
+        for f in report.findings:
+            click.echo(f"{labels.get(f.kind, f.kind)} {f.stream_id}: {f.detail}")
+    problems = report.problems
+    if problems:
+        first = problems[0]
+        fail(f"replay found {len(problems)} problem(s); first: {first.stream_id}: {first.detail}")
