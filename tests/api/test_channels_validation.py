@@ -150,7 +150,7 @@ async def test_control_characters(server):
         assert issues_of(await a.post("/channels/ops/append", json=note("g", artifact="u\x9f"))) == [
             "artifact must not contain control characters"
         ]
-        assert issues_of(await a.post("/channels/ops/claim", json=claim_msg("t\x00"))) == [
+        assert issues_of(await a.post("/channels/ops/claim", json={**claim_msg("t\x00"), "body": "b"})) == [
             "target must not contain control characters"
         ]
         # Bidi overrides are not control characters (not defended, SECURITY.md).
