@@ -1,20 +1,29 @@
-"""WebSocket routes: the channel live tail (D8) and, when sessions are on, ``/v1/ws``.
+"""WebSocket routes: the channel live tail (D8), pipelined appends, and ``/v1/ws``.
 
-``GET /channels/:c/ws[?since=N]`` sends one text frame per message,
+``GET /channels/:c/ws[?since=N][&tail=0]`` sends one text frame per message,
 ``{"cursor": N, "message": {…}}`` with the message sanitised exactly like an
 SSE ``data:`` line (ADR-0006). A refusal (unknown channel, bad cursor,
 capacity, auth) is an ordinary HTTP error response before any 101.
 ``PARLEY_WEBSOCKETS=0`` answers every upgrade 426.
+
+The same socket ingests appends without one request per message (ADR-0009):
+a client frame ``{"id": <any>, "append": {message}}`` (or ``"claim"``) runs
+exactly the HTTP route's rules under the bearer given on the upgrade, and is
+answered by ``{"type": "ack", "id", "status", "body"}`` once it has committed,
+or ``{"type": "error", "id", "code", "message"[, "issues"]}``. Frames are
+processed concurrently (up to 256 in flight), so they reach the channel
+actor's mailbox together and commit in shared batches.
 """
 
 from __future__ import annotations
 
 import orjson
+import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
 from ..errors import InvalidCursor, ParleyError, StreamCapacity, UpgradeRequired
-from .auth import require_identity
+from .auth import bearer, require_identity
 from .stream import _since, tail
 from .wire import error_response
 
@@ -37,15 +46,28 @@ def register(app, backbone, metrics) -> None:
         except ParleyError as error:
             metrics.requests.labels("channel_ws", str(error.status)).inc()
             return error_response(error)
+        identity = backbone.tokens.resolve(bearer(websocket.headers.get("authorization")))
+        want_tail = websocket.args.get("tail", "1") not in ("0", "false")
         backbone.open_streams += 1
-        try:
-            await websocket.accept()
+        send_lock = trio.Lock()
+
+        async def send(payload: dict) -> None:
+            async with send_lock:
+                await websocket.send(orjson.dumps(payload).decode())
+
+        async def stream_tail() -> None:
             start = head if since is None else since
             async for cursor, message in tail(backbone, slug, start):
-                if message is None:
-                    continue
-                payload = {"cursor": cursor, "message": sanitize_message_fields(message)}
-                await websocket.send(orjson.dumps(payload).decode())
+                if message is not None:
+                    await send({"cursor": cursor, "message": sanitize_message_fields(message)})
+
+        try:
+            await websocket.accept()
+            async with trio.open_nursery() as nursery:
+                if want_tail:
+                    nursery.start_soon(stream_tail)
+                await ingest(backbone, slug, identity, send, nursery)
+                nursery.cancel_scope.cancel()
         finally:
             backbone.open_streams -= 1
 
@@ -53,3 +75,48 @@ def register(app, backbone, metrics) -> None:
         from . import session_ws
 
         session_ws.register(app, backbone, metrics)
+
+
+MAX_IN_FLIGHT = 256
+
+
+async def ingest(backbone, channel: str, identity, send, nursery) -> None:
+    """Read client frames until the socket closes; each write frame runs as its own task."""
+    from ..errors import InvalidRequest, Unauthorized
+
+    limiter = trio.Semaphore(MAX_IN_FLIGHT)
+
+    async def run(frame_id, op: str, body) -> None:
+        try:
+            if identity is None:
+                raise Unauthorized()
+            if not isinstance(body, dict):
+                raise InvalidRequest("request body must be a JSON object")
+            if op == "append":
+                result = await backbone.append(channel, body, identity)
+            else:
+                result = await backbone.claim(channel, "claim", body, identity)
+            await send({"type": "ack", "id": frame_id, "status": result.status, "body": result.body})
+        except ParleyError as error:
+            await send({"type": "error", "id": frame_id, **error.envelope()["error"]})
+        finally:
+            limiter.release()
+
+    while True:
+        raw = await websocket.receive()
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await send({"type": "error", "id": None, "code": "invalid_json", "message": "request body is not valid JSON"})
+            continue
+        ops = [k for k in ("append", "claim") if isinstance(frame, dict) and k in frame]
+        if len(ops) != 1:
+            await send({
+                "type": "error",
+                "id": frame.get("id") if isinstance(frame, dict) else None,
+                "code": "invalid_request",
+                "message": 'a frame must carry exactly one of "append" or "claim"',
+            })
+            continue
+        await limiter.acquire()
+        nursery.start_soon(run, frame.get("id"), ops[0], frame[ops[0]])

@@ -1,0 +1,54 @@
+"""The channel WebSocket: live tail frames and pipelined appends with one ack each."""
+
+from __future__ import annotations
+
+import orjson
+import trio
+from trio_websocket import open_websocket_url
+
+ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def ulid(n: int) -> str:
+    return "01HZX3K4M5N6P7Q8R9S0T1" + "".join(ALPHABET[(n >> (5 * i)) % 32] for i in range(4))
+
+
+async def test_pipelined_appends_are_acked_once_each_and_tailed_in_order(server):
+    async with server.client("tok-a") as client:
+        assert (await client.post("/channels", json={"channel": "pipe"})).status_code == 201
+    url = server.url.replace("http://", "ws://") + "/channels/pipe/ws?since=0"
+    count = 25  # under the default 30 posts/min seatbelt
+    with trio.fail_after(20):
+        async with open_websocket_url(url, extra_headers=[("Authorization", "Bearer tok-a")]) as ws:
+            for i in range(count):
+                frame = {"id": i, "append": {"type": "note", "body": f"p{i}", "msg_id": ulid(i)}}
+                await ws.send_message(orjson.dumps(frame).decode())
+            await ws.send_message(orjson.dumps({"id": "bad", "append": {"type": "claim"}}).decode())
+            acks, errors, tailed = {}, {}, []
+            while len(acks) + len(errors) < count + 1 or len(tailed) < count:
+                frame = orjson.loads(await ws.get_message())
+                if frame.get("type") == "ack":
+                    acks[frame["id"]] = frame
+                elif frame.get("type") == "error":
+                    errors[frame["id"]] = frame
+                else:
+                    tailed.append(frame)
+    assert sorted(acks) == list(range(count))
+    assert all(a["status"] == 201 for a in acks.values())
+    assert errors["bad"]["code"] == "invalid_message"
+    assert [f["cursor"] for f in tailed] == list(range(1, count + 1))
+    assert sorted(a["body"]["cursor"] for a in acks.values()) == list(range(1, count + 1))
+    async with server.client() as reader:
+        page = (await reader.post("/channels/pipe/read", json={"cursor": 0})).json()
+    assert [m["body"] for m in page["messages"]] == [f["message"]["body"] for f in tailed]
+
+
+async def test_appends_on_a_socket_without_a_token_are_refused(server):
+    async with server.client("tok-a") as client:
+        assert (await client.post("/channels", json={"channel": "anon"})).status_code == 201
+    url = server.url.replace("http://", "ws://") + "/channels/anon/ws?tail=0"
+    with trio.fail_after(10):
+        async with open_websocket_url(url) as ws:
+            await ws.send_message(orjson.dumps({"id": 1, "append": {"type": "note", "body": "x", "msg_id": ulid(1)}}).decode())
+            frame = orjson.loads(await ws.get_message())
+    assert frame == {"type": "error", "id": 1, "code": "unauthorized", "message": "missing or invalid token"}
