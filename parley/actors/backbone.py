@@ -72,7 +72,9 @@ class Backbone:
         )
         self.open_streams = 0
         self.tailer = JournalTailer(self)
-        self.sessions: Any = None  # set by the sessions service when enabled
+        from .session_service import SessionService
+
+        self.sessions: Any = SessionService(self)
         self._stopped = trio.Event()
         self.shutting_down = False
 
@@ -116,6 +118,10 @@ class Backbone:
     # -- commit fan-out ----------------------------------------------------------
 
     def on_channel_commit(self, name: str, state: rules.ChannelState, committed: list[StoredEvent]) -> None:
+        """After a commit (or a reload) of ``name``: heads, stamps, and wake its waiters."""
+        actor = self.channels.peek(name)
+        if actor is not None and actor.state is state:
+            actor.committed_head = state.head
         self.directory.set_head(name, state.head, seq=state.seq, archived=state.archived)
         if committed:
             self.stamper.observe(committed[-1].position)
@@ -211,6 +217,13 @@ class Backbone:
 
     async def read_from(self, name: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Messages after ``cursor`` (at most ``limit``) and the head, for tails and sessions."""
+
+        actor = self.channels.peek(name)
+        if actor is not None and not actor._stale:
+            # Fast path for live tails: committed messages straight from the
+            # actor's state, without queueing behind appends in its mailbox.
+            head = actor.committed_head
+            return actor.state.messages[cursor : min(head, cursor + limit)], head
 
         def page(s: rules.ChannelState) -> tuple[list[dict[str, Any]], int]:
             return s.messages[cursor : cursor + limit], s.head

@@ -92,6 +92,8 @@ class ChannelActor(Actor):
         self.state = rules.ChannelState(name)
         self._stale = True
         self._snapshot_seq = 0
+        #: Messages below this index are committed; tails read only those.
+        self.committed_head = 0
 
     async def activate(self) -> None:
         """Latest snapshot (if any) plus a replay of the tail after it."""
@@ -107,6 +109,7 @@ class ChannelActor(Actor):
         for event in await journal.read_stream(stream_id(self.name), state.seq):
             rules.apply(state, event.type, event.data)
         self.state = state
+        self.committed_head = state.head
         self._snapshot_seq = snapshot.seq if snapshot is not None and state.seq >= snapshot.seq else 0
         self._stale = False
 

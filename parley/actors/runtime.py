@@ -257,6 +257,11 @@ class Registry:
             return await reply.wait()
         raise Unavailable("the actor did not answer in time", retry_after=1)
 
+    def peek(self, key: str) -> Actor | None:
+        """The actor for ``key`` if it is in memory (no activation)."""
+        cell = self._cells.get(key)
+        return None if cell is None else cell.actor
+
     def is_active(self, key: str) -> bool:
         return key in self._cells
 
