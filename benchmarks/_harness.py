@@ -73,6 +73,24 @@ def process_cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def system_busy_seconds() -> float:
+    """CPU seconds all processes on the machine have been busy (from /proc/stat)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return (sum(fields[:8]) - idle) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 class _PostgresSchema:
     def __init__(self, base_url: str) -> None:
         import sqlalchemy as sa

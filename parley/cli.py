@@ -109,5 +109,14 @@ def downgrade(database_url, revision) -> None:
     migrate.downgrade(_database_url(database_url), revision)
 
 
+from . import cli_journal, cli_token  # noqa: E402  (operator command groups)
+
+main.add_command(cli_journal.journal)
+main.add_command(cli_token.token)
+from .cli_bench import bench  # noqa: E402
+
+main.add_command(bench)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

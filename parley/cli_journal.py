@@ -353,7 +353,7 @@ def replay(database_url: str, stream: str | None, as_json: bool) -> None:
                 f"{kind:<8} {c.streams} streams, {c.events} events, "
                 f"{c.snapshots_matching}/{c.snapshots_compared} snapshots match"
             )
-        labels = {"difference": "DIFFERENCE", "fold_error": "FOLD ERROR", "note": "note"}
+        labels = {"difference": "DIFFERENCE", "fold_error": "FOLD ERROR"}
         for f in report.findings:
             click.echo(f"{labels.get(f.kind, f.kind)} {f.stream_id}: {f.detail}")
     problems = report.problems

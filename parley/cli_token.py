@@ -7,9 +7,13 @@ and appending with the matching ``expected_seq``; a lost race with another
 writer reloads and decides again. Only sha256 digests are journaled: a
 minted token is printed once and can never be shown again.
 
-A running server loads the ``tokens`` stream at start-up, so it picks these
-changes up on its next restart; use the admin API to change tokens of a live
-server without a restart.
+The commands work with the server stopped or running. A server loads the
+``tokens`` stream when it starts, and a running server also folds token events
+committed by other processes (this CLI included) through its journal tailer
+within a poll interval (ADR-0007); so a change made here while the server is
+stopped takes effect on its next start, and one made while it runs takes
+effect within moments, with no restart. (The admin API, ``POST /admin/tokens``,
+does the same through the server.)
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ PREFIX_LEN = 12
 MIN_PREFIX_LEN = 8
 _RETRIES = 5
 
-_RESTART_NOTE = "a running server picks this up on its next restart"
+_RESTART_NOTE = "a running server applies this within moments; a stopped one on its next start"
 
 
 class TokenError(Exception):
@@ -151,8 +155,9 @@ def _identity_arg(value: str, what: str) -> str:
 def token() -> None:
     """Mint, revoke, rotate and list bearer tokens (journaled as sha256 digests).
 
-    Changes are appended to the journal's 'tokens' stream; a running server
-    picks them up on its next restart.
+    Changes are appended to the journal's 'tokens' stream. A stopped server
+    picks them up on its next start; a running one within moments (its
+    journal tailer follows the stream), no restart needed.
     """
 
 

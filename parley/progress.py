@@ -25,13 +25,15 @@ _BAR_WIDTH = 24
 _REDRAW_S = 0.1
 
 
-def format_count(n: float, unit: str = "") -> str:
-    """``1234567`` → ``1.23M``; with ``unit="B"`` → ``1.18MiB``."""
+def format_count(n: float, unit: str = "", *, exact_below: float = 1e5) -> str:
+    """``1234567`` → ``1.23M`` (exact below ``exact_below``); with ``unit="B"`` → ``1.18MiB``."""
     if unit == "B":
         for suffix in ("B", "KiB", "MiB", "GiB"):
             if abs(n) < 1024 or suffix == "GiB":
                 return f"{n:.0f}{suffix}" if suffix == "B" else f"{n:.2f}{suffix}"
             n /= 1024
+    if abs(n) < exact_below:
+        return f"{n:.0f}" if float(n).is_integer() or abs(n) >= 100 else f"{n:.1f}"
     for threshold, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= threshold:
             return f"{n / threshold:.2f}{suffix}"
@@ -96,7 +98,9 @@ class Progress:
         now = self._clock() if now is None else now
         elapsed = max(now - self._start, 1e-9)
         rate = self.done / elapsed
-        done = format_count(self.done, self.unit)
+        # count and total on one scale: "5.00k/200.00k", not "5000/200.00k"
+        exact_below = 1e5 if not self.total or self.total < 1e5 else 1e3
+        done = format_count(self.done, self.unit, exact_below=exact_below)
         rate_text = f"{format_count(rate, self.unit)}/s"
         if self.total:
             frac = min(self.done / self.total, 1.0)
