@@ -29,9 +29,16 @@ class JournalTailer:
         self.position = 0
         self.foreign_events = 0
 
+    def _own_commit(self, events) -> None:
+        """Our own commit batch: skip over it when nothing foreign came before it."""
+        positions = [e.position for e in events]
+        if positions and positions[0] == self.position + 1 and positions[-1] - positions[0] == len(positions) - 1:
+            self.position = positions[-1]
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         journal = self.backbone.journal
         self.position = await journal.last_position()
+        journal.on_commit.append(self._own_commit)
         task_status.started()
         while True:
             try:
@@ -40,6 +47,8 @@ class JournalTailer:
                 await trio.sleep(1)
                 continue
             for event in events:
+                if event.position <= self.position:
+                    continue  # skipped as our own commit meanwhile
                 self.position = event.position
                 self._observe(event)
             if len(events) < PAGE:
