@@ -7,14 +7,14 @@ Two ways in:
   ``config.attributes["connection"]``; it commits when Alembic returns.
 * The ``alembic`` CLI: the URL comes from ``-x url=…``, else the
   ``sqlalchemy.url`` option of the ini file, else ``$PARLEY_DATABASE_URL``.
-  ``script_location`` must point at this directory, e.g.
-  ``alembic -c /dev/null`` won't do; use a two-line ini::
+  Alembic needs an ini whose ``script_location`` is this directory, e.g. a
+  two-line ``alembic.ini`` at the repository root::
 
       [alembic]
       script_location = migrations
 
-  and run ``alembic -x url=sqlite:///parley.db upgrade head``.
-  ``--sql`` (offline) mode is supported too.
+  then ``alembic -x url=sqlite:///parley.db upgrade head``. Offline ``--sql``
+  mode works too.
 
 On Postgres the migration runs under ``pg_advisory_xact_lock`` so several
 processes upgrading at start-up take turns (the later ones find the database

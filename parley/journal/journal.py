@@ -73,13 +73,17 @@ class Journal:
         self._started = True
         self.writer.start(trio.lowlevel.current_trio_token())
 
-    async def aclose(self) -> None:
-        """Commit what was already submitted, stop the writer thread, dispose."""
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Commit what was already submitted, stop the writer thread, dispose.
+
+        Shielded from cancellation. ``timeout`` bounds the wait for the writer
+        thread (None: wait until the database answers or fails).
+        """
         if self._closed:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self.writer.close)
+            await trio.to_thread.run_sync(self.writer.close, timeout)
             if self._own_engine:
                 await trio.to_thread.run_sync(self.engine.dispose)
 
@@ -136,6 +140,14 @@ class Journal:
         return await self.write(lambda conn: _store.put_meta_if_absent(conn, key, value))
 
     # ------------------------------------------------------------------ reads
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a reader thread (at most ``reader_threads`` at once).
+
+        For read models outside this class, e.g. ``await journal.read(query,
+        journal.engine)``. Database failures become JournalUnavailable.
+        """
+        return await self._read(fn, *args)
 
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:

@@ -149,6 +149,12 @@ class BatchOutcome:
     heads: dict[str, tuple[int, str]]
 
 
+class StaleConnection(Exception):
+    """The write connection was found dead before the batch wrote anything
+    (e.g. the server closed an idle connection); retrying the whole batch on a
+    fresh connection is safe."""
+
+
 class _Conflict(Exception):
     """Internal: the events insert hit UNIQUE(stream_id, seq)."""
 
@@ -200,6 +206,15 @@ def read_heads(conn: Connection, stream_ids: Iterable[str]) -> dict[str, tuple[i
 
 def _is_plain(req: Request) -> bool:
     return isinstance(req, AppendRequest) and req.side_effect is None
+
+
+def rows_to_events(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+    """Rows of the eight event columns (in table order) to StoredEvents."""
+    loads = orjson.loads
+    return [
+        StoredEvent(pos, sid, seq, type_, loads(data), at, prev, h)
+        for pos, sid, seq, type_, data, at, prev, h in rows
+    ]
 
 
 def row_to_event(row: Sequence[Any]) -> StoredEvent:
@@ -381,10 +396,14 @@ class JournalStore:
         """
         try:
             with conn.begin():
-                if self.is_postgres:
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY}
-                    )
+                try:
+                    if self.is_postgres:
+                        conn.execute(_PG_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
+                except sa_exc.DBAPIError as e:
+                    if e.connection_invalidated:
+                        # Nothing was written yet: safe to retry on a new connection.
+                        raise StaleConnection(str(e.orig)) from e
+                    raise
                 outcome = self.append_batch(conn, requests)
         except BaseException:
             for req in requests:
@@ -462,13 +481,17 @@ class JournalStore:
             else:
                 unknown.add(sid)
         if unknown:
-            heads.update(read_heads(conn, unknown))
+            read = read_heads(conn, unknown)
+            heads.update(read)
+            overlay.update(read)  # authoritative now (write lock held): cache after commit
             fresh |= unknown
 
         accepted = self._simulate(run, heads)
         stale = {r.stream_id for r, ok in zip(run, accepted) if not ok and r.stream_id not in fresh}
         if stale:  # a mismatch against a cached head: ask the database
-            heads.update(read_heads(conn, stale))
+            read = read_heads(conn, stale)
+            heads.update(read)
+            overlay.update(read)
             fresh |= stale
             accepted = self._simulate(run, heads)
 
@@ -543,9 +566,27 @@ class JournalStore:
         if len(rows) == 1:
             return [conn.execute(_INSERT_ONE, rows[0]).scalar_one()]
         if self.is_postgres:
-            # insertmanyvalues: one INSERT … SELECT … ORDER BY … RETURNING,
-            # positions returned in parameter order.
-            return list(conn.execute(_INSERT_MANY, rows).scalars())
+            # One INSERT … SELECT FROM unnest(arrays) WITH ORDINALITY ORDER BY:
+            # seven array parameters whatever the row count, so the statement
+            # text is constant (psycopg caches its parsing; SQLAlchemy's
+            # insertmanyvalues would build a new multi-KB statement for every
+            # batch size and psycopg re-parses it in Python every time).
+            # Positions are drawn in ORDINALITY order; RETURNING is matched
+            # back by (stream_id, seq), so no reliance on RETURNING's order.
+            params = {
+                "sid": [r["stream_id"] for r in rows],
+                "seq": [r["seq"] for r in rows],
+                "type": [r["type"] for r in rows],
+                "data": [r["data"] for r in rows],
+                "at": [r["recorded_at"] for r in rows],
+                "prev": [r["prev_hash"] for r in rows],
+                "hash": [r["hash"] for r in rows],
+            }
+            got = {
+                (sid, seq): pos
+                for pos, sid, seq in conn.exec_driver_sql(_PG_INSERT_UNNEST, params)
+            }
+            return [got[(r["stream_id"], r["seq"])] for r in rows]
         # SQLite cannot return RETURNING rows in parameter order for a batch,
         # so SQLAlchemy would fall back to one statement per row. Instead:
         # executemany without RETURNING, then derive the positions. With the
@@ -583,6 +624,7 @@ class JournalStore:
         except _Conflict as c:
             actual = last_event(conn, req.stream_id)[0]
             self._heads.pop(req.stream_id, None)
+            overlay.pop(req.stream_id, None)
             err = ConcurrencyError(req.stream_id, req.expected_seq, actual)
             err.__cause__ = c.__cause__
             results[idx] = err
@@ -693,7 +735,7 @@ class JournalStore:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self.engine.connect() as conn:
-            return [row_to_event(r) for r in conn.execute(stmt)]
+            return rows_to_events(conn.execute(stmt).all())
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         stmt = (
@@ -703,7 +745,7 @@ class JournalStore:
             .limit(limit)
         )
         with self.engine.connect() as conn:
-            return [row_to_event(r) for r in conn.execute(stmt)]
+            return rows_to_events(conn.execute(stmt).all())
 
     def last_seq(self, stream_id: str) -> int:
         with self.engine.connect() as conn:
@@ -815,5 +857,15 @@ def load_snapshot(conn: Connection, stream_id: str) -> Snapshot | None:
 
 
 _INSERT_ONE = _E.insert().returning(_E.c.position)
-_INSERT_MANY = _E.insert().returning(_E.c.position, sort_by_parameter_order=True)
+_PG_WRITE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:k)")
+
+_PG_INSERT_UNNEST = (
+    "INSERT INTO events (stream_id, seq, type, data, recorded_at, prev_hash, hash) "
+    "SELECT u.stream_id, u.seq, u.type, u.data, u.recorded_at, u.prev_hash, u.hash "
+    "FROM unnest(%(sid)b::text[], %(seq)b::int[], %(type)b::text[], %(data)b::text[], "
+    "%(at)b::float8[], %(prev)b::text[], %(hash)b::text[]) WITH ORDINALITY "
+    "AS u(stream_id, seq, type, data, recorded_at, prev_hash, hash, ord) "
+    "ORDER BY u.ord "
+    "RETURNING position, stream_id, seq"
+)
 _INSERT_PLAIN = _E.insert()

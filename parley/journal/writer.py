@@ -24,7 +24,14 @@ commits late. (Positions may still have holes where a rolled-back savepoint
 drew a number; they are increasing, not contiguous.) On SQLite the
 ``BEGIN IMMEDIATE`` write lock gives the same guarantee.
 
-Failure: if the whole batch fails (connection lost, database locked past the
+Batches use a fast path (a run of appends without side effects is validated
+in memory and inserted with ONE statement, with a request-by-request fallback
+on a UNIQUE violation); the semantics are those of one savepoint per request.
+See :meth:`JournalStore.append_batch`.
+
+Failure: a write connection found dead at the start of a batch (nothing
+written yet, e.g. the server closed it while idle) is replaced and the batch
+retried once. If the whole batch fails (connection lost, database locked past the
 busy timeout, disk full, ...) every request of the batch fails with
 :class:`JournalUnavailable`, the connection is discarded, and the thread goes
 on with the next batch (reconnecting). If the failure happened during COMMIT
@@ -44,7 +51,7 @@ from typing import Any
 import trio
 
 from .errors import JournalUnavailable
-from .store import JournalStore, Request, unavailable
+from .store import JournalStore, Request, StaleConnection, unavailable
 from .types import StoredEvent
 
 log = logging.getLogger("parley.journal.writer")
@@ -116,6 +123,7 @@ class GroupCommitWriter:
         # statistics (written by the writer thread only)
         self._batches = 0
         self._failed_batches = 0
+        self._reconnects = 0
         self._requests = 0
         self._events = 0
         self._last_batch_size = 0
@@ -183,6 +191,7 @@ class GroupCommitWriter:
             "queue_depth": self._queue.qsize(),
             "batches": self._batches,
             "failed_batches": self._failed_batches,
+            "stale_connection_retries": self._reconnects,
             "requests": self._requests,
             "events": self._events,
             "last_batch_size": self._last_batch_size,
@@ -237,9 +246,14 @@ class GroupCommitWriter:
         t0 = time.perf_counter()
         requests = [p.request for p in batch]
         try:
-            if self._conn is None:
-                self._conn = self.store.write_engine.connect()
-            outcome = self.store.run_batch(self._conn, requests)
+            try:
+                outcome = self._run_batch(requests)
+            except StaleConnection:
+                # The connection died while idle (nothing written): one retry
+                # on a fresh connection instead of failing every request.
+                self._discard_conn(invalidate=True)
+                self._reconnects += 1
+                outcome = self._run_batch(requests)
         except Exception as e:
             self._failed_batches += 1
             self._discard_conn(invalidate=True)
@@ -260,6 +274,11 @@ class GroupCommitWriter:
             else:
                 p.result = r
         self._deliver(batch, outcome.committed)
+
+    def _run_batch(self, requests: list[Request]):
+        if self._conn is None:
+            self._conn = self.store.write_engine.connect()
+        return self.store.run_batch(self._conn, requests)
 
     def _discard_conn(self, invalidate: bool) -> None:
         conn, self._conn = self._conn, None

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 import trio
 
-from parley.journal import ConcurrencyError, Journal, JournalUnavailable, NewEvent
+from parley.journal import ConcurrencyError, Journal, JournalUnavailable, NewEvent, migrate
 from parley.journal import store as jstore
 from parley.journal.store import compute_hash
 
@@ -339,6 +339,58 @@ async def test_tail_is_gap_free_with_concurrent_writers(migrated_url: str):
     assert seen == everything  # nothing committed was skipped by the tailer
 
 
+async def test_stale_head_cache_is_detected_and_repaired(journal: Journal, migrated_url: str):
+    """Another writer (process) appends behind our writer's back: our cached head
+    is stale. The bulk insert hits UNIQUE(stream_id, seq) and is redone request
+    by request, so only the really-conflicting request fails."""
+    await journal.append("shared", [ev(n=1)], 0)  # our writer now caches head seq 1
+    async with Journal.open(migrated_url) as other:
+        await other.append("shared", [ev(n=2, by="other")], 1)
+
+    results: dict[str, object] = {}
+
+    async def run(name, stream, expected):
+        try:
+            results[name] = await journal.append(stream, [ev(name=name)], expected)
+        except ConcurrencyError as e:
+            results[name] = e
+
+    async with trio.open_nursery() as nursery:
+        await block_writer(journal, 0.2, nursery)
+        for args in [("fresh", "unrelated", 0), ("stale", "shared", 1), ("after", "unrelated", 1)]:
+            nursery.start_soon(run, *args)
+            await trio.sleep(0.01)
+    assert isinstance(results["stale"], ConcurrencyError) and results["stale"].actual_seq == 2
+    assert [e.seq for e in results["fresh"]] == [1]
+    assert [e.seq for e in results["after"]] == [1 + 1]
+    # expected_seq newer than our (now dropped) cache: accepted after a fresh read
+    assert [e.seq for e in await journal.append("shared", [ev(n=3)], 2)] == [3]
+    # a cached head that is behind the caller's expected_seq is re-read, not trusted
+    async with Journal.open(migrated_url) as other:
+        await other.append("shared", [ev(n=4, by="other")], 3)
+    assert [e.seq for e in await journal.append("shared", [ev(n=5)], 4)] == [5]
+    assert [e.data["n"] for e in await journal.read_stream("shared")] == [1, 2, 3, 4, 5]
+    assert (await journal.verify()).ok
+
+
+async def test_batch_positions_match_storage(journal: Journal):
+    """Positions returned by a multi-request, multi-event batch are the stored ones."""
+    returned = []
+
+    async def one(i):
+        returned.extend(await journal.append(f"p{i % 5}:{i}", [ev(i=i, k=k) for k in range(i % 3 + 1)], 0))
+
+    async with trio.open_nursery() as nursery:
+        await block_writer(journal, 0.1, nursery)
+        for i in range(40):
+            nursery.start_soon(one, i)
+    stored = await journal.read_all(limit=1000)
+    assert sorted(returned, key=lambda e: e.position) == stored
+    for a, b in zip(stored, stored[1:]):
+        if a.stream_id == b.stream_id:
+            assert b.seq == a.seq + 1
+
+
 # --------------------------------------------------------------------------- failures
 
 
@@ -379,6 +431,27 @@ async def test_writer_survives_a_failed_batch(journal: Journal):
     assert [e.data["n"] for e in await journal.read_stream("s")] == [1, 2]
     assert (await journal.verify()).ok
     await journal.ping()
+
+
+@pytest.mark.postgres
+async def test_writer_replaces_a_connection_that_died_while_idle(postgres_url: str):
+    """Postgres closed the writer's idle connection: the next batch notices at its
+    first statement (nothing written yet), reconnects and succeeds."""
+    migrate.upgrade(postgres_url)
+    async with Journal.open(postgres_url) as journal:
+        await _idle_connection_killed(journal)
+
+
+async def _idle_connection_killed(journal: Journal) -> None:
+    await journal.append("s", [ev(n=1)], 0)
+    pid = await journal.write(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    with journal.engine.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+    await trio.sleep(0.1)
+    stored = await journal.append("s", [ev(n=2)], 1)
+    assert [e.seq for e in stored] == [2]
+    stats = journal.statistics()
+    assert stats["stale_connection_retries"] == 1 and stats["failed_batches"] == 0
 
 
 async def test_closed_journal_refuses_work(migrated_url: str):
