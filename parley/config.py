@@ -127,7 +127,8 @@ def _port(env: Mapping[str, str]) -> int:
         if raw is None or raw == "":
             continue
         text = raw.strip()
-        if not text.isdigit() or int(text) > 65535:
+        # ASCII digits only: str.isdigit() and int() also accept other scripts' digits.
+        if not (text.isascii() and text.isdigit()) or int(text) > 65535:
             shown = raw if len(raw) <= 20 else raw[:20] + "…"
             raise ConfigError(f'invalid {name} "{shown}": must be an integer in [0, 65535]')
         return int(text)

@@ -142,11 +142,21 @@ def _apply_claim(state: ChannelState, message: dict[str, Any], effect: dict[str,
 # -- fingerprints and idempotency ---------------------------------------------
 
 
-def fingerprint(route: str, payload: dict[str, Any]) -> str:
+def fingerprint(route: str, payload: dict[str, Any], exclude: tuple[str, ...] = ("v", "ts")) -> str:
     """Canonical JSON digest of what a write asked for (server stamps excluded)."""
-    body = {k: v for k, v in payload.items() if k not in ("v", "ts")}
+    body = {k: v for k, v in payload.items() if k not in exclude}
     canonical = orjson.dumps([route, body], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
+
+
+def key_fingerprint(route: str, payload: dict[str, Any]) -> str:
+    """The fingerprint an ``Idempotency-Key`` is bound to: also without ``msg_id``.
+
+    The header exists for clients whose ``msg_id`` is not stable across
+    retries (D2), so a retry that only mints a new ``msg_id`` is the same
+    request and replays the original.
+    """
+    return fingerprint(route, payload, ("v", "ts", "msg_id"))
 
 
 @dataclass
@@ -291,7 +301,8 @@ def decide_append(
 ) -> Decision:
     message = anchor(body, identity)
     fp = fingerprint("append", message)
-    replay = check_idempotency_key(state, idem_key, fp)
+    key_fp = key_fingerprint("append", message)
+    replay = check_idempotency_key(state, idem_key, key_fp)
     if replay is not None:
         return replay
     rules.check_append(message, max_body_chars=limits.max_body_chars)
@@ -302,7 +313,7 @@ def decide_append(
     check_room(state, limits)
     seatbelt.admit_post(state.name, identity.agent_id, rules.dup_key(message), now_ms)
     stored = _stamped(message, stamp())
-    event = _message_event(stored, fp, _idem_data(idem_key, fp, "append"))
+    event = _message_event(stored, fp, _idem_data(idem_key, key_fp, "append"))
     return Decision([event], _appended("append"), status=201)
 
 
@@ -323,8 +334,10 @@ def decide_claim(
     message = anchor(body, identity)
     if op == "done":
         message["status"] = "resolved"
-    fp = fingerprint(op, {**message, "assignee": assignee} if assignee is not None else message)
-    replay = check_idempotency_key(state, idem_key, fp)
+    requested = {**message, "assignee": assignee} if assignee is not None else message
+    fp = fingerprint(op, requested)
+    key_fp = key_fingerprint(op, requested)
+    replay = check_idempotency_key(state, idem_key, key_fp)
     if replay is not None:
         return replay
     key = rules.check_claim(message, op, max_body_chars=limits.max_body_chars)
@@ -362,7 +375,7 @@ def decide_claim(
     effect: dict[str, Any] = {"op": op if op != "claim" else verdict.kind, "key": key, "at_ms": now_ms}
     if op == "reassign":
         effect["assignee"] = stored["assignee"]
-    events.append(_message_event(stored, fp, _idem_data(idem_key, fp, op), effect))
+    events.append(_message_event(stored, fp, _idem_data(idem_key, key_fp, op), effect))
     seatbelt.record_rate(state.name, identity.agent_id, now_ms)
     return Decision(events, _appended(op))
 
@@ -370,7 +383,11 @@ def decide_claim(
 def decide_artifact(
     state: ChannelState, sha256: str, data: bytes, *, limits: Limits, global_bytes: int
 ) -> Decision:
-    """Put order: sha format → blob cap → digest → dedup → channel cap → global cap."""
+    """Put order: sha format → blob cap → digest → dedup → archived → channel cap → global cap.
+
+    A dedup answer changes nothing, so it is still given on an archived
+    channel (like a D2 replay); storing a new blob is a write (D11).
+    """
     if len(sha256) != ARTIFACT_SHA_RE_LEN or any(c not in "0123456789abcdef" for c in sha256):
         raise ArtifactIntegrity()
     if len(data) > limits.max_artifact_bytes:
@@ -382,6 +399,7 @@ def decide_artifact(
     body = {"uri": f"caucus://artifact/{state.name}/{sha256}", "sha256": sha256, "size": len(data)}
     if sha256 in state.artifacts:
         return Decision([], _fixed(body), status=200, replayed=False)
+    check_writable(state)
     if state.artifact_bytes + len(data) > limits.max_channel_artifact_bytes:
         raise ArtifactTooLarge(
             "Artifact too large: this channel's artifact store is capped at "

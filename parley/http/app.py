@@ -45,6 +45,8 @@ class Ctx:
     segments: list[str]
     method: str
     body: Any = None
+    #: A body was sent (JSON ``null`` parses to ``None`` but is present).
+    has_body: bool = False
 
 
 def create_app(backbone) -> QuartTrio:
@@ -129,7 +131,7 @@ async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
         return "stream", await stream.open_stream(request, backbone, segments[1])
     # 3. JSON dispatch: the body is buffered (and must parse) on every route.
     raw = await read_body(request, backbone.settings.max_body_bytes)
-    ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw))
+    ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw), raw != b"")
     return await _route_json(ctx)
 
 

@@ -69,7 +69,9 @@ async def append(ctx, channel: str):
 
 
 async def read(ctx, channel: str):
-    body = {} if ctx.body is None else ctx.body
+    # An absent body is {} (→ invalid_cursor); a present non-object one,
+    # JSON null included, is a structural 400 (§4.2).
+    body = ctx.body if ctx.has_body else {}
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     check_read_auth(ctx)
@@ -133,7 +135,8 @@ async def put_artifact(request, backbone, channel: str, sha256: str):
 
     identity = require_identity(backbone.tokens, request.headers.get("authorization"))
     del identity
-    backbone.check_channel(channel)
+    # Caucus order: token → body with its running cap (413) → the backbone
+    # (slug → channel → sha format → …), so the channel is not checked here.
     cap = backbone.limits.max_artifact_bytes
     data = await read_body(request, cap, ArtifactTooLarge(f"artifact exceeds {cap} bytes"))
     result = await backbone.put_artifact(channel, sha256, data)
