@@ -26,7 +26,7 @@ import trio
 from ..domain import session as S
 from ..domain.identity import Identity
 from ..domain.session_input import TurnInput
-from ..errors import InternalError, ParleyError, TurnInFlight, Unavailable
+from ..errors import InternalError, ParleyError, StaleToken, TurnInFlight, Unavailable, UnknownSession
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent, StoredEvent
 from .runtime import Actor, Envelope
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley.sessions")
 
 FAILPOINT_STREAM_OPEN = "turn-after-stream-open"
+#: Save a snapshot after this many events past the last one (and on passivation).
+SNAPSHOT_EVERY = 100
 
 
 def stream_id(session_id: str) -> str:
@@ -129,6 +131,8 @@ class Peek:
 @dataclass(frozen=True, slots=True)
 class Describe:
     identity: Identity
+    #: the stream's last seq as just read: a state behind it is reloaded first.
+    head: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,14 +173,20 @@ class SessionActor(Actor):
         self.stale = False
 
     async def passivate(self) -> None:
-        if self.state is None or self.stale or self.seq <= self.snapshot_seq:
-            return
         if self.service.in_flight.get(self.session_id) is not None:
             return  # the running turn will commit past this seq
+        await self._snapshot()
+
+    async def _snapshot(self) -> None:
+        state, seq = self.state, self.seq
+        if state is None or self.stale or seq <= self.snapshot_seq:
+            return
         try:
-            await self.service.journal.save_snapshot(self.stream, self.seq, S.to_snapshot(self.state))
+            await self.service.journal.save_snapshot(self.stream, seq, S.to_snapshot(state))
         except Exception:  # a snapshot is an optimisation; the stream is the truth
             log.warning("snapshot of %s failed", self.stream, exc_info=True)
+            return
+        self.snapshot_seq = max(self.snapshot_seq, seq)
 
     # -- commands ----------------------------------------------------------------
 
@@ -188,16 +198,29 @@ class SessionActor(Actor):
                 for envelope in batch:
                     envelope.reply.set_error(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
                 return
+        reloaded = False
         for envelope in batch:
             command = envelope.command
             try:
                 if isinstance(command, Continue):
-                    envelope.reply.set_result(self._continue(command))
+                    try:
+                        envelope.reply.set_result(self._continue(command))
+                    except (StaleToken, UnknownSession):
+                        # Another process may have committed since this state was
+                        # loaded (the tailer tells us only after a poll): re-read
+                        # once per batch before refusing.
+                        if reloaded or self.session_id in self.service.in_flight:
+                            raise
+                        reloaded = True
+                        await self._reload()
+                        envelope.reply.set_result(self._continue(command))
                 elif isinstance(command, Start):
                     envelope.reply.set_result(self._start(command))
                 elif isinstance(command, Peek):
                     envelope.reply.set_result(self.state)
                 elif isinstance(command, Describe):
+                    if command.head > self.seq and self.session_id not in self.service.in_flight:
+                        await self._reload()
                     state = S.check_owner(self.state, command.identity, self.session_id)
                     envelope.reply.set_result((state, self.session_id in self.service.in_flight))
                 elif isinstance(command, Close):
@@ -223,29 +246,37 @@ class SessionActor(Actor):
         if self.session_id in service.in_flight:  # step 8
             raise TurnInFlight()
         service.in_flight[self.session_id] = handle
-        service.spawn(self._run_turn, req, handle, state, False, None)
+        service.spawn(self._run_turn, req, handle, state, self.seq, None)
         return handle
 
     def _start(self, command: Start) -> TurnHandle:
         if self.state is not None or self.session_id in self.service.in_flight:
             raise InternalError("session id collision")  # 80 random bits: never in practice
         self.service.in_flight[self.session_id] = command.handle
-        self.service.spawn(self._run_turn, command.req, command.handle, None, True, command.start_key)
+        self.service.spawn(self._run_turn, command.req, command.handle, None, 0, command.start_key)
         return command.handle
 
     async def _close(self, command: Close) -> dict[str, Any]:
         service = self.service
+        reloaded = False
         for _attempt in range(3):
-            state = S.check_owner(self.state, command.identity, self.session_id)
-            presented = None if command.token is None else S.token_digest(command.token)
-            S.check_continue(state, presented)
+            try:
+                state = S.check_owner(self.state, command.identity, self.session_id)
+                presented = None if command.token is None else S.token_digest(command.token)
+                S.check_continue(state, presented)
+            except (StaleToken, UnknownSession):
+                if reloaded or self.session_id in service.in_flight:
+                    raise
+                reloaded = True  # another process may have moved on: re-read once
+                await self._reload()
+                continue
             if self.session_id in service.in_flight:
                 raise TurnInFlight()
             event = NewEvent(S.SESSION_CLOSED, S.session_closed_data(ts=service.backbone.stamper.next()))
             try:
                 committed = await service.journal.append(self.stream, [event], self.seq)
             except ConcurrencyError:
-                await self.activate()  # another process wrote: decide again
+                await self._reload()  # another process wrote: decide again
                 continue
             except JournalUnavailable:
                 self.stale = True
@@ -263,10 +294,13 @@ class SessionActor(Actor):
         req: TurnRequest,
         handle: TurnHandle,
         state: S.SessionState | None,
-        start: bool,
+        base_seq: int,
         start_key: str | None,
     ) -> None:
+        """Run one accepted turn; ``state``/``base_seq`` are the session as it was accepted
+        (``None``/0 for the start turn)."""
         service = self.service
+        start = state is None
         sid = self.session_id
         turn = 1 if state is None else state.turns + 1
         epoch = 0 if state is None else state.lease_epoch
@@ -276,11 +310,15 @@ class SessionActor(Actor):
             if req.streamed and FAILPOINT_STREAM_OPEN in service.settings.failpoints:
                 raise InternalError(f"failpoint {FAILPOINT_STREAM_OPEN}")
             if not start:
-                taken = await service.take_lease(sid, req.input.wait)
+                taken = await service.take_lease(sid, req.input.wait, base_seq)
                 if taken is None:
                     await self._answer_contended(req, handle, state)
                     return
-                epoch, leased = taken, True
+                if taken == "moved":
+                    # Another process committed since this state was loaded: decide again.
+                    await self._redecide(req, handle)
+                    return
+                epoch, leased = int(taken), True
             subscriptions = {} if state is None else dict(state.subscriptions)
             results = await service.apply_actions(sid, turn, req, subscriptions)
             messages, parked = await service.deliver(subscriptions, req.input.max, req.input.wait)
@@ -327,7 +365,7 @@ class SessionActor(Actor):
                 committed = await service.journal.append(
                     self.stream,
                     events,
-                    0 if start else self.seq,
+                    base_seq,
                     side_effect=service.lease_release(sid, epoch) if leased else None,
                 )
             except ConcurrencyError:
@@ -343,6 +381,8 @@ class SessionActor(Actor):
             service.turn_committed(self, start=start, identity=req.identity)
             committed_ok = True
             handle.finish(S.render_response(stored, token), committed)
+            if self.seq - self.snapshot_seq >= SNAPSHOT_EVERY:
+                await self._snapshot()
         except ParleyError as error:
             handle.fail(error)
         except JournalUnavailable:
@@ -362,6 +402,29 @@ class SessionActor(Actor):
                 service.start_finished(req.identity, start_key, committed=committed_ok)
             if not handle.done.is_set():  # cancelled (shutdown): never leave a waiter hanging
                 handle.fail(Unavailable("server is shutting down", retry_after=1))
+
+    async def _reload(self) -> None:
+        try:
+            await self.activate()
+        except JournalUnavailable:
+            self.stale = True
+            raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+
+    async def _redecide(self, req: TurnRequest, handle: TurnHandle) -> None:
+        """Answer from the session's current journal state (stale, replay, 404, …)."""
+        await self.activate()
+        state = S.check_owner(self.state, req.identity, self.session_id)
+        presented = state.token_digest if req.held and req.token is None else (
+            None if req.token is None else S.token_digest(req.token)
+        )
+        decision = S.check_continue(
+            state, presented, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
+        )
+        if isinstance(decision, S.Replay):
+            token = S.derive_token(self.service.secret, self.session_id, decision.turn)
+            handle.finish(S.render_response(decision.response, token), replayed=True)
+            return
+        await self._answer_contended(req, handle, state)  # current after all: retry
 
     async def _answer_contended(
         self, req: TurnRequest, handle: TurnHandle, state: S.SessionState | None
