@@ -59,6 +59,7 @@ class Settings:
     testing: bool = False
     # Runtime.
     actor_idle_s: float = 300.0
+    presence_ttl_s: float = 300.0
     mailbox_size: int = 1024
     workers: int = 1
 
@@ -198,6 +199,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         failpoints=failpoints,
         testing=testing,
         actor_idle_s=float(_int(env, "PARLEY_ACTOR_IDLE_SECONDS", 300)),
+        presence_ttl_s=float(_int(env, "PARLEY_PRESENCE_TTL_SECONDS", 300)),
         workers=_int(env, "PARLEY_WORKERS", 1),
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}

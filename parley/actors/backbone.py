@@ -35,6 +35,7 @@ from .channel_actor import (
     stream_id,
 )
 from .directory import Directory
+from .presence import Presence
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
 from .tailer import JournalTailer
@@ -61,6 +62,8 @@ class Backbone:
             max_total_artifact_bytes=settings.max_total_artifact_bytes,
         )
         self.tokens = TokenStore(self.journal, settings.tokens)
+        self.presence = Presence(self.clock, settings.presence_ttl_s)
+        self.tokens.on_resolve = self.presence.seen
         self.directory = Directory(self)
         self.signals = CommitSignals()
         self.stamper = Stamper(self.clock)

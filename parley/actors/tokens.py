@@ -29,6 +29,8 @@ class TokenStore:
         self._dynamic: dict[str, Identity] = {}
         self._seq = 0
         self._lock = trio.Lock()
+        #: Called with every identity a token resolves to (presence).
+        self.on_resolve = None
 
     async def load(self) -> None:
         """Fold the ``tokens`` stream into the dynamic layer."""
@@ -56,7 +58,10 @@ class TokenStore:
         if not token:
             return None
         digest = token_digest(token)
-        return self._dynamic.get(digest) or self._seed.get(digest)
+        identity = self._dynamic.get(digest) or self._seed.get(digest)
+        if identity is not None and self.on_resolve is not None:
+            self.on_resolve(identity)
+        return identity
 
     def configured(self) -> bool:
         return bool(self._seed or self._dynamic)

@@ -146,6 +146,11 @@ async def _route_json(ctx: Ctx) -> tuple[str, Any]:
         return await _route_channels(ctx)
     if n >= 1 and s[0] == "admin":
         return await _route_admin(ctx)
+    if n == 2 and s[0] == "v1" and s[1] == "peers":
+        if method != "GET":
+            raise MethodNotAllowed()
+        channels.check_read_auth(ctx)
+        return "peers", json_response(200, {"peers": ctx.backbone.presence.peers()})
     if n >= 1 and s[0] == "v1":
         from . import sessions
 

@@ -161,6 +161,13 @@ ROUTES: list[Route] = [
           {200: ("Prometheus text exposition.", "text/plain", {"type": "string"})}, BASE),
     Route("GET", "/openapi.json", "openapi", "This document", "ops", "none",
           {200: ("The OpenAPI 3.1 document.", JSON, {"type": "object"})}, BASE),
+    Route("GET", "/v1/peers", "listPeers", "Agents seen recently (presence, ADR-0010)", "ops", "read",
+          {200: ("Most recently seen first; status active or idle after the TTL.", JSON,
+                 {"type": "object", "properties": {"peers": {"type": "array", "items": {
+                     "type": "object", "required": ["agent_id", "owner", "last_seen", "status"],
+                     "properties": {"agent_id": {"type": "string"}, "owner": {"type": "string"},
+                                    "last_seen": {"type": "string"},
+                                    "status": {"enum": ["active", "idle"]}}}}}})}, READ),
     # channels
     Route("POST", "/channels", "createChannel", "Create a channel", "channels", "write",
           {201: ("The new channel's descriptor.", JSON, ref("ChannelDescriptor"))},

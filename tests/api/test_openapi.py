@@ -62,6 +62,7 @@ DISPATCHER_ROUTES = {
     ("GET", "/v1/session/{id}"),
     ("DELETE", "/v1/session/{id}"),
     ("GET", "/v1/ws"),
+    ("GET", "/v1/peers"),
 }
 
 
