@@ -7,12 +7,8 @@ import hashlib
 
 from parley.actors.channel_actor import ChannelActor, stream_id
 from parley.domain import channel as rules
+from tests.support.messages import ulid
 
-
-
-def ulid(n: int) -> str:
-    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-    return "01HZX3K4M5N6P7Q8R9S0T1" + "".join(alphabet[(n >> (5 * i)) % 32] for i in range(4))
 
 
 async def _populate(server, count: int, start: int = 0) -> None:

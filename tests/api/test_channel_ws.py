@@ -5,12 +5,8 @@ from __future__ import annotations
 import orjson
 import trio
 from trio_websocket import open_websocket_url
+from tests.support.messages import ulid
 
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid(n: int) -> str:
-    return "01HZX3K4M5N6P7Q8R9S0T1" + "".join(ALPHABET[(n >> (5 * i)) % 32] for i in range(4))
 
 
 async def test_pipelined_appends_are_acked_once_each_and_tailed_in_order(server):

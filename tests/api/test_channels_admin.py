@@ -8,24 +8,17 @@ The server runs in this process, so ``capsys`` sees those lines.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 
 import orjson
 
 from tests.support.server import running_server
 from tests.support.server import test_settings as settings_for
+from tests.support.messages import ulid
 
 UNAUTHORIZED = b'{"error":{"code":"unauthorized","message":"missing or invalid token"}}'
 TOKEN = re.compile(r"^tok_[A-Za-z0-9_-]{43}$")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J5000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def digest(token: str) -> str:

@@ -7,22 +7,15 @@ oracle); reads ignore the Authorization header; no tokens = fail closed.
 
 from __future__ import annotations
 
-import itertools
 
 from tests.support.server import running_server
 from tests.support.server import test_settings as settings_for
+from tests.support.messages import ulid
 
 JSON = "application/json; charset=utf-8"
 UNAUTHORIZED = b'{"error":{"code":"unauthorized","message":"missing or invalid token"}}'
 NOT_OBJECT = b'{"error":{"code":"invalid_request","message":"request body must be a JSON object"}}'
 ASSIGNEE = "reassign requires an assignee object with a non-empty agent_id and owner"
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J1000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def note(body: str = "hi") -> dict:

@@ -7,20 +7,13 @@ moved to the exact millisecond instead of sleeping.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 import trio
 
 from tests.support.server import running_server
 from tests.support.server import test_settings as settings_for
+from tests.support.messages import ulid
 
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J3000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def claim_msg(target: str, **extra) -> dict:

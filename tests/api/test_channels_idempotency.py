@@ -10,17 +10,10 @@ keyed on that anchored identity.
 from __future__ import annotations
 
 import hashlib
-import itertools
 
 import trio
+from tests.support.messages import ulid
 
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J4000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def note(body: str = "hi", **extra) -> dict:

@@ -8,19 +8,11 @@ transport rules every route shares: JSON body buffering (even on GET), the
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
+from tests.support.messages import ulid
 
 JSON = "application/json; charset=utf-8"
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z#\d{12}$")
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    tail = "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
-    return "01J0000000" + tail
 
 
 def note(body: str, **extra) -> dict:

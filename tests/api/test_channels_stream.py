@@ -6,7 +6,6 @@ nothing sleeps to "let the server catch up".
 
 from __future__ import annotations
 
-import itertools
 
 import httpx
 import orjson
@@ -14,16 +13,10 @@ import trio
 
 from tests.support.server import running_server
 from tests.support.server import test_settings as settings_for
+from tests.support.messages import ulid
 
 KEEP_ALIVE = b": keep-alive"
 SINCE_ERROR = {"code": "invalid_request", "message": "since must be a non-negative integer cursor"}
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J6000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def note(body: str, **extra) -> dict:

@@ -7,26 +7,19 @@ Time-dependent rules move the server's ManualClock instead of sleeping.
 
 from __future__ import annotations
 
-import itertools
 
 import trio
 
 from tests.support.server import running_server
 from tests.support.server import test_settings as settings_for
+from tests.support.messages import ulid
 
-_ids = itertools.count(1)
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 EMOJI = "\U0001f600"  # two UTF-16 code units
 SLUG_HINT = " (must match ^[a-z0-9][a-z0-9-]{0,63}$)"
 DUPLICATE = (
     "Duplicate of your previous post \u2014 identical content was just posted. Vary the content "
     "or stop repeating; do not re-post the same message."
 )
-
-
-def ulid() -> str:
-    n = next(_ids)
-    return "01J2000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def note(body: str = "hi", **extra) -> dict:

@@ -11,12 +11,8 @@ from contextlib import AsyncExitStack
 import trio
 
 from tests.support.server import running_server, test_settings
+from tests.support.messages import ulid
 
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def ulid(n: int) -> str:
-    return "01HZX3K4M5N6P7Q8R9S0T1" + "".join(ALPHABET[(n >> (5 * i)) % 32] for i in range(4))
 
 
 async def _two_servers(stack: AsyncExitStack, url: str):

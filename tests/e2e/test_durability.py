@@ -22,18 +22,12 @@ import httpx
 import pytest
 
 from tests.conftest import postgres_schema_url
+from tests.support.messages import ulid
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER = re.compile(r"^parley listening on (http://127\.0\.0\.1:(\d+))\n$")
 TOKENS = "tok-a:sess-a:alice,tok-b:sess-b:bob"
 ADMIN = "admin-secret"
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_counter = iter(range(1, 10**6))
-
-
-def ulid() -> str:
-    n = next(_counter)
-    return "01J7000000" + "".join(_CROCKFORD[(n >> (5 * i)) & 31] for i in range(15, -1, -1))
 
 
 def clean_env(**extra: str) -> dict[str, str]:

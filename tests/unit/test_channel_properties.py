@@ -12,13 +12,9 @@ from parley.domain.identity import Identity
 from parley.domain.message import stamp as make_stamp
 from parley.domain.seatbelt import Seatbelt
 from parley.errors import ParleyError
+from tests.support.messages import ulid
 
-ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 PEOPLE = [Identity("a1", "alice"), Identity("a2", "alice"), Identity("b1", "bob"), Identity("c1", "carol")]
-
-
-def ulid(n: int) -> str:
-    return "01HZX3K4M5N6P7Q8R9S0T1" + "".join(ALPHABET[(n >> (5 * i)) % 32] for i in range(4))
 
 
 command = st.tuples(
