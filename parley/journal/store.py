@@ -798,13 +798,14 @@ class JournalStore:
 
     # ------------------------------------------------------------------ verify
 
-    def verify(self, chunk: int = 5000) -> VerifyReport:
+    def verify(self, chunk: int = 5000, advance: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash chain (streams in ``stream_id`` order).
 
         Checks per stream: ``seq`` runs 1, 2, 3… without gaps, each
         ``prev_hash`` equals the previous event's ``hash`` ("" for seq 1) and
         each ``hash`` matches the recomputed one. Stops at the first broken
-        event. Reads in keyset-paginated chunks, so memory stays flat.
+        event. Reads in keyset-paginated chunks, so memory stays flat;
+        ``advance(n)`` is told after each chunk (progress bars).
         """
         streams = events_checked = 0
         cur_stream: str | None = None
@@ -839,6 +840,8 @@ class JournalStore:
                 if reason is not None:
                     return VerifyReport(False, streams, events_checked, sid, position, reason)
                 expect_seq, prev = seq + 1, h
+            if advance is not None:
+                advance(len(rows))
             last_key = (rows[-1][1], rows[-1][2])
         return VerifyReport(True, streams, events_checked)
 

@@ -167,47 +167,8 @@ def _range_conditions(stream: str | None, from_position: int | None, to_position
 
 
 def verify(engine: Engine, *, advance: Advance = _no_progress, chunk: int = 5000) -> VerifyReport:
-    """Recompute every hash chain, like :meth:`JournalStore.verify`, reporting progress.
-
-    Same checks and order (streams by ``stream_id``, events by ``seq``; stops
-    at the first broken event); kept separate only to feed ``advance``.
-    """
-    streams = checked = 0
-    cur: str | None = None
-    expect_seq, prev = 1, GENESIS_HASH
-    last_key: tuple[str, int] | None = None
-    cols = (_E.c.position, _E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data, _E.c.prev_hash, _E.c.hash)
-    while True:
-        stmt = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
-        if last_key is not None:
-            stmt = stmt.where(
-                sa.or_(
-                    _E.c.stream_id > last_key[0],
-                    sa.and_(_E.c.stream_id == last_key[0], _E.c.seq > last_key[1]),
-                )
-            )
-        with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        if not rows:
-            break
-        for position, sid, seq, type_, data, prev_hash, h in rows:
-            if sid != cur:
-                cur, expect_seq, prev = sid, 1, GENESIS_HASH
-                streams += 1
-            checked += 1
-            reason = None
-            if seq != expect_seq:
-                reason = f"seq {seq} where {expect_seq} was expected"
-            elif prev_hash != prev:
-                reason = f"seq {seq}: prev_hash does not match the previous event's hash"
-            elif compute_hash(prev_hash, sid, seq, type_, data) != h:
-                reason = f"seq {seq}: hash mismatch (event content was altered)"
-            if reason is not None:
-                return VerifyReport(False, streams, checked, sid, position, reason)
-            expect_seq, prev = seq + 1, h
-        advance(len(rows))
-        last_key = (rows[-1][1], rows[-1][2])
-    return VerifyReport(True, streams, checked)
+    """Recompute every hash chain (:meth:`JournalStore.verify`), reporting progress."""
+    return JournalStore(engine).verify(chunk, advance)
 
 
 def count_events(engine: Engine) -> int:
