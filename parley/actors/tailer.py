@@ -43,7 +43,11 @@ class JournalTailer:
         while True:
             try:
                 events = await journal.read_all(self.position, PAGE)
-            except JournalUnavailable:
+            except Exception as exc:
+                # The tailer must outlive any database trouble (down, locked,
+                # schema being migrated); readiness reports it meanwhile.
+                if not isinstance(exc, JournalUnavailable):
+                    log.warning("journal tailer read failed: %s", type(exc).__name__)
                 await trio.sleep(1)
                 continue
             for event in events:

@@ -86,10 +86,12 @@ async def handle(backbone, metrics: Metrics):
     try:
         route, response = await dispatch(backbone, metrics)
     except ParleyError as error:
+        route = request.scope.get("parley.route", route)
         response = error_response(error)
         if error.code in ("rate_limited", "duplicate_post"):
             metrics.rejections.labels(error.code).inc()
     except Exception:
+        route = request.scope.get("parley.route", route)
         log.exception("internal error on %s %s (request %s)", request.method, request.path, request_id)
         response = error_response(InternalError())
     elapsed = time.perf_counter() - started
@@ -113,6 +115,13 @@ async def handle(backbone, metrics: Metrics):
     return response
 
 
+async def _run(route: str, target, *args) -> tuple[str, Any]:
+    """Label the request with its route (metrics count failures too), then run it."""
+    request.scope["parley.route"] = route
+    response = await (target(*args) if args else target)
+    return route, response
+
+
 async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
     method = request.method
     segments = split_path(request.scope.get("raw_path") or request.path.encode())
@@ -120,15 +129,15 @@ async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
     # 1. artifact route: exactly channels/*/artifacts/*
     if n == 4 and segments[0] == "channels" and segments[2] == "artifacts":
         if method == "PUT":
-            return "artifact_put", await channels.put_artifact(request, backbone, segments[1], segments[3])
+            return await _run("artifact_put", channels.put_artifact(request, backbone, segments[1], segments[3]))
         if method == "GET":
-            return "artifact_get", await channels.get_artifact(request, backbone, segments[1], segments[3])
+            return await _run("artifact_get", channels.get_artifact(request, backbone, segments[1], segments[3]))
         raise MethodNotAllowed()
     # 2. stream route: channels/*/stream
     if n == 3 and segments[0] == "channels" and segments[2] == "stream":
         if method != "GET":
             raise MethodNotAllowed()
-        return "stream", await stream.open_stream(request, backbone, segments[1])
+        return await _run("stream", stream.open_stream(request, backbone, segments[1]))
     # 3. JSON dispatch: the body is buffered (and must parse) on every route.
     raw = await read_body(request, backbone.settings.max_body_bytes)
     ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw), raw != b"")
@@ -141,7 +150,7 @@ async def _route_json(ctx: Ctx) -> tuple[str, Any]:
         if method != "GET":
             raise MethodNotAllowed()
         handler = {"healthz": ops.healthz, "readyz": ops.readyz, "metrics": ops.metrics}[s[0]]
-        return s[0], await handler(ctx)
+        return await _run(s[0], handler, ctx)
     if n >= 1 and s[0] == "channels":
         return await _route_channels(ctx)
     if n >= 1 and s[0] == "admin":
@@ -150,6 +159,7 @@ async def _route_json(ctx: Ctx) -> tuple[str, Any]:
         if method != "GET":
             raise MethodNotAllowed()
         channels.check_read_auth(ctx)
+        ctx.request.scope["parley.route"] = "peers"
         return "peers", json_response(200, {"peers": ctx.backbone.presence.peers()})
     if n >= 1 and s[0] == "v1":
         from . import sessions
@@ -166,24 +176,24 @@ async def _route_channels(ctx: Ctx) -> tuple[str, Any]:
     s, method, n = ctx.segments, ctx.method, len(ctx.segments)
     if n == 1:
         if method == "GET":
-            return "list", await channels.list_channels(ctx)
+            return await _run("list", channels.list_channels(ctx))
         if method == "POST":
-            return "create", await channels.create(ctx)
+            return await _run("create", channels.create(ctx))
         raise MethodNotAllowed()
     if n == 2:
         if method == "GET":
-            return "describe", await channels.describe(ctx, s[1])
+            return await _run("describe", channels.describe(ctx, s[1]))
         raise MethodNotAllowed()
     if n == 3:
         action = s[2]
         if method == "GET" and action in channels.GET_ACTIONS:
-            return action, await channels.GET_ACTIONS[action](ctx, s[1])
+            return await _run(action, channels.GET_ACTIONS[action](ctx, s[1]))
         if method != "POST":
             raise MethodNotAllowed()
         handler = channels.POST_ACTIONS.get(action)
         if handler is None:
             raise NotFound()
-        return action, await handler(ctx, s[1])
+        return await _run(action, handler(ctx, s[1]))
     raise NotFound()
 
 
@@ -192,14 +202,14 @@ async def _route_admin(ctx: Ctx) -> tuple[str, Any]:
     if n == 2 and s[1] == "tokens":
         if method != "POST":
             raise MethodNotAllowed()
-        return "admin_mint", await admin.mint(ctx)
+        return await _run("admin_mint", admin.mint(ctx))
     if n == 3 and s[1] == "tokens":
         if method != "POST":
             raise MethodNotAllowed()
         handler = admin.ACTIONS.get(s[2])
         if handler is None:
             raise NotFound()
-        return f"admin_{s[2]}", await handler(ctx)
+        return await _run(f"admin_{s[2]}", handler, ctx)
     raise NotFound()
 
 
