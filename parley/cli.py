@@ -36,8 +36,10 @@ def main() -> None:
 @click.option("--max-channels", type=int, default=None)
 @click.option("--max-read-limit", type=int, default=None)
 @click.option("--max-streams", type=int, default=None)
+@click.option("--workers", type=int, default=None, help="Worker processes sharing the port (env PARLEY_WORKERS; >1 needs Postgres).")
+@click.option("--fd", "listen_fd", type=int, default=None, hidden=True)
 @click.option("--log-level", default="INFO", show_default=True)
-def serve(host, port, database_url, read_auth, max_posts_per_minute, max_messages_per_channel, max_channels, max_read_limit, max_streams, log_level) -> None:
+def serve(host, port, database_url, read_auth, max_posts_per_minute, max_messages_per_channel, max_channels, max_read_limit, max_streams, workers, listen_fd, log_level) -> None:
     """Run the HTTP server (Hypercorn, trio worker)."""
     _setup_logging(log_level)
     if port is not None and not 0 <= port <= 65535:
@@ -53,17 +55,35 @@ def serve(host, port, database_url, read_auth, max_posts_per_minute, max_message
             max_channels=max_channels,
             max_read_limit=max_read_limit,
             max_streams=max_streams,
+            workers=1 if listen_fd is not None else workers,
+            listen_fd=listen_fd,
         )
     except ConfigError as exc:
         _fail(str(exc))
     from .server import StartupError, serve as run
 
+    # Flags a worker process must repeat (everything else arrives by environment).
+    worker_argv = [
+        f"--{name.replace('_', '-')}={value}"
+        for name, value in [
+            ("database_url", database_url),
+            ("read_auth", read_auth),
+            ("max_posts_per_minute", max_posts_per_minute),
+            ("max_messages_per_channel", max_messages_per_channel),
+            ("max_channels", max_channels),
+            ("max_read_limit", max_read_limit),
+            ("max_streams", max_streams),
+            ("log_level", log_level),
+        ]
+        if value is not None
+    ]
     try:
-        run(settings)
+        code = run(settings, worker_argv)
     except StartupError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
-        pass
+        code = 0
+    sys.exit(code)
 
 
 def _database_url(url: str | None) -> str:

@@ -62,6 +62,8 @@ class Settings:
     presence_ttl_s: float = 300.0
     mailbox_size: int = 1024
     workers: int = 1
+    #: Serve on an inherited listening socket (set for worker processes).
+    listen_fd: int | None = None
 
     @property
     def is_loopback(self) -> bool:

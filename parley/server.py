@@ -58,7 +58,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     host = settings.host
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    config.bind = [f"{host}:{settings.port}"]
+    config.bind = [f"fd://{settings.listen_fd}"] if settings.listen_fd is not None else [f"{host}:{settings.port}"]
     config.keep_alive_timeout = 5
     config.graceful_timeout = 2
     config.accesslog = None
@@ -143,12 +143,25 @@ async def run_server(
         outer.cancel_scope.deadline = trio.current_time() + 4.5
 
 
-def serve(settings: Settings) -> None:
-    prepare_database(settings)
-    warn_exposure(settings)
+def serve(settings: Settings, worker_argv: list[str] | None = None) -> int:
+    if settings.workers > 1:
+        if settings.is_sqlite:
+            raise StartupError(
+                "PARLEY_WORKERS/--workers > 1 needs Postgres: SQLite serialises writers, so "
+                "run one worker (or set PARLEY_DATABASE_URL=postgresql://...)"
+            )
+        prepare_database(settings)
+        warn_exposure(settings)
+        from .workers import run_workers
+
+        return run_workers(settings, worker_argv or [])
+    if settings.listen_fd is None:
+        prepare_database(settings)
+        warn_exposure(settings)
 
     def banner(url: str) -> None:
-        print(f"parley listening on {url}", flush=True)
+        if settings.listen_fd is None:  # a worker's parent prints the one banner
+            print(f"parley listening on {url}", flush=True)
 
     async def main() -> None:
         backbone = Backbone(settings)
@@ -156,3 +169,4 @@ def serve(settings: Settings) -> None:
             await nursery.start(partial(run_server, settings, backbone=backbone, banner=banner))
 
     trio.run(main)
+    return 0
