@@ -9,6 +9,7 @@ after the commit too, so no one ever sees an uncommitted message.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..errors import ParleyError, Unavailable, UnknownChannel
+from ..journal import queries
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent
 from .runtime import Actor, Envelope
@@ -106,8 +108,11 @@ class ChannelActor(Actor):
             except (ValueError, KeyError, TypeError):
                 log.warning("ignoring unreadable snapshot of %s", self.name)
                 state = rules.ChannelState(self.name)
-        for event in await journal.read_stream(stream_id(self.name), state.seq):
-            rules.apply(state, event.type, event.data)
+        # The tail is read and folded in the reader thread, straight from the
+        # cursor (no StoredEvent per event; nothing else sees ``state`` yet).
+        await journal.read(
+            queries.fold_stream, journal.engine, stream_id(self.name), state.seq, functools.partial(rules.apply, state)
+        )
         self.state = state
         self.committed_head = state.head
         self._snapshot_seq = snapshot.seq if snapshot is not None and state.seq >= snapshot.seq else 0

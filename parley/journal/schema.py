@@ -27,6 +27,15 @@ events = sa.Table(
     sa.Column("prev_hash", sa.Text(), nullable=False),
     sa.Column("hash", sa.Text(), nullable=False),
     sa.UniqueConstraint("stream_id", "seq", name="uq_events_stream_seq"),
+    # The events that are not messages, by type (migration 0002): what the
+    # start-up read models look for. Used by queries carrying NOT_MESSAGE.
+    sa.Index(
+        "ix_events_nonmessage",
+        "type",
+        "stream_id",
+        sqlite_where=sa.text("type <> 'message'"),
+        postgresql_where=sa.text("type <> 'message'"),
+    ),
     sqlite_autoincrement=True,
 )
 
@@ -56,6 +65,11 @@ session_leases = sa.Table(
     sa.Column("expires_at", sa.Double(), nullable=False),
     sa.Column("epoch", sa.BigInteger(), nullable=False),
 )
+
+#: The literal term that lets a query use ``ix_events_nonmessage`` (SQLite
+#: matches a partial index's WHERE term for term, and a bound parameter never
+#: matches a literal).
+NOT_MESSAGE = events.c.type != sa.literal_column("'message'")
 
 meta = sa.Table(
     "meta",

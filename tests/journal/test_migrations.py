@@ -25,7 +25,8 @@ def test_script_location_is_the_package():
     assert os.path.isfile(os.path.join(loc, "env.py"))
     assert os.path.isfile(os.path.join(loc, "script.py.mako"))
     assert os.path.isfile(os.path.join(loc, "versions", "0001_initial.py"))
-    assert migrate.head() == "0001"
+    assert os.path.isfile(os.path.join(loc, "versions", "0002_nonmessage_index.py"))
+    assert migrate.head() == "0002"
 
 
 def test_upgrade_downgrade_upgrade(database_url: str):
@@ -71,3 +72,32 @@ def test_sqlite_position_is_the_rowid(sqlite_url: str):
     finally:
         engine.dispose()
     assert "position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in ddl
+
+
+def test_channel_directory_query_reads_the_partial_index_not_the_messages(sqlite_url: str):
+    """Start-up loads the channel directory through ``ix_events_nonmessage`` (0002).
+
+    SQLite matches a partial index's WHERE term literally: if the query loses
+    the ``type <> 'message'`` literal it silently falls back to a full scan
+    of ``events`` (3 s on a million events), so the plan is checked here.
+    """
+    from parley.journal import queries
+
+    migrate.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    plans: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "events" in statement:
+            rows = conn.connection.driver_connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.append(" | ".join(str(row[-1]) for row in rows))
+
+    try:
+        assert queries.channel_index(engine) == []
+    finally:
+        engine.dispose()
+    assert len(plans) == 2, plans
+    for plan in plans:
+        assert "ix_events_nonmessage" in plan, plan
+        assert "SCAN events" not in plan.replace("SCAN events USING", ""), plan
