@@ -159,17 +159,21 @@ class Backbone:
                 replay = directory.replay_create(identity, idem_key, body)
                 if replay is not None:
                     return replay
-            slug, descriptor = rules.decide_create(
-                body.get("channel"),
-                body,
-                identity,
-                exists=directory.exists,
-                channel_count=directory.count(),
-                max_channels=self.settings.max_channels,
-                now_ms=self.clock.now_ms(),
-                stamp=self.stamper.next,
-                seatbelt=self.seatbelt,
-            )
+            undo = self.seatbelt.begin_undo_log()
+            try:
+                slug, descriptor = rules.decide_create(
+                    body.get("channel"),
+                    body,
+                    identity,
+                    exists=directory.exists,
+                    channel_count=directory.count(),
+                    max_channels=self.settings.max_channels,
+                    now_ms=self.clock.now_ms(),
+                    stamp=self.stamper.next,
+                    seatbelt=self.seatbelt,
+                )
+            finally:
+                self.seatbelt.end_undo_log()
             data: dict[str, Any] = {"descriptor": descriptor}
             if idem_key is not None:
                 data["idem"] = {
@@ -180,8 +184,10 @@ class Backbone:
             try:
                 committed = await self.journal.append(stream_id(slug), [NewEvent("channel_created", data)], 0)
             except ConcurrencyError:
+                self.seatbelt.undo(undo)
                 raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
             except JournalUnavailable:
+                self.seatbelt.undo(undo)
                 raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
             directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
             self.stamper.observe(committed[-1].position)

@@ -188,23 +188,29 @@ class ChannelActor(Actor):
         events: list[NewEvent] = []
         answers: list[tuple[Envelope[Any], Any]] = []
         blobs: list[tuple[str, bytes]] = []
-        for envelope in batch:
-            command = envelope.command
-            if isinstance(command, Query):
-                answers.append((envelope, command))
-                continue
-            try:
-                decision = self._decide(command)
-            except ParleyError as error:
-                envelope.reply.set_error(error)
-                continue
-            for type_, data in decision.events:
-                rules.apply(state, type_, data)
-                events.append(NewEvent(type_, data))
-            if isinstance(command, PutArtifact) and decision.events:
-                blobs.append((command.sha256, command.data))
-                backbone.artifact_bytes += len(command.data)
-            answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
+        # The decisions record posts in the shared seatbelt; if the commit
+        # fails they are taken back (a retry must not be a "duplicate").
+        undo = backbone.seatbelt.begin_undo_log()
+        try:
+            for envelope in batch:
+                command = envelope.command
+                if isinstance(command, Query):
+                    answers.append((envelope, command))
+                    continue
+                try:
+                    decision = self._decide(command)
+                except ParleyError as error:
+                    envelope.reply.set_error(error)
+                    continue
+                for type_, data in decision.events:
+                    rules.apply(state, type_, data)
+                    events.append(NewEvent(type_, data))
+                if isinstance(command, PutArtifact) and decision.events:
+                    blobs.append((command.sha256, command.data))
+                    backbone.artifact_bytes += len(command.data)
+                answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
+        finally:
+            backbone.seatbelt.end_undo_log()
         if events:
             try:
                 committed = await backbone.journal.append(
@@ -215,11 +221,13 @@ class ChannelActor(Actor):
                 )
             except ConcurrencyError:
                 self._stale = True
+                backbone.seatbelt.undo(undo)
                 for _sha, data in blobs:
                     backbone.artifact_bytes -= len(data)
                 raise
             except Exception as exc:
                 self._stale = True
+                backbone.seatbelt.undo(undo)
                 for _sha, data in blobs:
                     backbone.artifact_bytes -= len(data)
                 if not isinstance(exc, JournalUnavailable):

@@ -86,6 +86,8 @@ class Seatbelt:
         self._global: OrderedDict[str, _Track] = OrderedDict()
         self._create: OrderedDict[str, _Track] = OrderedDict()
         self._last_sweep_ms: int | None = None
+        #: While not None, every record made is logged here so it can be undone.
+        self._undo: list[tuple] | None = None
         self._sweeps = 0
         self._swept = 0
         self._lru_evicted = 0
@@ -124,7 +126,11 @@ class Seatbelt:
         self._maybe_sweep(now_ms)
         self.check_rate(channel, agent_id, now_ms)
         self.check_dup(channel, agent_id, dup_key)
-        self._record(self._channel, _channel_key(channel, agent_id), now_ms).dup_key = dup_key
+        key = _channel_key(channel, agent_id)
+        track = self._record(self._channel, key, now_ms)
+        if self._undo is not None:
+            self._undo.append(("dup", key, track.dup_key, dup_key))
+        track.dup_key = dup_key
         self._record(self._global, agent_id, now_ms)
 
     def record_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
@@ -144,6 +150,38 @@ class Seatbelt:
                 retry_after=retry / 1000,
             )
         self._record(self._create, owner, now_ms)
+
+    # -- undo (a decision whose journal commit failed) ---------------------------
+
+    def begin_undo_log(self) -> list[tuple]:
+        """Log every record from now on (until :meth:`end_undo_log`) so it can be undone.
+
+        The channel actor decides a batch synchronously, records the posts,
+        and only then commits them; if the commit fails (503, or a lost
+        race that is decided again), the posts never happened and must not
+        count against the budget or become the dup baseline, or the client's
+        retry of the very same message would be refused as a duplicate.
+        """
+        self._undo = []
+        return self._undo
+
+    def end_undo_log(self) -> None:
+        self._undo = None
+
+    def undo(self, log: list[tuple]) -> None:
+        """Take back the records in ``log`` (newest first)."""
+        tables = {"channel": self._channel, "global": self._global, "create": self._create}
+        for entry in reversed(log):
+            if entry[0] == "dup":
+                _, key, previous, dup_key = entry
+                track = self._channel.get(key)
+                if track is not None and track.dup_key == dup_key:
+                    track.dup_key = previous
+            else:
+                _, table, key, now_ms = entry
+                track = tables[table].get(key)
+                if track is not None and now_ms in track.stamps:
+                    track.stamps.remove(now_ms)
 
     def statistics(self) -> dict[str, int]:
         """Map sizes and eviction counters, for ``/metrics``."""
@@ -185,6 +223,9 @@ class Seatbelt:
             table.move_to_end(key)
         track.stamps = self._live(track, now_ms)
         track.stamps.append(now_ms)
+        if self._undo is not None:
+            name = "channel" if table is self._channel else "global" if table is self._global else "create"
+            self._undo.append(("stamp", name, key, now_ms))
         track.last_ms = max(track.last_ms, now_ms)
         return track
 

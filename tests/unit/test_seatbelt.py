@@ -537,3 +537,42 @@ def test_arbitrary_clock_never_crashes(ts: list[int], keys: list[str]) -> None:
     stats = sb.statistics()
     assert all(v >= 0 for v in stats.values())
     assert stats["channel_windows"] <= 2 and stats["create_windows"] <= 2
+
+
+# -- undo (a decision whose commit failed) -------------------------------------------
+
+
+def test_undo_takes_back_posts_whose_commit_failed() -> None:
+    """A post decided but never committed must not be a duplicate baseline nor spend budget."""
+    sb = Seatbelt(max_posts_per_minute=2)
+    sb.admit_post("c", "a", "first", 0)
+    undo = sb.begin_undo_log()
+    sb.admit_post("c", "a", "second", 1)
+    sb.end_undo_log()
+    sb.undo(undo)
+    # the retry of "second" is neither a duplicate nor over the budget of 2...
+    sb.admit_post("c", "a", "second", 2)
+    # ...while "first" was committed and still counts: a third post is refused.
+    with pytest.raises(RateLimited):
+        sb.admit_post("c", "a", "third", 3)
+
+
+def test_undo_restores_the_previous_duplicate_baseline() -> None:
+    sb = Seatbelt()
+    sb.admit_post("c", "a", "same", 0)
+    undo = sb.begin_undo_log()
+    sb.admit_post("c", "a", "other", 1)
+    sb.end_undo_log()
+    sb.undo(undo)
+    with pytest.raises(DuplicatePost):
+        sb.admit_post("c", "a", "same", 2)
+
+
+def test_records_outside_an_undo_log_are_not_logged() -> None:
+    sb = Seatbelt()
+    undo = sb.begin_undo_log()
+    sb.end_undo_log()
+    sb.admit_post("c", "a", "kept", 0)
+    sb.undo(undo)
+    with pytest.raises(DuplicatePost):
+        sb.admit_post("c", "a", "kept", 1)
