@@ -21,7 +21,8 @@ from quart import request, websocket
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
-from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, UpgradeRequired
+from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, Unavailable, UpgradeRequired
+from ..journal.errors import JournalUnavailable
 from . import admin, channels, ops, stream
 from .metrics import Metrics
 from .wire import error_response, json_response, parse_json, read_body, split_path
@@ -90,6 +91,12 @@ async def handle(backbone, metrics: Metrics):
         response = error_response(error)
         if error.code in ("rate_limited", "duplicate_post"):
             metrics.rejections.labels(error.code).inc()
+    except JournalUnavailable:
+        # A read (artifact, session describe, a channel lookup) that met a
+        # database failure: the same 503 the write paths answer, not a 500.
+        route = request.scope.get("parley.route", route)
+        log.warning("journal unavailable on %s %s (request %s)", request.method, request.path, request_id)
+        response = error_response(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
     except Exception:
         route = request.scope.get("parley.route", route)
         log.exception("internal error on %s %s (request %s)", request.method, request.path, request_id)

@@ -29,7 +29,7 @@ from ..domain.identity import Identity
 from ..errors import InvalidRequest, MissingSession, ParleyError, TurnInFlight, Unauthorized, UpgradeRequired
 from .auth import require_identity
 from .sessions import record_of
-from .wire import error_response
+from .wire import error_response, loads_bounded
 
 MAX_FRAME_BYTES = 4 * 1024 * 1024
 CLOSE_TOO_BIG = 1009
@@ -102,7 +102,7 @@ class _Connection:
     async def submit(self, data: str | bytes) -> TurnHandle:
         """Parse a frame and hand its turn to the service; binds the connection on acceptance."""
         try:
-            body = orjson.loads(data)
+            body = loads_bounded(data)
         except orjson.JSONDecodeError:
             raise InvalidRequest("frame must be a JSON object") from None
         if not isinstance(body, dict):

@@ -25,7 +25,7 @@ from ..domain.message import sanitize_message_fields
 from ..errors import InvalidCursor, ParleyError, StreamCapacity, UpgradeRequired
 from .auth import bearer, require_identity
 from .stream import _since, tail
-from .wire import error_response
+from .wire import error_response, loads_bounded
 
 
 def register(app, backbone, metrics) -> None:
@@ -105,7 +105,7 @@ async def ingest(backbone, channel: str, identity, send, nursery) -> None:
     while True:
         raw = await websocket.receive()
         try:
-            frame = orjson.loads(raw)
+            frame = loads_bounded(raw)
         except orjson.JSONDecodeError:
             await send({"type": "error", "id": None, "code": "invalid_json", "message": "request body is not valid JSON"})
             continue

@@ -57,16 +57,44 @@ async def read_body(request, limit: int, error: type[ParleyError] | ParleyError 
     return b"".join(chunks)
 
 
+#: Deepest nesting accepted in a request body or frame. orjson parses up to
+#: 1024 levels but serialises only ~254, and the fingerprints re-serialise
+#: what was parsed: a body nested 255-1024 deep was a 500 and an actor restart.
+#: Nothing in the wire format nests more than a few levels.
+MAX_JSON_DEPTH = 128
+
+
+def loads_bounded(raw: bytes | str) -> Any:
+    """``orjson.loads`` that also refuses (``JSONDecodeError``) nesting deeper than :data:`MAX_JSON_DEPTH`."""
+    value = orjson.loads(raw)
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
+        raise orjson.JSONDecodeError("JSON nested too deeply", "", 0)
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
     """``None`` for an empty body (treated as absent), else the parsed value.
 
     Only a zero-length body is absent: whitespace is a non-empty body that
-    ``JSON.parse`` rejects, so it is ``invalid_json`` (§4.1).
+    ``JSON.parse`` rejects, so it is ``invalid_json`` (§4.1). So is a body
+    nested deeper than :data:`MAX_JSON_DEPTH`.
     """
     if raw == b"":
         return None
     try:
-        return orjson.loads(raw)
+        return loads_bounded(raw)
     except orjson.JSONDecodeError:
         raise InvalidJson() from None
 
