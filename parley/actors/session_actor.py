@@ -380,6 +380,10 @@ class SessionActor(Actor):
             self.seq = committed[-1].seq
             service.turn_committed(self, start=start, identity=req.identity)
             committed_ok = True
+            # Answered: the client's next turn may start now, even while the
+            # snapshot below is saved (it was a spurious turn_in_flight).
+            if service.in_flight.get(sid) is handle:
+                del service.in_flight[sid]
             handle.finish(S.render_response(stored, token), committed)
             if self.seq - self.snapshot_seq >= SNAPSHOT_EVERY:
                 await self._snapshot()

@@ -106,7 +106,7 @@ class SessionService:
         )
         self.handlers: dict[str, Handler] = load_handlers()
         self.secret = b""
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.holder = f"{_local_scope()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         #: session id -> the handle of its running turn (steps 8, describe, passivation).
         self.in_flight: dict[str, TurnHandle] = {}
         #: open sessions known to this process: id -> identity, and the counts per identity.
@@ -264,7 +264,9 @@ class SessionService:
         # One read answers both "is a turn leased anywhere" and "is our state current".
         lease, head = await self.backbone.read_model(read)
         state, in_flight = await self.registry.ask(session_id, Describe(identity, head))
-        live = bool(lease is not None and lease.holder and lease.expires_at > now)
+        live = bool(
+            lease is not None and lease.holder and lease.expires_at > now and not holder_is_dead(lease.holder)
+        )
         return S.describe(state, in_turn=in_flight or live)
 
     async def close(self, session_id: str, identity: Identity, token: str | None) -> dict[str, Any]:
@@ -285,7 +287,13 @@ class SessionService:
 
         def take(conn) -> int | str | None:
             lease = get_lease(conn, session_id)
-            if lease is not None and lease.holder and lease.holder != holder and lease.expires_at > now:
+            if (
+                lease is not None
+                and lease.holder
+                and lease.holder != holder
+                and lease.expires_at > now
+                and not holder_is_dead(lease.holder)
+            ):
                 return None
             if last_event(conn, stream)[0] != base_seq:
                 return "moved"
@@ -420,6 +428,52 @@ class SessionService:
         view = TurnView(session_id, turn, dict(subscriptions), list(results), list(messages), history)
         extras = handler.decide(view)
         return {k: v for k, v in extras.items() if k not in ("results", "messages", "cursors")}
+
+
+# -- lease holders -------------------------------------------------------------------
+
+
+def _local_scope() -> str:
+    """This host and PID namespace (``host/<pid-ns inode>``; ``host/0`` if unknown)."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def holder_is_dead(holder: str) -> bool:
+    """True when ``holder`` names a process of this host and PID namespace that is gone.
+
+    After ``kill -9`` and a restart on the same host, the dead process's lease
+    would otherwise make the session answer ``contended`` until the lease
+    expires (``wait`` + 30 s). Only a holder we can check for certain is
+    declared dead (same scope, known namespace, no such process or a zombie);
+    anything else waits for the expiry. Taking a dead holder's lease is safe
+    anyway: its commit would fail the epoch check.
+    """
+    parts = holder.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    scope, pid_text, _nonce = parts
+    local = _local_scope()
+    if scope != local or local.endswith("/0") or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid() or pid <= 1:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists (another user's): alive
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state == b"Z"
 
 
 # -- read models and meta helpers --------------------------------------------------
