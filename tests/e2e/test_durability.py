@@ -3,114 +3,33 @@
 Each test starts ``python -m parley serve`` with the bin's environment
 (``PORT=0``, ``PARLEY_DATABASE_URL``, ``PARLEY_TOKENS``, ``PARLEY_ADMIN_TOKEN``),
 waits for the one stdout banner line, talks HTTP to it, and kills it with
-SIGKILL (no chance to flush anything) or stops it with SIGTERM.
+SIGKILL (no chance to flush anything) or stops it with SIGTERM. The
+subprocess helpers live in :mod:`tests.support.process`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import signal
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import postgres_schema_url
 from tests.support.messages import ulid
-
-ROOT = Path(__file__).resolve().parents[2]
-BANNER = re.compile(r"^parley listening on (http://127\.0\.0\.1:(\d+))\n$")
-TOKENS = "tok-a:sess-a:alice,tok-b:sess-b:bob"
-ADMIN = "admin-secret"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PARLEY_", "CAUCUS_")) and k not in ("PORT", "HOST")
-    }
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    return env
-
-
-def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "parley", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen, url: str, banner: str, stderr_path: Path) -> None:
-        self.proc = proc
-        self.url = url
-        self.banner = banner
-        self.stderr_path = stderr_path
-
-    def client(self, token: str | None = None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-
-@contextmanager
-def serve(database_url: str, cwd: Path, **env_extra: str):
-    stderr_path = cwd / f"stderr-{time.monotonic_ns()}.log"
-    env = clean_env(
-        PORT="0", PARLEY_DATABASE_URL=database_url, PARLEY_TOKENS=TOKENS, PARLEY_ADMIN_TOKEN=ADMIN, **env_extra
-    )
-    with open(stderr_path, "w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "parley", "serve"],
-            env=env,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        banner = proc.stdout.readline()  # the server prints it once it accepts connections
-        match = BANNER.match(banner)
-        assert match, f"bad banner {banner!r}; stderr: {stderr_path.read_text()[-2000:]}"
-        yield Server(proc, match.group(1), banner, stderr_path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        proc.stdout.close()
-
-
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'parley.db'}"
-
-
-@contextmanager
-def database(kind: str, tmp_path: Path):
-    if kind == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_schema_url() as url:
-        result = run_cli(["db", "upgrade", "--database-url", url], clean_env(), tmp_path)
-        assert result.returncode == 0, result.stderr
-        yield url
+from tests.support.process import (
+    ADMIN,
+    BANNER,
+    TOKENS,
+    clean_env,
+    database,
+    run_cli,
+    serve,
+    sqlite_url,
+)
 
 
 def seq_of(ts: str) -> int:
