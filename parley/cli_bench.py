@@ -3,9 +3,12 @@
 The benchmark scripts live in ``benchmarks/`` at the top of the repository
 (they are not shipped in the wheel): ``http_bench.py`` (scenarios ``append``,
 ``scan``, ``claims``, ``fanout``; ``all`` runs the four) and, when present,
-``journal_bench.py`` (scenario ``journal``). Each runs in a subprocess of this
-Python, prints its tables and one final JSON line; the exit status is the
-script's (1 when a correctness check failed).
+``journal_bench.py`` (scenario ``journal``), ``state_bench.py`` (scenarios
+``activation``, ``replay``, ``restart``, ``memory``; ``state`` runs the four
+in one process, sharing the 1M-event journal of replay and restart) and
+``session_bench.py`` (scenario ``sessions``). Each runs in a subprocess of
+this Python, prints its tables and one final JSON line; the exit status is
+the script's (1 when a correctness check failed).
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from pathlib import Path
 import click
 
 HTTP_SCENARIOS = ("append", "scan", "claims", "fanout")
+STATE_SCENARIOS = ("activation", "replay", "restart", "memory")
+#: scenario -> the script that runs it, for the scenarios not in http_bench.py
+SCRIPTS = {
+    "journal": "journal_bench.py",
+    **{name: "state_bench.py" for name in (*STATE_SCENARIOS, "state")},
+    "sessions": "session_bench.py",
+}
 
 
 def benchmarks_dir() -> Path | None:
@@ -46,6 +56,18 @@ def build_command(
         if duration is not None:
             argv += ["--duration", str(duration)]
         return argv
+    if scenario in SCRIPTS:  # state_bench.py / session_bench.py: same options, no --client
+        script = SCRIPTS[scenario]
+        argv = [sys.executable, str(directory / script), "all" if scenario == "state" else scenario]
+        if quick:
+            argv.append("--quick")
+        if backend:
+            argv += ["--backend", backend]
+        if postgres_url:
+            argv += ["--postgres-url", postgres_url]
+        if duration is not None and scenario == "sessions":
+            argv += ["--duration", str(duration)]
+        return argv
     argv = [sys.executable, str(directory / "http_bench.py"), scenario]
     if quick:
         argv.append("--quick")
@@ -61,7 +83,11 @@ def build_command(
 
 
 @click.command()
-@click.argument("scenario", type=click.Choice([*HTTP_SCENARIOS, "journal", "all"]), default="all")
+@click.argument(
+    "scenario",
+    type=click.Choice([*HTTP_SCENARIOS, "journal", *STATE_SCENARIOS, "state", "sessions", "all"]),
+    default="all",
+)
 @click.option("--quick", is_flag=True, help="Tiny sizes: a few seconds per scenario.")
 @click.option("--backend", type=click.Choice(["sqlite", "postgres", "both"]), default=None, help="Database (default sqlite).")
 @click.option("--postgres", "use_postgres", is_flag=True, help="Same as --backend postgres.")
@@ -69,15 +95,19 @@ def build_command(
 @click.option("--client", type=click.Choice(["h11", "httpx"]), default=None, help="HTTP client of the load generator (default h11).")
 @click.option("--duration", type=float, default=None, help="Seconds per measured case.")
 def bench(scenario, quick, backend, use_postgres, postgres_url, client, duration) -> None:
-    """Run a benchmark SCENARIO (append, scan, claims, fanout, journal) or all HTTP ones."""
+    """Run a benchmark SCENARIO or all HTTP ones.
+
+    HTTP: append, scan, claims, fanout (all = the four). journal. State:
+    activation, replay, restart, memory (state = the four). sessions.
+    """
     directory = benchmarks_dir()
     if directory is None:
         click.echo("parley: the benchmarks/ directory of a source checkout is needed for `parley bench`", err=True)
         sys.exit(1)
     if use_postgres and backend is None:
         backend = "postgres"
-    if scenario == "journal" and not (directory / "journal_bench.py").is_file():
-        click.echo("parley: benchmarks/journal_bench.py is missing", err=True)
+    if scenario in SCRIPTS and not (directory / SCRIPTS[scenario]).is_file():
+        click.echo(f"parley: benchmarks/{SCRIPTS[scenario]} is missing", err=True)
         sys.exit(1)
     argv = build_command(
         directory, scenario, quick=quick, backend=backend, postgres_url=postgres_url, client=client, duration=duration
