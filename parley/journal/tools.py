@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from . import migrate, schema
+from . import migrate, queries, schema
 from .engine import is_postgres, make_engine, normalise_url, write_engine
 from .store import GENESIS_HASH, WRITE_LOCK_KEY, JournalStore, compute_hash, set_meta, unavailable
 from .types import VerifyReport
@@ -737,31 +737,23 @@ def replay(
 
     seen: set[str] = set()
     current: _StreamFold | None = None
-    last_key: tuple[str, int] | None = None
-    cols = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
-    where = _replay_filter(stream)
-    while True:
-        stmt = sa.select(*cols).where(where).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
-        if last_key is not None:
-            stmt = stmt.where(
-                sa.or_(
-                    _E.c.stream_id > last_key[0],
-                    sa.and_(_E.c.stream_id == last_key[0], _E.c.seq > last_key[1]),
-                )
-            )
-        with engine.connect() as conn:
-            rows = conn.execute(stmt).all()
-        if not rows:
-            break
-        for sid, seq, type_, data in rows:
-            if current is None or current.stream_id != sid:
-                if current is not None:
-                    current.finish()
-                seen.add(sid)
-                current = _StreamFold(report, sid, load_snapshot(sid))
-            current.feed(seq, type_, data)
-        advance(len(rows))
-        last_key = (rows[-1][0], rows[-1][1])
+    pending = 0
+    # Keyset pages over UNIQUE(stream_id, seq) (queries.iter_stream_rows): a
+    # range scan per page, where an OR-form keyset made SQLite walk the index
+    # from its start for every page (quadratic in the journal size).
+    for sid, seq, type_, data in queries.iter_stream_rows(engine, where=_replay_filter(stream), chunk=chunk):
+        if current is None or current.stream_id != sid:
+            if current is not None:
+                current.finish()
+            seen.add(sid)
+            current = _StreamFold(report, sid, load_snapshot(sid))
+        current.feed(seq, type_, data)
+        pending += 1
+        if pending == chunk:
+            advance(pending)
+            pending = 0
+    if pending:
+        advance(pending)
     if current is not None:
         current.finish()
     for sid in sorted(set(snap_seqs) - seen):

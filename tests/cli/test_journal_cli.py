@@ -405,6 +405,25 @@ def test_replay_clean_journal_with_matching_snapshots(migrated_url):
     assert "channel  0 streams" in only.stdout
 
 
+def test_replay_pages_across_streams_with_a_tiny_chunk(migrated_url):
+    """Pages of 2 rows split streams mid-way: every event is folded once, in order."""
+    from parley.journal import tools
+    from parley.journal.engine import make_engine
+
+    seed(migrated_url)
+    engine = make_engine(migrated_url)
+    steps: list[int] = []
+    try:
+        report = tools.replay(engine, chunk=2, advance=steps.append)
+    finally:
+        engine.dispose()
+    assert report.ok, report.as_dict()
+    assert sum(steps) == 9 and set(steps) == {2, 1}  # 6 channel + 3 session events
+    kinds = report.as_dict()["kinds"]
+    assert (kinds["channel"]["streams"], kinds["channel"]["events"]) == (2, 6)
+    assert (kinds["session"]["streams"], kinds["session"]["events"]) == (1, 3)
+
+
 def test_replay_reports_snapshot_differences(migrated_url):
     seed(migrated_url)
     snap = session_snapshot(migrated_url)
