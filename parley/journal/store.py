@@ -208,6 +208,31 @@ def _is_plain(req: Request) -> bool:
     return isinstance(req, AppendRequest) and req.side_effect is None
 
 
+def chain_rows(
+    req: AppendRequest, head: tuple[int, str], now: float, rows: list[dict[str, Any]]
+) -> tuple[int, str]:
+    """Append the ``events`` rows of ``req`` after ``head`` = ``(seq, hash)`` to ``rows``,
+    each hash chained to the one before; return the new head."""
+    seq, prev = head
+    sid = req.stream_id
+    for ev, data in zip(req.events, req.encoded):
+        seq += 1
+        h = compute_hash(prev, sid, seq, ev.type, data)
+        rows.append(
+            {
+                "stream_id": sid,
+                "seq": seq,
+                "type": ev.type,
+                "data": data.decode("utf-8"),
+                "recorded_at": now,
+                "prev_hash": prev,
+                "hash": h,
+            }
+        )
+        prev = h
+    return seq, prev
+
+
 def rows_to_events(rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
     """Rows of the eight event columns (in table order) to StoredEvents."""
     loads = orjson.loads
@@ -504,24 +529,8 @@ class JournalStore:
                 err = ConcurrencyError(sid, req.expected_seq, cur[sid][0])
                 results[lo + k] = err
                 continue
-            seq, prev = cur[sid]
             owners.append((lo + k, req, len(rows)))
-            for ev, data in zip(req.events, req.encoded):
-                seq += 1
-                h = compute_hash(prev, sid, seq, ev.type, data)
-                rows.append(
-                    {
-                        "stream_id": sid,
-                        "seq": seq,
-                        "type": ev.type,
-                        "data": data.decode("utf-8"),
-                        "recorded_at": now,
-                        "prev_hash": prev,
-                        "hash": h,
-                    }
-                )
-                prev = h
-            cur[sid] = (seq, prev)
+            cur[sid] = chain_rows(req, cur[sid], now, rows)
         if not rows:
             for idx, _req, _first in owners:
                 results[idx] = []
@@ -658,23 +667,8 @@ class JournalStore:
             raise ConcurrencyError(sid, req.expected_seq, head[0])
         if not req.events:
             return []
-        seq, prev = head
-        rows = []
-        for ev, data in zip(req.events, req.encoded):
-            seq += 1
-            h = compute_hash(prev, sid, seq, ev.type, data)
-            rows.append(
-                {
-                    "stream_id": sid,
-                    "seq": seq,
-                    "type": ev.type,
-                    "data": data.decode("utf-8"),
-                    "recorded_at": now,
-                    "prev_hash": prev,
-                    "hash": h,
-                }
-            )
-            prev = h
+        rows: list[dict[str, Any]] = []
+        chain_rows(req, head, now, rows)
         try:
             positions = self._insert_rows(conn, rows)
         except sa_exc.IntegrityError as e:
