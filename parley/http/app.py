@@ -25,7 +25,7 @@ from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, Una
 from ..journal.errors import JournalUnavailable
 from . import admin, channels, ops, stream
 from .metrics import Metrics
-from .wire import error_response, json_response, parse_json, read_body, split_path
+from .wire import error_response, json_response, parse_json, read_body, split_path, unread_body
 
 log = logging.getLogger("parley.http")
 access_log = logging.getLogger("parley.access")
@@ -34,7 +34,9 @@ ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
 class _Everything(BaseConverter):
-    regex = ".*"
+    # Not ".*": Werkzeug's "." stops at a newline, and a path with %0A then
+    # matched no rule (a 500 through the catch-all error handler).
+    regex = "[\\s\\S]*"
     part_isolating = False
 
 
@@ -103,6 +105,8 @@ async def handle(backbone, metrics: Metrics):
         response = error_response(InternalError())
     elapsed = time.perf_counter() - started
     response.headers["x-request-id"] = request_id
+    if unread_body(request):
+        response.headers["connection"] = "close"
     metrics.requests.labels(route, str(response.status_code)).inc()
     if route in ("append", "claim", "reassign", "done"):
         metrics.latency.labels(route).observe(elapsed)

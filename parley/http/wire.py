@@ -54,7 +54,28 @@ async def read_body(request, limit: int, error: type[ParleyError] | ParleyError 
         if size > limit:
             raise error if isinstance(error, ParleyError) else error()
         chunks.append(chunk)
+    request.scope[BODY_READ] = True
     return b"".join(chunks)
+
+
+#: Set in the request scope once :func:`read_body` has consumed the whole body.
+BODY_READ = "parley.body_read"
+
+
+def unread_body(request) -> bool:
+    """True when the request announced a body that was not read to its end.
+
+    Answering such a request early (401 or 413 before the body, a route that
+    never reads one) must close the connection: Hypercorn cannot reuse it with
+    body bytes still in flight, and its own attempt to close runs in the
+    already-cancelled request scope, which left the connection hanging.
+    """
+    if request.scope.get(BODY_READ):
+        return False
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in request.headers
 
 
 #: Deepest nesting accepted in a request body or frame. orjson parses up to
@@ -113,8 +134,6 @@ def error_response(error: ParleyError) -> Response:
     retry_after = error.retry_after_header()
     if retry_after is not None:
         headers["Retry-After"] = retry_after
-    if error.status == 413:
-        headers["Connection"] = "close"
     return json_response(error.status, error.envelope(), headers)
 
 

@@ -331,3 +331,60 @@ async def test_path_traversal_and_nul_bytes_never_reach_a_file(live, path):
         assert status in (400, 401, 404, 405), (method, path, response[:300])
         assert b"root:" not in response and b"\x00" not in response.partition(b"\r\n\r\n")[2]
     await still_serving(live)
+
+
+# -- found by the OpenAPI fuzzer ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path, status, code, append_status, append_code",
+    [
+        ("/channels/a%0Ab", 400, "invalid_channel_name", 400, "invalid_channel_name"),
+        ("/v1/session/a%0Ab", 404, "unknown_session", 404, "not_found"),
+        ("/a%0Ab", 404, "not_found", 404, "not_found"),
+        ("/healthz%0A", 404, "not_found", 404, "not_found"),
+    ],
+)
+async def test_a_newline_in_the_path_is_an_ordinary_4xx(live, path, status, code, append_status, append_code):
+    """Werkzeug's ``.`` stops at a newline: such paths matched no rule and were 500."""
+    async with live.client("tok-a") as c:
+        assert_error(await c.get(path), status, code)
+        assert_error(await c.post(path + "/append", json=note()), append_status, append_code)
+
+
+async def test_an_early_401_with_the_body_in_flight_closes_the_connection(live):
+    """A PUT refused before its body is read must not leave the connection hung.
+
+    The body arrives after the headers (as from a slow client); the 401 says
+    ``Connection: close`` and the server closes, instead of the keep-alive
+    connection going silent with the next request unanswered.
+    """
+    body = b"x" * 1000
+    stream = await trio.open_tcp_stream(*address(live))
+    async with stream:
+        await stream.send_all(
+            b"PUT /channels/x/artifacts/" + b"0" * 64 + b" HTTP/1.1\r\nHost: t\r\n"
+            b"Authorization: Bearer wrong\r\nContent-Length: 1000\r\n\r\n"
+        )
+        received = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in received or not _complete(received):
+                received += await stream.receive_some(65536)
+        assert status_of(received) == 401
+        assert b"connection: close" in received.lower()
+        try:
+            await stream.send_all(body + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        except trio.BrokenResourceError:
+            pass
+        with trio.fail_after(5):  # closed promptly: never a hang
+            rest = b""
+            while True:
+                try:
+                    chunk = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    break
+                if not chunk:
+                    break
+                rest += chunk
+        assert b"HTTP/1.1" not in rest  # the pipelined request was not served on it
+    await still_serving(live)
