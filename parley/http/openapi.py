@@ -137,6 +137,43 @@ ACCEPT_SSE = {
     "schema": {"type": "string"},
 }
 
+
+def _sse_event(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """One Server-Sent Event ``event: <name>`` + ``data: <JSON payload>``."""
+    return {
+        "type": "object",
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"const": name},
+            "data": {"type": "string", "contentMediaType": JSON, "contentSchema": payload},
+        },
+    }
+
+
+#: Each event of a streamed turn (sessions.md "Streaming"); `: keep-alive` comments are not events.
+TURN_EVENTS = {
+    "description": "One event of the streamed turn: `record` per committed journal event, `delta` per delivered "
+                   "message, then a terminal `outcome` (the TurnResponse) or `error` (the turn failed after the "
+                   "stream opened; the token is not rotated). `: keep-alive` comments while waiting.",
+    "oneOf": [
+        _sse_event("record", ref("TurnRecord")),
+        _sse_event("delta", ref("Delivered")),
+        _sse_event("outcome", ref("TurnResponse")),
+        _sse_event("error", ref("TurnError")),
+    ],
+}
+
+#: Each event of the channel tail (channels.md D7); `: keep-alive` comments are not events.
+TAIL_EVENT = {
+    "description": "One frame per message: `id: <cursor>` + `data: <message JSON>` (sanitised like reads).",
+    "type": "object",
+    "required": ["id", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^\\d+$"},
+        "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref("Message")},
+    },
+}
+
 # -- the route list --------------------------------------------------------------------
 
 
@@ -191,7 +228,9 @@ ROUTES: list[Route] = [
                       "Claims must use /claim."),
     Route("POST", "/channels/{channel}/read", "read", "Read a page after a cursor", "channels", "read",
           {200: ("Messages strictly after `cursor` (an empty page means caught up).", JSON, ref("ReadPage"))},
-          (*READ, *CHANNEL, "invalid_cursor"), request=(JSON, ref("ReadRequest")), request_required=False),
+          (*READ, *CHANNEL, "invalid_cursor"), request=(JSON, ref("ReadRequest")),
+          description="`cursor` is required: an absent body is treated as `{}` and gives 400 `invalid_cursor` "
+                      "(channels.md §2.11)."),
     Route("POST", "/channels/{channel}/claim", "claim", "Claim a target (first write wins)", "claims", "write",
           {200: ("`granted` (with the claim message and head) or `already_claimed` (with the holder).", JSON,
                  ref("ClaimOutcome"))},
@@ -211,7 +250,7 @@ ROUTES: list[Route] = [
     Route("GET", "/channels/{channel}/stream", "stream", "Live tail (Server-Sent Events)", "channels", "read",
           {200: ("`: keep-alive` first, then one `id: <cursor>` + `data: <message JSON>` frame per message "
                  "(backlog first when resuming), pushed as each write commits; a keep-alive every 15 s.",
-                 SSE, {"type": "string"})},
+                 SSE, TAIL_EVENT)},
           ("invalid_request", "unauthorized", *CHANNEL, "invalid_cursor", "stream_capacity", "internal_error"),
           headers=(LAST_EVENT_ID,), query=(SINCE,)),
     Route("PUT", "/channels/{channel}/artifacts/{sha256}", "putArtifact", "Store a content-addressed blob",
@@ -228,10 +267,13 @@ ROUTES: list[Route] = [
           description="404 `not_found` `no such artifact` when the channel holds no such blob."),
     Route("GET", "/channels/{channel}/ws", "channelWebSocket", "Live tail over WebSocket", "channels", "read",
           {101: ("Switching protocols; the server sends one text frame per message.", None, None)},
-          ("upgrade_required", "invalid_request", "unauthorized", *CHANNEL, "invalid_cursor", "stream_capacity"),
+          ("upgrade_required", "method_not_allowed", "invalid_request", "unauthorized", *CHANNEL, "invalid_cursor",
+           "stream_capacity"),
           query=(SINCE,), websocket=True,
           description="Frames are JSON text `{\"cursor\": N, \"message\": {…}}` (message sanitised like SSE). "
-                      "A refusal is a plain HTTP error before any 101; `PARLEY_WEBSOCKETS=0` answers 426.",
+                      "A refusal is a plain HTTP error before any 101; `PARLEY_WEBSOCKETS=0` answers 426. "
+                      "A plain (non-upgrade) GET is 405 `method_not_allowed`, like any GET on "
+                      "`/channels/{channel}/<action>` (channels.md §4.2).",
           extra={"x-websocket-frames": {"server": ref("TailFrame")}}),
     # admin
     Route("POST", "/admin/tokens", "mintToken", "Mint a token", "admin", "admin",
@@ -307,7 +349,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "channel": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,63}$"},
             "purpose": {"type": "string", "maxLength": 1024},
-            "verbosity": {"type": "string", "examples": ["quiet", "normal", "chatty"]},
+            "verbosity": {
+                "description": "Stored as given, NOT validated (any JSON value); conventionally quiet, normal or "
+                               "chatty; default quiet.",
+                "examples": ["quiet", "normal", "chatty"],
+            },
             "renderBudgetChars": {"type": "integer", "minimum": 1, "maximum": 8000},
             "created_by": {"type": "string", "description": "ignored: the token's owner is used"},
         },
@@ -319,7 +365,7 @@ SCHEMAS: dict[str, Any] = {
             "channel": _STR,
             "kind": {"const": "ephemeral"},
             "purpose": _STR,
-            "verbosity": _STR,
+            "verbosity": {"description": "As given at creation (not validated, any JSON value); default quiet."},
             "renderBudgetChars": _INT,
             "created_by": _STR,
             "created_ts": {"type": "string", "description": "opaque stamp `<ISO>#<12-digit seq>`"},
@@ -374,7 +420,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "ReadRequest": {
         "type": "object",
-        "properties": {"cursor": _CURSOR, "limit": {"type": "integer", "minimum": 1}},
+        "required": ["cursor"],
+        "properties": {
+            "cursor": {**_CURSOR, "description": "in [0, head], else 400 `invalid_cursor`"},
+            "limit": {"type": "integer", "minimum": 1},
+        },
     },
     "ReadPage": {
         "type": "object",
@@ -442,13 +492,22 @@ SCHEMAS: dict[str, Any] = {
     },
     "RevokeRequest": {
         "type": "object",
-        "description": "`digest` (full 64-hex sha256 of the token) wins over `agent_id`.",
+        "description": "`digest` (full 64-hex sha256 of the token) wins over `agent_id`; one of them, non-empty, "
+                       "is required (`revoke requires an agent_id or digest`).",
         "properties": {"agent_id": _STR, "digest": _STR},
+        "anyOf": [
+            {"required": ["agent_id"], "properties": {"agent_id": {"minLength": 1}}},
+            {"required": ["digest"], "properties": {"digest": {"minLength": 1}}},
+        ],
     },
     "RotateRequest": {
         "type": "object",
         "required": ["agent_id", "owner"],
-        "properties": {"agent_id": _STR, "owner": _STR, "digest": _STR},
+        "properties": {
+            "agent_id": {"type": "string", "minLength": 1},
+            "owner": {"type": "string", "minLength": 1},
+            "digest": _STR,
+        },
     },
     "Revoked": {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "boolean"}}},
     "Action": {
@@ -536,6 +595,16 @@ SCHEMAS: dict[str, Any] = {
             },
             "current": {"type": "integer", "description": "contended only"},
         },
+    },
+    "TurnRecord": {
+        "type": "object",
+        "required": ["stream", "seq", "type", "data"],
+        "properties": {"stream": _STR, "seq": _INT, "type": _STR, "data": {"type": "object"}},
+    },
+    "TurnError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": _STR, "message": _STR},
     },
     "SessionDescription": {
         "type": "object",
@@ -631,6 +700,9 @@ def _operation(route: Route) -> dict[str, Any]:
         response: dict[str, Any] = {"description": description}
         if content_type is not None:
             response["content"] = {content_type: {"schema": schema or {}}}
+            if ACCEPT_SSE in route.headers and content_type == JSON:
+                # `Accept: text/event-stream` streams the same turn (sessions.md "Streaming").
+                response["content"][SSE] = {"schema": TURN_EVENTS}
         if route.idempotent_key and 200 <= status < 300:
             response["headers"] = {
                 "Idempotent-Replayed": {
