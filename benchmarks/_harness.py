@@ -12,6 +12,13 @@
   runs first (serve refuses an un-migrated Postgres); the schema is dropped
   CASCADE afterwards.
 
+Several processes on one database (Postgres only): ``ParleyServer(..., workers=2)``
+runs ``parley serve --workers 2`` (its CPU is then the sum over the parent and
+its worker processes, ``worker_pids()`` names them and ``connection_owners()``
+tells which worker holds each client connection), and
+``ParleyServer("postgres", database_url=first.database_url)`` starts a second,
+separate server on the first one's schema (no schema made, migrated or dropped).
+
 The process listens on port 0; we wait for the stdout banner
 ``… listening on http://HOST:PORT`` (the bin contract), send SIGTERM at the
 end, and SIGKILL it if it has not exited 8 s later. Server stderr (logs, one
@@ -82,6 +89,94 @@ def system_busy_seconds() -> float:
         return (sum(fields[:8]) - idle) / _CLK_TCK
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds of the processes named ``postgres`` on this machine (a local server's
+    postmaster and backends; a backend that exits takes its share with it)."""
+    total = 0.0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return float("nan")
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", "rb") as f:
+                if f.read().strip() != b"postgres":
+                    continue
+        except OSError:
+            continue
+        cpu = process_cpu_seconds(int(entry))
+        if cpu == cpu:  # not NaN (the process may have just exited)
+            total += cpu
+    return total
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (scans /proc; [] when unavailable)."""
+    out = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and int(fields[1]) == pid:
+            out.append(int(entry))
+    return sorted(out)
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _tcp_sockets() -> dict[int, tuple[int, int]]:
+    """inode -> (local port, remote port) for every TCP socket of this network namespace."""
+    out: dict[int, tuple[int, int]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    local, remote, inode = parts[1], parts[2], int(parts[9])
+                    if inode:
+                        out[inode] = (int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16))
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue
+    return out
+
+
+def connection_owners(pids: list[int], server_port: int, client_ports: list[int]) -> dict[int, int | None]:
+    """client local port -> the pid (of ``pids``) holding the accepted server-side socket."""
+    sockets = _tcp_sockets()
+    by_remote: dict[int, int] = {}
+    for pid in pids:
+        for inode in _socket_inodes(pid):
+            ports = sockets.get(inode)
+            if ports is not None and ports[0] == server_port:
+                by_remote[ports[1]] = pid
+    return {port: by_remote.get(port) for port in client_ports}
 
 
 def load_average() -> list[float] | None:
@@ -240,10 +335,16 @@ class ParleyServer(_Subprocess):
         env: dict[str, str] | None = None,
         postgres_url: str | None = None,
         log_level: str = "INFO",
+        workers: int = 1,
+        database_url: str | None = None,
     ) -> None:
         if backend not in ("sqlite", "postgres"):
             raise ValueError(f"unknown backend {backend!r}")
+        if (workers > 1 or database_url) and backend != "postgres":
+            raise ValueError("several processes on one database need Postgres")
         self.backend = backend
+        self.workers = workers
+        self.shared_database_url = database_url
         self.tokens = tokens or make_tokens(1)
         self.postgres_base = postgres_url or DEFAULT_PG
         self._pg: _PostgresSchema | None = None
@@ -259,12 +360,16 @@ class ParleyServer(_Subprocess):
         )
         base_env.update(env or {})
         argv = [sys.executable, "-m", "parley", "serve", "--log-level", log_level]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
         super().__init__(argv, base_env)
         self.database_url = ""
 
     def start(self) -> str:
         if self.backend == "sqlite":
             self.database_url = f"sqlite:///{os.path.join(self._tmp, 'bench.db')}"
+        elif self.shared_database_url:
+            self.database_url = self.shared_database_url  # another server's schema, already migrated
         else:
             self._pg = _PostgresSchema(self.postgres_base)
             self.database_url = self._pg.url
@@ -279,6 +384,28 @@ class ParleyServer(_Subprocess):
                 raise HarnessError(f"parley db upgrade failed: {done.stderr.decode(errors='replace')[-2000:]}")
         self.env["PARLEY_DATABASE_URL"] = self.database_url
         return super().start()
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the worker children with ``--workers N``, else the server."""
+        if self.proc is None:
+            return []
+        if self.workers > 1:
+            return child_pids(self.pid)
+        return [self.pid]
+
+    def cpu_seconds(self) -> float:
+        if self.proc is None:
+            return float("nan")
+        if self.workers > 1:
+            return process_cpu_seconds(self.pid) + sum(process_cpu_seconds(p) for p in child_pids(self.pid))
+        return process_cpu_seconds(self.pid)
+
+    def connection_owners(self, client_ports: list[int]) -> dict[int, int | None]:
+        return connection_owners(self.worker_pids(), self.port, client_ports)
 
     def cleanup(self) -> None:
         try:

@@ -2,7 +2,9 @@
 
 The benchmark scripts live in ``benchmarks/`` at the top of the repository
 (they are not shipped in the wheel): ``http_bench.py`` (scenarios ``append``,
-``scan``, ``claims``, ``fanout``; ``all`` runs the four) and, when present,
+``scan``, ``claims``, ``fanout``; ``all`` runs the four; and the Postgres-only
+``scaleout`` and ``fanout2``, several parley processes on one database, which
+``all`` does not include) and, when present,
 ``journal_bench.py`` (scenario ``journal``), ``state_bench.py`` (scenarios
 ``activation``, ``replay``, ``restart``, ``memory``; ``state`` runs the four
 in one process, sharing the 1M-event journal of replay and restart) and
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import click
 
-HTTP_SCENARIOS = ("append", "scan", "claims", "fanout")
+HTTP_SCENARIOS = ("append", "scan", "claims", "fanout")  # `all` runs these
+#: http_bench.py scenarios with several processes on one database: Postgres only, not in `all`
+MULTIPROCESS_SCENARIOS = ("scaleout", "fanout2")
 STATE_SCENARIOS = ("activation", "replay", "restart", "memory")
 #: scenario -> the script that runs it, for the scenarios not in http_bench.py
 SCRIPTS = {
@@ -85,11 +89,11 @@ def build_command(
 @click.command()
 @click.argument(
     "scenario",
-    type=click.Choice([*HTTP_SCENARIOS, "journal", *STATE_SCENARIOS, "state", "sessions", "all"]),
+    type=click.Choice([*HTTP_SCENARIOS, *MULTIPROCESS_SCENARIOS, "journal", *STATE_SCENARIOS, "state", "sessions", "all"]),
     default="all",
 )
 @click.option("--quick", is_flag=True, help="Tiny sizes: a few seconds per scenario.")
-@click.option("--backend", type=click.Choice(["sqlite", "postgres", "both"]), default=None, help="Database (default sqlite).")
+@click.option("--backend", type=click.Choice(["sqlite", "postgres", "both"]), default=None, help="Database (default sqlite; postgres for scaleout and fanout2, which refuse sqlite).")
 @click.option("--postgres", "use_postgres", is_flag=True, help="Same as --backend postgres.")
 @click.option("--postgres-url", default=None, help="Base Postgres URL (a fresh schema is created in it).")
 @click.option("--client", type=click.Choice(["h11", "httpx"]), default=None, help="HTTP client of the load generator (default h11).")
@@ -97,8 +101,11 @@ def build_command(
 def bench(scenario, quick, backend, use_postgres, postgres_url, client, duration) -> None:
     """Run a benchmark SCENARIO or all HTTP ones.
 
-    HTTP: append, scan, claims, fanout (all = the four). journal. State:
-    activation, replay, restart, memory (state = the four). sessions.
+    HTTP: append, scan, claims, fanout (all = the four). Several processes
+    on one Postgres database: scaleout (parley serve vs --workers 2),
+    fanout2 (append to one process, live tails on another); Postgres only,
+    they default to it. journal. State: activation, replay, restart, memory
+    (state = the four). sessions.
     """
     directory = benchmarks_dir()
     if directory is None:
