@@ -23,11 +23,25 @@ PAGE = 1000
 
 
 class JournalTailer:
-    def __init__(self, backbone, *, interval: float = 0.05) -> None:
+    """Reads what other processes committed.
+
+    Polls every ``interval`` seconds; on Postgres a commit notification from
+    another process (journal.notify) wakes it at once, and while that
+    listener is connected the poll is only a safety net every ``fallback``
+    seconds.
+    """
+
+    def __init__(self, backbone, *, interval: float = 0.05, fallback: float = 0.5) -> None:
         self.backbone = backbone
         self.interval = interval
+        self.fallback = fallback
         self.position = 0
         self.foreign_events = 0
+        self._wake = trio.Event()
+
+    def poke(self, position: int = 0) -> None:
+        """Read the journal now (another process committed up to ``position``)."""
+        self._wake.set()
 
     def _own_commit(self, events) -> None:
         """Our own commit batch: skip over it when nothing foreign came before it."""
@@ -39,8 +53,15 @@ class JournalTailer:
         journal = self.backbone.journal
         self.position = await journal.last_position()
         journal.on_commit.append(self._own_commit)
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(journal.listen, self.poke)
+            task_status.started()
+            await self._follow(journal)
+
+    async def _follow(self, journal) -> None:
         while True:
+            # A fresh event before the read: a poke during the read is not lost.
+            self._wake = trio.Event()
             try:
                 events = await journal.read_all(self.position, PAGE)
             except Exception as exc:
@@ -56,7 +77,8 @@ class JournalTailer:
                 self.position = event.position
                 self._observe(event)
             if len(events) < PAGE:
-                await trio.sleep(self.interval)
+                with trio.move_on_after(self.fallback if journal.listening else self.interval):
+                    await self._wake.wait()
 
     def _observe(self, event) -> None:
         backbone = self.backbone

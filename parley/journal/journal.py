@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import store as _store
 from .engine import make_engine
 from .errors import JournalUnavailable
+from .notify import CommitListener
 from .store import AppendRequest, CallRequest, JournalStore, is_fatal_db_error, unavailable
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 from .writer import CommitCallback, GroupCommitWriter
@@ -56,6 +57,7 @@ class Journal:
         self._own_engine = own_engine
         self._started = False
         self._closed = False
+        self._listening = False
 
     @classmethod
     def open(cls, url: str, *, reader_threads: int = 4, max_batch: int = 512, **engine_kwargs: Any) -> Journal:
@@ -94,6 +96,49 @@ class Journal:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
+
+    # ------------------------------------------------------------------ other processes
+
+    @property
+    def listening(self) -> bool:
+        """True while :meth:`listen` holds a live notification connection."""
+        return self._listening
+
+    async def listen(self, wake: Callable[[int], None], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Until cancelled, call ``wake(position)`` (in this trio run) whenever
+        another process commits to the same Postgres database, ``position``
+        being the last of its commit (journal.notify).
+
+        Reports started once the first connection attempt is over (up or
+        failed; it keeps retrying). On SQLite there is nothing to listen to:
+        it returns at once.
+        """
+        if not self.store.is_postgres:
+            task_status.started()
+            return
+        token = trio.lowlevel.current_trio_token()
+        first_attempt = trio.Event()
+
+        def in_trio(fn: Callable[..., Any], *args: Any) -> None:
+            try:
+                token.run_sync_soon(fn, *args)
+            except trio.RunFinishedError:
+                pass
+
+        def on_state(connected: bool) -> None:
+            self._listening = connected
+            in_trio(first_attempt.set)
+
+        listener = CommitListener(self.engine, self.store.origin, functools.partial(in_trio, wake), on_state)
+        listener.start()
+        try:
+            with trio.move_on_after(15):
+                await first_attempt.wait()
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            listener.stop()
+            self._listening = False
 
     @property
     def on_commit(self) -> list[CommitCallback]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import schema
 from .engine import is_postgres, make_engine, write_engine
 from .errors import ConcurrencyError, JournalUnavailable
+from .notify import notify
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 
 #: ``pg_advisory_xact_lock`` key taken by every write batch on Postgres
@@ -402,6 +404,8 @@ class JournalStore:
         self.engine = engine
         self.write_engine = write_engine(engine)
         self.is_postgres = is_postgres(engine)
+        #: Names this process's commits in Postgres notifications (journal.notify).
+        self.origin = uuid.uuid4().hex
         self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     @classmethod
@@ -430,6 +434,8 @@ class JournalStore:
                         raise StaleConnection(str(e.orig)) from e
                     raise
                 outcome = self.append_batch(conn, requests)
+                if self.is_postgres and outcome.committed:
+                    notify(conn, self.origin, outcome.committed[-1].position)
         except BaseException:
             for req in requests:
                 if isinstance(req, AppendRequest):
