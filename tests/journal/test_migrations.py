@@ -74,13 +74,15 @@ def test_sqlite_position_is_the_rowid(sqlite_url: str):
     assert "position INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT" in ddl
 
 
-def test_channel_directory_query_reads_the_partial_index_not_the_messages(sqlite_url: str):
-    """Start-up loads the channel directory through ``ix_events_nonmessage`` (0002).
+def test_start_up_read_models_read_the_partial_index_not_the_messages(sqlite_url: str):
+    """Start-up loads the channel directory and the open sessions through
+    ``ix_events_nonmessage`` (0002).
 
     SQLite matches a partial index's WHERE term literally: if the query loses
     the ``type <> 'message'`` literal it silently falls back to a full scan
     of ``events`` (3 s on a million events), so the plan is checked here.
     """
+    from parley.actors.session_service import _open_sessions
     from parley.journal import queries
 
     migrate.upgrade(sqlite_url)
@@ -95,9 +97,10 @@ def test_channel_directory_query_reads_the_partial_index_not_the_messages(sqlite
 
     try:
         assert queries.channel_index(engine) == []
+        assert _open_sessions(engine) == {}
     finally:
         engine.dispose()
-    assert len(plans) == 2, plans
+    assert len(plans) == 4, plans
     for plan in plans:
         assert "ix_events_nonmessage" in plan, plan
         assert "SCAN events" not in plan.replace("SCAN events USING", ""), plan
