@@ -9,38 +9,11 @@ once and in order, no append failed, every scan saw every message.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.bench._run import BENCHMARKS, run_bench
 
-pytestmark = pytest.mark.skipif(not (ROOT / "benchmarks" / "http_bench.py").is_file(), reason="no benchmarks/ checkout")
-
-
-def run_bench(scenario: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "CAUCUS_"))}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-m", "parley", "bench", scenario, "--quick", "--backend", "sqlite"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    lines = done.stdout.strip().splitlines()
-    assert done.returncode == 0, f"exit {done.returncode}\nstdout tail:\n{done.stdout[-3000:]}\nstderr tail:\n{done.stderr[-3000:]}"
-    assert lines, f"no output; stderr:\n{done.stderr[-3000:]}"
-    report = json.loads(lines[-1])
-    assert report["ok"] is True, report.get("failures")
-    assert report["backends"] == ["sqlite"]
-    assert scenario in report["scenarios"], report
-    return report
+pytestmark = pytest.mark.skipif(not (BENCHMARKS / "http_bench.py").is_file(), reason="no benchmarks/ checkout")
 
 
 def test_append_quick():

@@ -10,49 +10,18 @@ every message exactly once, in cursor order. Timing is not asserted.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
+from tests.bench._run import BENCHMARKS, bench_process, run_bench
 from tests.conftest import _skip_or_fail_without_postgres, postgres_base_url
 
-ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not (ROOT / "benchmarks" / "http_bench.py").is_file(), reason="no benchmarks/ checkout")
-
-
-def run_bench(scenario: str, *extra: str) -> tuple[subprocess.CompletedProcess, dict | None]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "CAUCUS_"))}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-m", "parley", "bench", scenario, "--quick", *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    lines = done.stdout.strip().splitlines()
-    report = None
-    if lines and lines[-1].startswith("{"):
-        report = json.loads(lines[-1])
-    return done, report
+pytestmark = pytest.mark.skipif(not (BENCHMARKS / "http_bench.py").is_file(), reason="no benchmarks/ checkout")
 
 
 def run_postgres(scenario: str) -> dict:
     _skip_or_fail_without_postgres()
-    done, report = run_bench(scenario, "--backend", "postgres", "--postgres-url", postgres_base_url())
-    detail = f"exit {done.returncode}\nstdout tail:\n{done.stdout[-3000:]}\nstderr tail:\n{done.stderr[-3000:]}"
-    assert report is not None, detail
-    assert done.returncode == 0, detail
-    assert report["ok"] is True, report.get("failures")
-    assert report["backends"] == ["postgres"]
-    assert scenario in report["scenarios"], report
-    return report
+    return run_bench(scenario, "--postgres-url", postgres_base_url(), backend="postgres")
 
 
 @pytest.mark.postgres
@@ -95,7 +64,7 @@ def test_fanout2_quick_every_subscriber_every_message_once():
 
 @pytest.mark.parametrize("scenario", ["scaleout", "fanout2"])
 def test_multiprocess_scenarios_refuse_sqlite(scenario):
-    done, report = run_bench(scenario, "--backend", "sqlite")
+    done, report = bench_process(scenario, "--backend", "sqlite")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "needs Postgres" in done.stderr
     assert report is None
