@@ -21,6 +21,7 @@ restart too, and a budget is advisory back-pressure, not a durable fact.
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -197,20 +198,25 @@ class Seatbelt:
 
     # -- internals ------------------------------------------------------------
 
-    def _live(self, track: _Track | None, now_ms: int) -> list[int]:
-        # Filter rather than pop from the left: a backwards clock can leave the
-        # log unsorted, and a stamp in the "future" must still count.
-        if track is None:
-            return []
-        cutoff = now_ms - self.window_ms
-        return [t for t in track.stamps if t > cutoff]
+    def _first_live(self, track: _Track, now_ms: int) -> int:
+        """Index of the oldest stamp still in the window (``track.stamps`` is kept sorted).
+
+        Sorted rather than in arrival order, so a backwards clock cannot hide
+        a stamp from the pruning, and a stamp in the "future" still counts.
+        A binary search: a bulk writer with raised caps holds tens of
+        thousands of stamps, and rebuilding that list on every check was a
+        third of the server's CPU under pipelined ingestion.
+        """
+        return bisect.bisect_right(track.stamps, now_ms - self.window_ms)
 
     def _over(self, track: _Track | None, cap: int, now_ms: int) -> int | None:
         """Milliseconds to wait if the window is full, else ``None``."""
-        live = self._live(track, now_ms)
-        if len(live) < cap:
+        if track is None:
+            return None if cap > 0 else 0
+        first = self._first_live(track, now_ms)
+        if len(track.stamps) - first < cap:
             return None
-        return min(live) + self.window_ms - now_ms
+        return track.stamps[first] + self.window_ms - now_ms
 
     def _record(self, table: OrderedDict[str, _Track], key: str, now_ms: int) -> _Track:
         track = table.get(key)
@@ -221,8 +227,12 @@ class Seatbelt:
                 self._lru_evicted += 1
         else:
             table.move_to_end(key)
-        track.stamps = self._live(track, now_ms)
-        track.stamps.append(now_ms)
+        stamps = track.stamps
+        del stamps[: self._first_live(track, now_ms)]
+        if not stamps or stamps[-1] <= now_ms:
+            stamps.append(now_ms)
+        else:
+            bisect.insort(stamps, now_ms)
         if self._undo is not None:
             name = "channel" if table is self._channel else "global" if table is self._global else "create"
             self._undo.append(("stamp", name, key, now_ms))
@@ -246,7 +256,7 @@ class Seatbelt:
             self._swept += len(idle)
 
     def _is_idle(self, track: _Track, now_ms: int) -> bool:
-        return now_ms - track.last_ms >= self.window_ms and not self._live(track, now_ms)
+        return now_ms - track.last_ms >= self.window_ms and self._first_live(track, now_ms) == len(track.stamps)
 
 
 def _channel_key(channel: str, agent_id: str) -> str:

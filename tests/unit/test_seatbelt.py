@@ -576,3 +576,29 @@ def test_records_outside_an_undo_log_are_not_logged() -> None:
     sb.undo(undo)
     with pytest.raises(DuplicatePost):
         sb.admit_post("c", "a", "kept", 1)
+
+
+@given(
+    ts=st.lists(st.integers(min_value=0, max_value=300_000), max_size=80),
+    cap=st.integers(min_value=1, max_value=5),
+)
+def test_any_clock_order_matches_the_reference_window(ts: list[int], cap: int) -> None:
+    """Stamps are kept sorted for speed; decisions and hints equal a plain filter of the log.
+
+    The reference is the straightforward sliding window: on each check, the
+    stamps ``> now - window`` count; on each admit the log is pruned the same
+    way and ``now`` appended, whatever order the clock goes in.
+    """
+    sb = Seatbelt(max_posts_per_minute=cap, global_max_posts_per_minute=10**6)
+    log: list[int] = []
+    for i, t in enumerate(ts):
+        live = [s for s in log if s > t - W]
+        expected = None if len(live) < cap else min(live) + W - t
+        try:
+            sb.admit_post("c", "a", f"note {i}", t)
+        except RateLimited as err:
+            assert expected is not None
+            assert err.retry_after == pytest.approx(expected / 1000)
+        else:
+            assert expected is None
+            log = live + [t]
