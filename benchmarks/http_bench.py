@@ -1,6 +1,6 @@
 """HTTP benchmarks against a real ``parley serve`` subprocess (loopback only).
 
-    python benchmarks/http_bench.py {append|scan|claims|fanout|all|scaleout|fanout2} [--quick]
+    python benchmarks/http_bench.py {append|scan|claims|fanout|all|pipeline|scaleout|fanout2} [--quick]
                                     [--backend sqlite|postgres|both | --postgres]
                                     [--postgres-url URL] [--client h11|httpx]
                                     [--duration SECONDS]
@@ -25,6 +25,21 @@ client, every message body distinct so the duplicate guard never fires):
   subscriber must receive every message exactly once, in cursor order. Then a
   burst of 1,000 appends issued at once (64 connections) with SSE + WS
   subscribers and the same completeness check.
+
+Run on its own (not part of ``all``):
+
+* ``pipeline`` appends on ONE connection (ADR-0009): the single-request baseline
+  (``append``'s closed loop, 1 client, 1 channel), then for W = 1, 16, 64, 256
+  one WebSocket (``GET /channels/:c/ws?tail=0``, bearer on the upgrade) to a
+  fresh channel, as a fresh agent (so every case starts from an empty seatbelt
+  window), keeping W frames ``{"id", "append": {message}}`` in flight:
+  acked msgs/s, send -> ack p50/p99, and the ratio pipelined / single-request
+  (target >= 5x, reported, not a check). Checks: every frame answered by
+  exactly one ack with status 201 (cursors 1..N); the channel read back from
+  cursor 0 holds exactly the acked msg_ids; 100 acked frames re-sent (same
+  msg_id and body) are acked with the original body and the status the HTTP
+  route gives a replay (201 + ``Idempotent-Replayed: true``, checked on 5 of
+  them), and the channel head does not move.
 
 Several processes on one Postgres database (Postgres only; without ``--backend``
 they run on Postgres, ``--backend sqlite`` is refused with exit status 2,
@@ -89,6 +104,8 @@ from _harness import (  # noqa: E402
 )
 
 SCENARIOS = ("append", "scan", "claims", "fanout")  # what ``all`` runs
+#: run on their own only (not part of ``all``)
+EXTRA_SCENARIOS = ("pipeline",)
 #: several processes on one database: Postgres only, not part of ``all``
 POSTGRES_SCENARIOS = ("scaleout", "fanout2")
 
@@ -107,6 +124,8 @@ FULL = {
     "burst": 1_000,
     "burst_subscribers": 16,
     "scaleout_clients": (16, 64),
+    "pipeline_windows": (1, 16, 64, 256),
+    "pipeline_replays": 100,
 }
 QUICK = {
     "duration": 0.4,
@@ -121,6 +140,8 @@ QUICK = {
     "burst": 100,
     "burst_subscribers": 4,
     "scaleout_clients": (16,),
+    "pipeline_windows": (1, 16, 64, 256),
+    "pipeline_replays": 20,
 }
 BURST_CONNECTIONS = 64
 CLIENT_TIMEOUT = 30.0
@@ -188,6 +209,7 @@ class H11Client:
         self.auth = [("authorization", f"Bearer {token}")] if token else []
         self.stream: trio.SocketStream | None = None
         self.conn: h11.Connection | None = None
+        self.last_headers: Any = []
 
     async def _connect(self) -> None:
         self.stream = await trio.open_tcp_stream(self.host, self.port)
@@ -215,6 +237,7 @@ class H11Client:
                 conn.receive_data(await stream.receive_some(262_144))
             elif isinstance(event, h11.Response):
                 status = event.status_code
+                self.last_headers = event.headers  # raw [(name, value)] bytes, lower-case names
             elif isinstance(event, h11.Data):
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
@@ -948,6 +971,352 @@ def print_fanout_table(rows: dict[str, Any]) -> None:
             print(f"      ! {p}")
 
 
+# -- scenario: pipeline --------------------------------------------------------------
+
+#: parley/http/websockets.py MAX_IN_FLIGHT: frames one socket runs at once
+WS_MAX_IN_FLIGHT = 256
+
+
+class IngestSocket:
+    """One ingest WebSocket (``GET /channels/:c/ws?tail=0``, bearer on the upgrade, ADR-0009):
+    client frames ``{"id", "append": {message}}``, answers ``{"type": "ack"|"error", "id", …}``
+    correlated by ``id`` (they may arrive out of order).
+
+    ``reader()`` runs for the life of the socket and files every answer; ``pump()`` keeps
+    ``window`` frames in flight for a while; ``send_all()`` sends given frames (same window
+    rule). Everything sent and answered is kept for the checks."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.payloads: dict[Any, dict[str, Any]] = {}  # frame id -> the message sent
+        self.outstanding: dict[Any, float] = {}  # frame id -> send time
+        self.answers: dict[Any, dict[str, Any]] = {}  # frame id -> its (first) ack / error frame
+        self.duplicate_answers = 0
+        self.unknown_answers = 0  # an answer naming no frame we sent (or a tail frame)
+        self.errors: dict[str, int] = {}  # "error:<code>" / "status:<n>" -> count
+        self.latencies: list[float] = []
+        self.slots = trio.Semaphore(1)
+        self.socket_error: str | None = None
+
+    async def reader(self) -> None:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            while True:
+                text = await self.ws.get_message()
+                now = time.perf_counter()
+                frame = orjson.loads(text)
+                fid = frame.get("id") if isinstance(frame, dict) else None
+                t0 = self.outstanding.pop(fid, None)
+                if t0 is None:
+                    if fid in self.answers:
+                        self.duplicate_answers += 1
+                    else:
+                        self.unknown_answers += 1
+                    continue
+                self.answers[fid] = frame
+                self.latencies.append(now - t0)
+                if frame.get("type") != "ack":
+                    key = f"error:{frame.get('code')}"
+                    self.errors[key] = self.errors.get(key, 0) + 1
+                elif frame.get("status") != 201:
+                    key = f"status:{frame.get('status')}"
+                    self.errors[key] = self.errors.get(key, 0) + 1
+                self.slots.release()
+        except ConnectionClosed as exc:
+            self.socket_error = f"socket closed: {exc.reason}"
+
+    async def _send(self, fid: Any, payload: dict[str, Any]) -> None:
+        from trio_websocket import ConnectionClosed
+
+        self.payloads.setdefault(fid, payload)
+        text = orjson.dumps({"id": fid, "append": payload}).decode()
+        self.outstanding[fid] = time.perf_counter()
+        try:
+            await self.ws.send_message(text)
+        except ConnectionClosed as exc:  # the frame stays unanswered: a failed check, not a crash
+            self.socket_error = self.socket_error or f"socket closed: {exc.reason}"
+            self.outstanding.pop(fid, None)
+            self.slots.release()
+
+    async def _drain(self, window: int) -> None:
+        """Every frame answered (all ``window`` slots back), or CLIENT_TIMEOUT gone by."""
+        with trio.move_on_after(CLIENT_TIMEOUT):
+            for _ in range(window):
+                await self.slots.acquire()
+
+    async def pump(self, make_payload: Callable[[int], dict[str, Any]], window: int, duration: float) -> tuple[list[int], float]:
+        """Keep ``window`` frames in flight for ``duration`` s, then wait for the last answers.
+        Returns the frame ids sent and the wall time from the first send to the last answer."""
+        self.slots = trio.Semaphore(window)
+        self.latencies = []
+        sent: list[int] = []
+        start = time.perf_counter()
+        deadline = start + duration
+        while time.perf_counter() < deadline and self.socket_error is None:
+            await self.slots.acquire()
+            fid = self.next_id
+            self.next_id += 1
+            sent.append(fid)
+            await self._send(fid, make_payload(fid))
+        await self._drain(window)
+        return sent, time.perf_counter() - start
+
+    async def send_all(self, frames: list[tuple[Any, dict[str, Any]]], window: int) -> None:
+        self.slots = trio.Semaphore(window)
+        self.latencies = []
+        for fid, payload in frames:
+            if self.socket_error is not None:
+                break
+            await self.slots.acquire()
+            await self._send(fid, payload)
+        await self._drain(window)
+
+
+async def channel_head(client, channel: str) -> int:
+    return (await expect(client, "GET", f"/channels/{channel}", None, 200))["head"]
+
+
+async def pipeline_case(ctx: Ctx, window: int, postgres: bool, agent: int) -> dict[str, Any]:
+    """One WebSocket to a fresh channel, ``window`` frames in flight: warm-up, measured run,
+    then the checks: one 201 ack per frame, read-back == acked, msg_id replays.
+
+    ``agent``: the seed token of the socket (and of the HTTP replay cross-check). Each
+    case gets its own, so every case starts from an empty seatbelt window: the per-agent
+    sliding-window logs are lists filtered on every post, so their cost grows with the
+    agent's posts of the last minute and would otherwise penalise the later cases."""
+    from trio_websocket import HandshakeError, open_websocket_url
+
+    sizes = ctx.sizes
+    channel = f"pipe-w{window}"
+    tag = f"pipe-w{window}"
+    await create_channel(ctx, channel)
+    token = ctx.tokens[agent][0]
+    ws_url = ctx.url.replace("http://", "ws://", 1) + f"/channels/{channel}/ws?tail=0"
+    http = ctx.client(agent)  # the same agent as the socket (identity is part of the msg_id fingerprint)
+    make = lambda n: note(f"{tag} frame", n)  # noqa: E731 - distinct body (counter) and msg_id
+    try:
+        async with open_websocket_url(
+            ws_url,
+            extra_headers=[(b"authorization", f"Bearer {token}".encode())],
+            message_queue_size=2 * WS_MAX_IN_FLIGHT,
+            receive_buffer_size=65_536,
+        ) as ws:
+            sock = IngestSocket(ws)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sock.reader)
+                await sock.pump(make, window, sizes["warmup"])  # socket up, actor active
+                warm_errors = dict(sock.errors)
+                before = await scrape(ctx)
+                with CpuMeter(ctx.server, postgres=postgres) as cpu:
+                    sent, elapsed = await sock.pump(make, window, sizes["duration"])
+                after = await scrape(ctx)
+                latencies = sock.latencies
+                measured_ok = sum(
+                    1 for f in sent if sock.answers.get(f, {}).get("type") == "ack" and sock.answers[f].get("status") == 201
+                )
+
+                # Idempotency (D2): re-send already-acked frames, same msg_id and body, new frame ids.
+                acked_ids = [f for f, a in sock.answers.items() if isinstance(f, int) and a.get("type") == "ack" and a.get("status") == 201]
+                head_before = await channel_head(http, channel)
+                sample = sorted(random.Random(window).sample(acked_ids, min(sizes["pipeline_replays"], len(acked_ids))))
+                errors_before_replay = dict(sock.errors)
+                await sock.send_all([(f"replay-{f}", sock.payloads[f]) for f in sample], min(window, WS_MAX_IN_FLIGHT))
+                replay_answers = [sock.answers.get(f"replay-{f}") for f in sample]
+                # the HTTP route on a few of the same messages: its replay status and header
+                http_replays = []
+                for f in sample[:5]:
+                    status, raw = await http.post_json(f"/channels/{channel}/append", sock.payloads[f])
+                    headers = {bytes(k).lower(): bytes(v) for k, v in http.last_headers}
+                    http_replays.append(
+                        {
+                            "status": status,
+                            "replayed_header": headers.get(b"idempotent-replayed") == b"true",
+                            "body_equals_original": status < 300 and orjson.loads(raw) == sock.answers[f]["body"],
+                        }
+                    )
+                head_after = await channel_head(http, channel)
+                nursery.cancel_scope.cancel()
+    except HandshakeError as exc:
+        raise BenchFailure(f"WebSocket upgrade on {ws_url} refused: {exc!r}") from None
+    finally:
+        await http.aclose()
+
+    # -- checks ------------------------------------------------------------------------
+    frames = [f for f in sock.payloads if isinstance(f, int)]
+    ok_frames = [f for f in frames if sock.answers.get(f, {}).get("type") == "ack" and sock.answers[f].get("status") == 201]
+    unanswered = [f for f in sock.payloads if f not in sock.answers]
+    one_ack = {
+        "frames": len(frames),
+        "acked_201": len(ok_frames),
+        "not_201": {k: v for k, v in errors_before_replay.items()},
+        "unanswered": len(unanswered),
+        "duplicate_answers": sock.duplicate_answers,
+        "unknown_answers": sock.unknown_answers,
+        "socket_error": sock.socket_error,
+    }
+    cursors = sorted(sock.answers[f]["body"]["cursor"] for f in ok_frames)
+    one_ack["cursors_contiguous"] = cursors == list(range(1, len(ok_frames) + 1))
+    one_ack["ok"] = (
+        len(ok_frames) == len(frames) > 0
+        and not errors_before_replay
+        and not unanswered
+        and sock.duplicate_answers == 0
+        and sock.unknown_answers == 0
+        and sock.socket_error is None
+        and one_ack["cursors_contiguous"]
+    )
+
+    acked_msg_ids = [sock.payloads[f]["msg_id"] for f in ok_frames]
+    ids = await read_all_ids(ctx, [channel])
+    acked_set, read_set = set(acked_msg_ids), set(ids)
+    readback = {
+        "acked_201": len(acked_msg_ids),
+        "read_back": len(ids),
+        "distinct_read": len(read_set),
+        "missing": len(acked_set - read_set),
+        "unacknowledged_present": len(read_set - acked_set),
+        "duplicated": len(ids) - len(read_set),
+    }
+    readback["ok"] = len(ids) == len(acked_msg_ids) == len(acked_set) and readback["missing"] == readback["unacknowledged_present"] == 0
+
+    http_status = {r["status"] for r in http_replays}
+    ws_status = {a.get("status") for a in replay_answers if a}
+    replays = {
+        "sent": len(sample),
+        "answered": sum(1 for a in replay_answers if a),
+        "ack_status": sorted(ws_status, key=str),
+        "http_replay_status": sorted(http_status),
+        "http_replayed_header": all(r["replayed_header"] for r in http_replays),
+        "http_body_equals_original": all(r["body_equals_original"] for r in http_replays),
+        "body_equals_original": sum(
+            1 for f, a in zip(sample, replay_answers) if a and a.get("type") == "ack" and a.get("body") == sock.answers[f]["body"]
+        ),
+        "head_before": head_before,
+        "head_after": head_after,
+    }
+    replays["ok"] = (
+        len(sample) == sizes["pipeline_replays"]
+        and replays["answered"] == len(sample)
+        and all(a and a.get("type") == "ack" for a in replay_answers)
+        and len(http_status) == 1
+        and ws_status == http_status  # a WS replay answers what the HTTP route answers (201 + Idempotent-Replayed)
+        and replays["http_replayed_header"]
+        and replays["http_body_equals_original"]
+        and replays["body_equals_original"] == len(sample)
+        and head_before == head_after == len(ok_frames)
+    )
+
+    result: dict[str, Any] = {
+        "window": window,
+        "requests": len(sent),
+        "ok": measured_ok,
+        "errors": {k: v - warm_errors.get(k, 0) for k, v in errors_before_replay.items() if v - warm_errors.get(k, 0)},
+        "rate": measured_ok / elapsed if elapsed else math.nan,
+        "p50_ms": ms(percentile(latencies, 50)),
+        "p99_ms": ms(percentile(latencies, 99)),
+        "max_ms": ms(max(latencies) if latencies else math.nan),
+        "elapsed_s": round(elapsed, 3),
+        **cpu.fields(),
+    }
+    if before and after:
+        batches = after["parley_journal_batches"] - before["parley_journal_batches"]
+        events = after["parley_journal_events"] - before["parley_journal_events"]
+        result["events_per_commit"] = round(events / batches, 2) if batches else None
+    result["one_ack_per_frame"] = one_ack
+    result["readback"] = readback
+    result["replays"] = replays
+    return result
+
+
+async def pipeline_parley(ctx: Ctx) -> dict[str, Any]:
+    sizes = ctx.sizes
+    postgres = getattr(ctx.server, "backend", "sqlite") == "postgres"
+    out: dict[str, Any] = {}
+    # 1. the single-request baseline: append's closed loop with one client into one channel
+    await create_channel(ctx, "pipe-single")
+    clients = await ctx.clients(1)
+    try:
+        out["single_request"] = await measure_appends(ctx, clients, ["pipe-single"], "pipe-single")
+    finally:
+        await ctx.close_all(clients)
+    # 2. one WebSocket per window size, each to a fresh channel, as a fresh agent (seed token k)
+    for k, window in enumerate(sizes["pipeline_windows"], start=1):
+        out[f"ws_w{window}"] = await pipeline_case(ctx, window, postgres, agent=k)
+    await trio.sleep(0.3)
+    out["open_streams_after"] = (await scrape(ctx)).get("parley_open_streams")
+    return out
+
+
+def scenario_pipeline(backends, sizes, args) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for backend in backends:
+        rows = run_parley(backend, pipeline_parley, sizes, args, n_tokens=1 + len(sizes["pipeline_windows"]))
+        single = rows["single_request"]["rate"]
+        cases = {k: v for k, v in rows.items() if k.startswith("ws_w")}
+        rows["ratio_pipelined_over_single"] = {
+            f"w{r['window']}": rnd(r["rate"] / single, 2) if single else None for r in cases.values()
+        }
+        out[backend] = rows
+        print(
+            f"\npipeline [{backend}] appends on one connection, {sizes['duration']}s per case: `single_request` = 1 client,\n"
+            "  closed-loop POST /channels/:c/append; `ws_wW` = 1 WebSocket (/channels/:c/ws?tail=0) keeping W append\n"
+            "  frames in flight; latency = send -> ack (HTTP: request -> response); x single = msgs/s / single_request msgs/s"
+        )
+        print(
+            f"  {'case':<15} {'W':>3} {'msgs/s':>7} {'x single':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'errors':>6} "
+            f"{'srv cpu':>7} {'cli cpu':>7} {'oth cpu':>7} {'ev/commit':>9} {'frames':>6} {'acked':>6} {'read':>6} {'replays':>7} checks"
+        )
+        s = rows["single_request"]
+        print(
+            f"  {'single_request':<15} {'-':>3} {s['rate']:>7.0f} {1.0:>8.2f} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} {s['max_ms']:>7.1f} "
+            f"{sum(s['errors'].values()):>6} {s['server_cpu_pct']:>6}% {s['client_cpu_pct']:>6}% {s['other_cpu_pct']:>6}% "
+            f"{str(s.get('events_per_commit', '-')):>9} {'':>6} {'':>6} {'':>6} {'':>7} {'ok' if not s['errors'] else 'ERRORS'}"
+        )
+        for name, r in cases.items():
+            a, rb, rp = r["one_ack_per_frame"], r["readback"], r["replays"]
+            ratio = rows["ratio_pipelined_over_single"][f"w{r['window']}"]
+            verdict = "ok" if a["ok"] and rb["ok"] and rp["ok"] else "FAILED"
+            print(
+                f"  {name:<15} {r['window']:>3} {r['rate']:>7.0f} {ratio if ratio is not None else math.nan:>8.2f} {r['p50_ms']:>7.2f} "
+                f"{r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {sum(r['errors'].values()):>6} {r['server_cpu_pct']:>6}% "
+                f"{r['client_cpu_pct']:>6}% {r['other_cpu_pct']:>6}% {str(r.get('events_per_commit', '-')):>9} "
+                f"{a['frames']:>6} {a['acked_201']:>6} {rb['read_back']:>6} {rp['body_equals_original']:>3}/{rp['sent']:<3} {verdict}"
+            )
+            if not a["ok"]:
+                print(f"      ! acks: {a}")
+            if not rb["ok"]:
+                print(f"      ! read-back: {rb}")
+            if not rp["ok"]:
+                print(f"      ! replays: {rp}")
+        if backend == "postgres":
+            pg = "/".join(f"{r.get('postgres_cpu_pct', '-')}" for r in cases.values())
+            print(f"  of oth cpu, the local Postgres processes (W = {', '.join(str(r['window']) for r in cases.values())}): {pg} %")
+        rp0 = next(iter(cases.values()))["replays"] if cases else {}
+        print(
+            "  frames/acked = every frame sent (warm-up + measured) and its 201 acks; read = msg_ids read back from\n"
+            "  cursor 0 (must equal the acked set); replays = re-sent acked frames (same msg_id and body) whose ack\n"
+            f"  body equals the original ack's (ack status {rp0.get('ack_status')}; the HTTP route answers the same\n"
+            f"  replay {rp0.get('http_replay_status')} with Idempotent-Replayed: true), the channel head unchanged"
+        )
+        met = [w for w, ratio in rows["ratio_pipelined_over_single"].items() if ratio is not None and ratio >= 5]
+        print(
+            f"  target pipelined >= 5x single-request on one connection (reported, not a check): "
+            f"{'met at ' + ', '.join(met) if met else 'not met'}; open streams after: {rows['open_streams_after']}"
+        )
+        rows["targets"] = {"ratio_at_least_5": {w: (r is not None and r >= 5) for w, r in rows["ratio_pipelined_over_single"].items()}}
+    cases = [v for b in backends for k, v in out[b].items() if k.startswith("ws_w")]
+    out["checks"] = {
+        "single_request_no_errors": all(not out[b]["single_request"]["errors"] for b in backends),
+        "one_201_ack_per_frame": all(c["one_ack_per_frame"]["ok"] for c in cases),
+        "readback_equals_acks": all(c["readback"]["ok"] for c in cases),
+        "replays_answer_original": all(c["replays"]["ok"] for c in cases),
+        "streams_released": all(out[b]["open_streams_after"] == 0 for b in backends),
+    }
+    return out
+
+
 # -- several processes on one Postgres database: scaleout, fanout2 ---------------------
 
 CHANNEL_VISIBLE_TIMEOUT = 10.0
@@ -1393,12 +1762,13 @@ RUNNERS = {
     "fanout": scenario_fanout,
     "scaleout": scenario_scaleout,
     "fanout2": scenario_fanout2,
+    "pipeline": scenario_pipeline,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=[*SCENARIOS, *POSTGRES_SCENARIOS, "all"], nargs="?", default="all")
+    parser.add_argument("scenario", choices=[*SCENARIOS, *EXTRA_SCENARIOS, *POSTGRES_SCENARIOS, "all"], nargs="?", default="all")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds per scenario")
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default=None)
     parser.add_argument("--postgres", action="store_true", help="same as --backend postgres")

@@ -2,9 +2,10 @@
 
 The benchmark scripts live in ``benchmarks/`` at the top of the repository
 (they are not shipped in the wheel): ``http_bench.py`` (scenarios ``append``,
-``scan``, ``claims``, ``fanout``; ``all`` runs the four; and the Postgres-only
-``scaleout`` and ``fanout2``, several parley processes on one database, which
-``all`` does not include) and, when present,
+``scan``, ``claims``, ``fanout``; ``all`` runs the four; ``pipeline``, pipelined
+appends over one channel WebSocket against the single-request rate (ADR-0009),
+run on its own; and the Postgres-only ``scaleout`` and ``fanout2``, several
+parley processes on one database, which ``all`` does not include) and, when present,
 ``journal_bench.py`` (scenario ``journal``), ``state_bench.py`` (scenarios
 ``activation``, ``replay``, ``restart``, ``memory``; ``state`` runs the four
 in one process, sharing the 1M-event journal of replay and restart) and
@@ -22,6 +23,8 @@ from pathlib import Path
 import click
 
 HTTP_SCENARIOS = ("append", "scan", "claims", "fanout")  # `all` runs these
+#: http_bench.py scenarios run on their own only (not in `all`)
+HTTP_EXTRA_SCENARIOS = ("pipeline",)
 #: http_bench.py scenarios with several processes on one database: Postgres only, not in `all`
 MULTIPROCESS_SCENARIOS = ("scaleout", "fanout2")
 STATE_SCENARIOS = ("activation", "replay", "restart", "memory")
@@ -89,7 +92,7 @@ def build_command(
 @click.command()
 @click.argument(
     "scenario",
-    type=click.Choice([*HTTP_SCENARIOS, *MULTIPROCESS_SCENARIOS, "journal", *STATE_SCENARIOS, "state", "sessions", "all"]),
+    type=click.Choice([*HTTP_SCENARIOS, *HTTP_EXTRA_SCENARIOS, *MULTIPROCESS_SCENARIOS, "journal", *STATE_SCENARIOS, "state", "sessions", "all"]),
     default="all",
 )
 @click.option("--quick", is_flag=True, help="Tiny sizes: a few seconds per scenario.")
@@ -101,7 +104,8 @@ def build_command(
 def bench(scenario, quick, backend, use_postgres, postgres_url, client, duration) -> None:
     """Run a benchmark SCENARIO or all HTTP ones.
 
-    HTTP: append, scan, claims, fanout (all = the four). Several processes
+    HTTP: append, scan, claims, fanout (all = the four); pipeline (appends
+    over one WebSocket, W frames in flight, vs one request each). Several processes
     on one Postgres database: scaleout (parley serve vs --workers 2),
     fanout2 (append to one process, live tails on another); Postgres only,
     they default to it. journal. State: activation, replay, restart, memory
