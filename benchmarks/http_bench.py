@@ -1766,6 +1766,22 @@ RUNNERS = {
 }
 
 
+def finish_report(report: dict[str, Any], failures: list[str], started: float) -> int:
+    """Close a run's report: wall time, load, verdict; print the summary and the JSON line.
+
+    Returns the exit status (1 when a check failed). Shared by every benchmark script.
+    """
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["load_average_after"] = load_average()
+    report["ok"] = not failures
+    report["failures"] = failures
+    print(f"\ntotal wall time {report['wall_s']}s; checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
+    if failures:
+        print("FAILED: " + "; ".join(failures), file=sys.stderr)
+    print(json.dumps(_finite(report), default=str), flush=True)
+    return 0 if not failures else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, *EXTRA_SCENARIOS, *POSTGRES_SCENARIOS, "all"], nargs="?", default="all")
@@ -1825,15 +1841,7 @@ def main(argv: list[str] | None = None) -> int:
             report["checks"][f"{name}.{check}"] = ok
             if not ok:
                 failures.append(f"{name}.{check}")
-    report["wall_s"] = round(time.perf_counter() - started, 1)
-    report["load_average_after"] = load_average()
-    report["ok"] = not failures
-    report["failures"] = failures
-    print(f"\ntotal wall time {report['wall_s']}s; checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
-    if failures:
-        print("FAILED: " + "; ".join(failures), file=sys.stderr)
-    print(json.dumps(_finite(report), default=str), flush=True)
-    return 0 if not failures else 1
+    return finish_report(report, failures, started)
 
 
 if __name__ == "__main__":

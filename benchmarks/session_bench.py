@@ -52,7 +52,7 @@ import orjson  # noqa: E402
 import trio  # noqa: E402
 
 from _harness import ParleyServer, load_average, make_tokens  # noqa: E402
-from http_bench import BenchFailure, CpuMeter, H11Client, _finite, _git_commit, ms, note, percentile, rnd  # noqa: E402
+from http_bench import BenchFailure, CpuMeter, H11Client, _git_commit, finish_report, ms, note, percentile, rnd  # noqa: E402
 
 FULL = {"duration": 4.0, "warmup": 0.5, "sessions": (1, 16, 64), "group": 4, "wake_waiters": (1, 16), "wake_rounds": 100}
 QUICK = {"duration": 0.5, "warmup": 0.1, "sessions": (1, 16, 64), "group": 4, "wake_waiters": (1, 16), "wake_rounds": 20}
@@ -415,15 +415,7 @@ def main(argv: list[str] | None = None) -> int:
                 report["checks"][f"sessions.{b}.{name}"] = ok
                 if not ok:
                     failures.append(f"sessions.{b}.{name}")
-    report["wall_s"] = round(time.perf_counter() - started, 1)
-    report["load_average_after"] = load_average()
-    report["ok"] = not failures
-    report["failures"] = failures
-    print(f"\ntotal wall time {report['wall_s']}s; checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
-    if failures:
-        print("FAILED: " + "; ".join(failures), file=sys.stderr)
-    print(json.dumps(_finite(report), default=str), flush=True)
-    return 0 if not failures else 1
+    return finish_report(report, failures, started)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ import sqlalchemy as sa  # noqa: E402
 import trio  # noqa: E402
 
 from _harness import DEFAULT_PG, ParleyServer, _Subprocess, load_average, make_tokens, system_busy_seconds, with_search_path  # noqa: E402
-from http_bench import BenchFailure, H11Client, _finite, _git_commit, ms, percentile, rnd  # noqa: E402
+from http_bench import BenchFailure, H11Client, _git_commit, finish_report, ms, percentile, rnd  # noqa: E402
 
 from parley.domain import channel as rules  # noqa: E402
 from parley.domain.identity import Identity  # noqa: E402
@@ -1024,15 +1024,7 @@ def main(argv: list[str] | None = None) -> int:
             report["scenarios"][name] = result
     finally:
         close_datasets()
-    report["wall_s"] = round(time.perf_counter() - started, 1)
-    report["load_average_after"] = load_average()
-    report["ok"] = not failures
-    report["failures"] = failures
-    print(f"\ntotal wall time {report['wall_s']}s; checks: " + ", ".join(f"{k}={v}" for k, v in report["checks"].items()))
-    if failures:
-        print("FAILED: " + "; ".join(failures), file=sys.stderr)
-    print(json.dumps(_finite(report), default=str), flush=True)
-    return 0 if not failures else 1
+    return finish_report(report, failures, started)
 
 
 if __name__ == "__main__":
