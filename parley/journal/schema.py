@@ -66,6 +66,18 @@ session_leases = sa.Table(
     sa.Column("epoch", sa.BigInteger(), nullable=False),
 )
 
+#: Every column of ``events`` in table order: a full event row.
+EVENT_COLUMNS = (
+    events.c.position,
+    events.c.stream_id,
+    events.c.seq,
+    events.c.type,
+    events.c.data,
+    events.c.recorded_at,
+    events.c.prev_hash,
+    events.c.hash,
+)
+
 #: The literal term that lets a query use ``ix_events_nonmessage`` (SQLite
 #: matches a partial index's WHERE term for term, and a bound parameter never
 #: matches a literal).

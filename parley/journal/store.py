@@ -59,16 +59,7 @@ GENESIS_HASH = ""
 SideEffect = Callable[[Connection], Any]
 
 _E = schema.events
-_EVENT_COLUMNS = (
-    _E.c.position,
-    _E.c.stream_id,
-    _E.c.seq,
-    _E.c.type,
-    _E.c.data,
-    _E.c.recorded_at,
-    _E.c.prev_hash,
-    _E.c.hash,
-)
+_EVENT_COLUMNS = schema.EVENT_COLUMNS
 
 
 # --------------------------------------------------------------------------- hashing

@@ -59,16 +59,7 @@ __all__ = [
 ]
 
 _E = schema.events
-_RAW_COLUMNS = (
-    _E.c.position,
-    _E.c.stream_id,
-    _E.c.seq,
-    _E.c.type,
-    _E.c.data,
-    _E.c.recorded_at,
-    _E.c.prev_hash,
-    _E.c.hash,
-)
+_RAW_COLUMNS = schema.EVENT_COLUMNS
 #: Meta key recording the last import (a JSON object).
 IMPORT_META_KEY = "journal_import"
 
