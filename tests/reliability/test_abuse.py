@@ -5,6 +5,7 @@ never a 500, and the server keeps serving everyone else.
 
 from __future__ import annotations
 
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -35,23 +36,29 @@ async def raw_exchange(live, data: bytes, *, read_for: float = 3.0) -> bytes:
     """Send raw bytes on a fresh connection; return what the server sent back
     until it closed the connection or ``read_for`` seconds passed."""
     stream = await trio.open_tcp_stream(*address(live))
-    received = b""
     async with stream:
         try:
             await stream.send_all(data)
         except trio.BrokenResourceError:
             pass
-        with trio.move_on_after(read_for):
-            while True:
-                try:
-                    chunk = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not chunk:
-                    break
-                received += chunk
-                if b"\r\n\r\n" in received and _complete(received):
-                    break
+        return await receive_until_closed(stream, within=read_for, stop_when_complete=True)
+
+
+async def receive_until_closed(stream, *, within: float = math.inf, stop_when_complete: bool = False) -> bytes:
+    """What arrives until the peer closes, ``within`` seconds pass, or (optionally)
+    one whole response is in."""
+    received = b""
+    with trio.move_on_after(within):
+        while True:
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            if stop_when_complete and b"\r\n\r\n" in received and _complete(received):
+                break
     return received
 
 
@@ -377,14 +384,6 @@ async def test_an_early_401_with_the_body_in_flight_closes_the_connection(live):
         except trio.BrokenResourceError:
             pass
         with trio.fail_after(5):  # closed promptly: never a hang
-            rest = b""
-            while True:
-                try:
-                    chunk = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not chunk:
-                    break
-                rest += chunk
+            rest = await receive_until_closed(stream)
         assert b"HTTP/1.1" not in rest  # the pipelined request was not served on it
     await still_serving(live)
