@@ -44,9 +44,9 @@ class CommitListener:
     """A thread holding a ``LISTEN parley_journal`` connection.
 
     Calls ``wake(position)`` (from the listener thread: it must be
-    thread-safe) for every notification of another origin, and ``on_state(connected)`` when the
-    connection comes up or goes down. Reconnects after a failure, every
-    ``retry_s``. :meth:`stop` returns at once; the thread closes its
+    thread-safe) for every notification of another origin, and
+    ``on_state(connected)`` after each connection attempt and when the
+    connection goes down. Reconnects after a failure, every ``retry_s``. :meth:`stop` returns at once; the thread closes its
     connection and ends within ``poll_s`` (a daemon: it never holds up exit).
     """
 
