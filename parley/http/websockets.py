@@ -9,7 +9,8 @@ capacity, auth) is an ordinary HTTP error response before any 101.
 The same socket ingests appends without one request per message (ADR-0009):
 a client frame ``{"id": <any>, "append": {message}}`` (or ``"claim"``) runs
 exactly the HTTP route's rules under the bearer given on the upgrade, and is
-answered by ``{"type": "ack", "id", "status", "body"}`` once it has committed,
+answered by ``{"type": "ack", "id", "status", "body"}`` once it has committed
+(plus ``"replayed": true`` for an idempotent replay of a stored ``msg_id``),
 or ``{"type": "error", "id", "code", "message"[, "issues"]}``. Frames are
 processed concurrently (up to 256 in flight), so they reach the channel
 actor's mailbox together and commit in shared batches.
@@ -96,7 +97,10 @@ async def ingest(backbone, channel: str, identity, send, nursery) -> None:
                 result = await backbone.append(channel, body, identity)
             else:
                 result = await backbone.claim(channel, "claim", body, identity)
-            await send({"type": "ack", "id": frame_id, "status": result.status, "body": result.body})
+            ack = {"type": "ack", "id": frame_id, "status": result.status, "body": result.body}
+            if result.replayed:  # the HTTP route's Idempotent-Replayed: true
+                ack["replayed"] = True
+            await send(ack)
         except ParleyError as error:
             await send({"type": "error", "id": frame_id, **error.envelope()["error"]})
         finally:

@@ -8,7 +8,6 @@ from trio_websocket import open_websocket_url
 from tests.support.messages import ulid
 
 
-
 async def test_pipelined_appends_are_acked_once_each_and_tailed_in_order(server):
     async with server.client("tok-a") as client:
         assert (await client.post("/channels", json={"channel": "pipe"})).status_code == 201
@@ -48,3 +47,21 @@ async def test_appends_on_a_socket_without_a_token_are_refused(server):
             await ws.send_message(orjson.dumps({"id": 1, "append": {"type": "note", "body": "x", "msg_id": ulid(1)}}).decode())
             frame = orjson.loads(await ws.get_message())
     assert frame == {"type": "error", "id": 1, "code": "unauthorized", "message": "missing or invalid token"}
+
+
+async def test_a_resent_frame_is_acked_as_a_replay_with_the_original_body(server):
+    """D2 over the socket: same msg_id and content -> the original answer, flagged, nothing new stored."""
+    async with server.client("tok-a") as client:
+        assert (await client.post("/channels", json={"channel": "again"})).status_code == 201
+    url = server.url.replace("http://", "ws://") + "/channels/again/ws?tail=0"
+    frame = orjson.dumps({"id": 1, "append": {"type": "note", "body": "once", "msg_id": ulid(7)}}).decode()
+    with trio.fail_after(10):
+        async with open_websocket_url(url, extra_headers=[("Authorization", "Bearer tok-a")]) as ws:
+            await ws.send_message(frame)
+            first = orjson.loads(await ws.get_message())
+            await ws.send_message(frame)
+            second = orjson.loads(await ws.get_message())
+    assert first["type"] == "ack" and "replayed" not in first
+    assert second == {**first, "replayed": True}
+    async with server.client() as reader:
+        assert (await reader.get("/channels/again")).json()["head"] == 1
