@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 from tests.support.messages import ulid
@@ -65,3 +66,27 @@ async def test_a_resent_frame_is_acked_as_a_replay_with_the_original_body(server
     assert second == {**first, "replayed": True}
     async with server.client() as reader:
         assert (await reader.get("/channels/again")).json()["head"] == 1
+
+
+async def test_websocket_tails_share_the_stream_cap_with_sse(sqlite_url):
+    """One SSE tail + one WebSocket tail fill max_streams=2: the next upgrade is a plain 503."""
+    from trio_websocket import ConnectionRejected
+
+    from tests.support.server import running_server, test_settings
+
+    async with running_server(test_settings(sqlite_url, max_streams=2)) as live:
+        async with live.client("tok-a") as a:
+            assert (await a.post("/channels", json={"channel": "cap"})).status_code == 201
+            url = live.url.replace("http://", "ws://") + "/channels/cap/ws"
+            async with a.stream("GET", "/channels/cap/stream") as sse:
+                assert sse.status_code == 200
+                with trio.fail_after(10):
+                    async with open_websocket_url(url):
+                        while live.backbone.open_streams < 2:  # the upgrade completes before the count
+                            await trio.sleep(0.01)
+                        with pytest.raises(ConnectionRejected) as refused:
+                            async with open_websocket_url(url):
+                                pass
+    assert refused.value.status_code == 503
+    assert orjson.loads(refused.value.body)["error"]["code"] == "stream_capacity"
+    assert dict(refused.value.headers)[b"retry-after"] == b"1"
