@@ -215,13 +215,16 @@ class H11Client:
         self.stream = await trio.open_tcp_stream(self.host, self.port)
         self.conn = h11.Connection(h11.CLIENT)
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: list[tuple[str, str]] | None = None
+    ) -> tuple[int, bytes]:
+        """One request; ``headers`` are sent besides host, auth and the body's."""
         if self.conn is None or self.conn.our_state is not h11.IDLE:
             await self.aclose()
             await self._connect()
         conn, stream = self.conn, self.stream
         assert conn is not None and stream is not None
-        headers = [("host", self.hostheader), *self.auth]
+        headers = [("host", self.hostheader), *self.auth, *(headers or [])]
         if body is not None:
             headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
         data = conn.send(h11.Request(method=method, target=path, headers=headers))

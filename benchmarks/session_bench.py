@@ -47,7 +47,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
 
-import h11  # noqa: E402
 import orjson  # noqa: E402
 import trio  # noqa: E402
 
@@ -61,46 +60,11 @@ WAIT_S = 30
 MAX_SESSIONS = 64
 
 
-class Client(H11Client):
-    """H11Client with per-request extra headers (``x-continuation-token``)."""
-
-    async def request(self, method: str, path: str, body: bytes | None = None, headers: list[tuple[str, str]] | None = None):
-        if self.conn is None or self.conn.our_state is not h11.IDLE:
-            await self.aclose()
-            await self._connect()
-        conn, stream = self.conn, self.stream
-        assert conn is not None and stream is not None
-        hdrs = [("host", self.hostheader), *self.auth, *(headers or [])]
-        if body is not None:
-            hdrs += [("content-type", "application/json"), ("content-length", str(len(body)))]
-        data = conn.send(h11.Request(method=method, target=path, headers=hdrs))
-        if body:
-            data += conn.send(h11.Data(data=body))
-        data += conn.send(h11.EndOfMessage())
-        await stream.send_all(data)
-        status, chunks = 0, []
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive_some(262_144))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionError("server closed the connection")
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-        return status, b"".join(chunks)
-
-
 class Session:
     """One session on its own connection: its token, cursor and what it received."""
 
     def __init__(self, url: str, token: str, index: int, channel: str) -> None:
-        self.client = Client(url, token)
+        self.client = H11Client(url, token)
         self.index = index
         self.channel = channel
         self.id = ""
@@ -154,7 +118,7 @@ class Session:
 
 
 async def create_channel(url: str, token: str, name: str) -> None:
-    c = Client(url, token)
+    c = H11Client(url, token)
     try:
         status, raw = await c.request("POST", "/channels", orjson.dumps({"channel": name, "purpose": "session bench"}))
         if status != 201:
@@ -164,7 +128,7 @@ async def create_channel(url: str, token: str, name: str) -> None:
 
 
 async def channel_msg_ids(url: str, channel: str, after: int) -> list[str]:
-    c = Client(url)
+    c = H11Client(url)
     out: list[str] = []
     cursor = after
     try:
@@ -182,7 +146,7 @@ async def channel_msg_ids(url: str, channel: str, after: int) -> list[str]:
 
 
 async def metrics_line(url: str, prefix: str) -> float | None:
-    c = Client(url)
+    c = H11Client(url)
     try:
         status, raw = await c.request("GET", "/metrics")
     finally:
@@ -280,7 +244,7 @@ async def wake_case(server: ParleyServer, waiters: int, sizes: dict[str, Any]) -
     channel = f"wake-{waiters}"
     await create_channel(server.url, server.tokens[0][0], channel)
     sessions = [Session(server.url, server.tokens[i][0], i, channel) for i in range(waiters)]
-    appender = Client(server.url, server.tokens[-1][0])
+    appender = H11Client(server.url, server.tokens[-1][0])
     from_start: list[float] = []
     from_ack: list[float] = []
     problems: list[str] = []
