@@ -1173,16 +1173,7 @@ async def pipeline_case(ctx: Ctx, window: int, postgres: bool, agent: int) -> di
 
     acked_msg_ids = [sock.payloads[f]["msg_id"] for f in ok_frames]
     ids = await read_all_ids(ctx, [channel])
-    acked_set, read_set = set(acked_msg_ids), set(ids)
-    readback = {
-        "acked_201": len(acked_msg_ids),
-        "read_back": len(ids),
-        "distinct_read": len(read_set),
-        "missing": len(acked_set - read_set),
-        "unacknowledged_present": len(read_set - acked_set),
-        "duplicated": len(ids) - len(read_set),
-    }
-    readback["ok"] = len(ids) == len(acked_msg_ids) == len(acked_set) and readback["missing"] == readback["unacknowledged_present"] == 0
+    readback = compare_readback(acked_msg_ids, ids)
 
     http_status = {r["status"] for r in http_replays}
     ws_status = {a.get("status") for a in replay_answers if a}
@@ -1374,6 +1365,24 @@ def local_port(client) -> int | None:
         return None
 
 
+def compare_readback(acked: list[str], read: list[str]) -> dict[str, Any]:
+    """msg_ids acknowledged 201 vs msg_ids read back: ``ok`` when they are the
+    same set, each exactly once (nothing lost, duplicated or unacknowledged)."""
+    acked_set, read_set = set(acked), set(read)
+    readback = {
+        "acked_201": len(acked),
+        "read_back": len(read),
+        "distinct_read": len(read_set),
+        "missing": len(acked_set - read_set),
+        "unacknowledged_present": len(read_set - acked_set),
+        "duplicated": len(read) - len(read_set),
+    }
+    readback["ok"] = (
+        len(read) == len(acked) == len(acked_set) and readback["missing"] == 0 and readback["unacknowledged_present"] == 0
+    )
+    return readback
+
+
 async def read_all_ids(ctx: Ctx, channels: list[str]) -> list[str]:
     """Every msg_id in ``channels``, read from cursor 0 in 500-message pages."""
     client = ctx.client(0)
@@ -1476,18 +1485,7 @@ async def scaleout_case(ctx: Ctx, n: int, n_channels: int, tag: str) -> dict[str
     # Read-back: what the channels hold is exactly what was acknowledged with 201.
     await trio.sleep(SETTLE_S)
     ids = await read_all_ids(ctx, channels)
-    acked_set, read_set = set(acked), set(ids)
-    readback = {
-        "acked_201": len(acked),
-        "read_back": len(ids),
-        "distinct_read": len(read_set),
-        "missing": len(acked_set - read_set),
-        "unacknowledged_present": len(read_set - acked_set),
-        "duplicated": len(ids) - len(read_set),
-    }
-    readback["ok"] = (
-        len(ids) == len(acked) == len(acked_set) and readback["missing"] == 0 and readback["unacknowledged_present"] == 0
-    )
+    readback = compare_readback(acked, ids)
     result["readback"] = readback
     return result
 
