@@ -8,6 +8,7 @@ waits, drain the actors, flush the journal, exit 0.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sys
@@ -138,9 +139,23 @@ async def run_server(
                 "this port (see SECURITY.md)",
                 file=sys.stderr,
             )
+        freeze_startup_heap()
         task_status.started(url)
         await stop.wait()
         outer.cancel_scope.deadline = trio.current_time() + 4.5
+
+
+def freeze_startup_heap() -> None:
+    """Move everything alive after start-up out of the cyclic GC's reach.
+
+    The modules, the app and the loaded directory are ~100k objects that
+    live as long as the process; every full (gen-2) collection walked them
+    all, a 50-90 ms stall of the event loop that showed up as the p99 of
+    live-tail delivery (ADR-0011). Frozen objects are still freed by
+    reference counting; only cycles among them are never collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def serve(settings: Settings, worker_argv: list[str] | None = None) -> int:
