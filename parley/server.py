@@ -139,7 +139,6 @@ async def run_server(
                 "this port (see SECURITY.md)",
                 file=sys.stderr,
             )
-        freeze_startup_heap()
         task_status.started(url)
         await stop.wait()
         outer.cancel_scope.deadline = trio.current_time() + 4.5
@@ -152,7 +151,9 @@ def freeze_startup_heap() -> None:
     live as long as the process; every full (gen-2) collection walked them
     all, a 50-90 ms stall of the event loop that showed up as the p99 of
     live-tail delivery (ADR-0011). Frozen objects are still freed by
-    reference counting; only cycles among them are never collected.
+    reference counting; only cycles among them are never collected. Called
+    by ``serve`` (a process that lives as long as its server), not by
+    ``run_server``, which tests start and stop many times in one process.
     """
     gc.collect()
     gc.freeze()
@@ -175,6 +176,7 @@ def serve(settings: Settings, worker_argv: list[str] | None = None) -> int:
         warn_exposure(settings)
 
     def banner(url: str) -> None:
+        freeze_startup_heap()  # up and loaded: what is alive now lives as long as the process
         if settings.listen_fd is None:  # a worker's parent prints the one banner
             print(f"parley listening on {url}", flush=True)
 

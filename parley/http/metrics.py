@@ -6,7 +6,9 @@ routes; gauges read the runtime's ``statistics()`` at scrape time.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import gc
+
+from prometheus_client import GCCollector, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -40,6 +42,11 @@ class Metrics:
         events.set_function(lambda: backbone.journal.statistics().get("events", 0))
         depth = Gauge("parley_journal_queue_depth", "Appends waiting for the writer", registry=self.registry)
         depth.set_function(lambda: backbone.journal.statistics().get("queue_depth", 0))
+        frozen = Gauge(
+            "parley_gc_frozen_objects", "Objects in the GC's permanent generation (frozen at start-up)", registry=self.registry
+        )
+        frozen.set_function(gc.get_freeze_count)
+        GCCollector(registry=self.registry)  # python_gc_*: collections per generation
         self._backbone = backbone
 
     def render(self) -> bytes:
