@@ -331,20 +331,43 @@ def tail(database_url: str, as_json: bool, from_position: int | None, max_events
 # --------------------------------------------------------------------------- replay
 
 
+def _workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:
+    """``auto`` (``None``: the usable CPUs, at most 4) or a count >= 1."""
+    if value is None or value == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter("expected 'auto' or a whole number >= 1")
+    return n
+
+
 @journal.command()
 @database_url_option
 @click.option("--stream", default=None, help="Only this channel:* or session:* stream.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def replay(database_url: str, stream: str | None, as_json: bool) -> None:
+@click.option(
+    "--workers",
+    default="auto",
+    show_default=True,
+    callback=_workers,
+    help="Processes folding streams in parallel ('auto': the CPUs, at most 4). "
+    "1, a single --stream, or a journal under 50,000 events replays in this process.",
+)
+def replay(database_url: str, stream: str | None, as_json: bool, workers: int | None) -> None:
     """Rebuild channel and session streams with the domain fold; compare with snapshots.
 
     Exit 1 on any fold error or snapshot difference.
     """
     from .journal import tools
 
+    if workers is None:
+        workers = tools.default_workers()
     with opened_store(database_url) as store:
         with _progress("replay", tools.replay_count(store.engine, stream)) as bar:
-            report = tools.replay(store.engine, stream=stream, advance=bar.advance)
+            report = tools.replay(store.engine, stream=stream, advance=bar.advance, workers=workers)
     if as_json:
         click.echo(_dumps(report.as_dict()))
     else:

@@ -214,3 +214,108 @@ def iter_stream_rows(
             if sqlite:
                 cursor.execute("PRAGMA mmap_size=0")
             cursor.close()
+
+
+
+def stream_heads(engine) -> list[tuple[str, int]]:
+    """``(stream_id, last seq)`` of every stream, in ``stream_id`` order as the
+    database sorts it (the order of :func:`iter_stream_rows`).
+
+    A stream's seqs run 1..last without gaps, so its last seq is its event
+    count: what a parallel replay needs to cut the streams into ranges of
+    similar size. A loose index scan (a recursive CTE stepping to the next
+    ``stream_id`` with ``min(stream_id) > previous``, then one ``max(seq)``
+    probe per stream) of ``UNIQUE(stream_id, seq)``: two index seeks per
+    stream, no event row and no ``data`` read. 6 ms for the 1,000 streams of a
+    1,000,000-event SQLite journal, where ``GROUP BY stream_id`` walks the
+    whole index (130 ms, 200-300 ms with a ``LIKE`` filter).
+    """
+    nxt, last = _E.alias("nxt"), _E.alias("last")
+    walk = sa.select(sa.select(sa.func.min(_E.c.stream_id)).scalar_subquery().label("sid")).cte(
+        "stream_walk", recursive=True
+    )
+    walk = walk.union_all(
+        sa.select(sa.select(sa.func.min(nxt.c.stream_id)).where(nxt.c.stream_id > walk.c.sid).scalar_subquery())
+        .where(walk.c.sid.is_not(None))
+    )
+    last_seq = sa.select(sa.func.max(last.c.seq)).where(last.c.stream_id == walk.c.sid).scalar_subquery()
+    stmt = sa.select(walk.c.sid, last_seq).where(walk.c.sid.is_not(None)).order_by(walk.c.sid)
+    with engine.connect() as conn:
+        return [(sid, int(n or 0)) for sid, n in conn.execute(stmt)]
+
+
+def iter_stream_range(
+    engine,
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    where: Any = None,
+    chunk: int = 10_000,
+) -> Iterator[tuple[str, int, str, str]]:
+    """:func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
+    (either side open when ``None``): one slice of a parallel replay.
+
+    The lower bound is not a ``stream_id >= start`` condition but where the
+    keyset starts, ``(stream_id, seq) > (start, MIN_SEQ)``: with both in the
+    statement SQLite seeks with the plain bound on every page, which is the
+    start of the slice, not the last row of the previous page (quadratic in
+    the slice's size). With one row-value lower bound and ``stream_id <
+    stop`` each page is a range scan ``((stream_id, seq) > (?, ?) AND
+    stream_id < ?)`` on SQLite and Postgres alike.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    cols = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
+    base = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
+    if stop is not None:
+        base = base.where(_E.c.stream_id < sa.bindparam("stop", stop, type_=sa.Text()))
+    if where is not None:
+        base = base.where(where)
+    after = sa.tuple_(_E.c.stream_id, _E.c.seq) > sa.tuple_(
+        sa.bindparam("after_stream", type_=sa.Text()), sa.bindparam("after_seq", type_=sa.Integer())
+    )
+    first, following = (stmt.compile(dialect=engine.dialect) for stmt in (base, base.where(after)))
+    sqlite = engine.dialect.name == "sqlite"
+    min_seq = -(2**31)  # below any seq (they start at 1), within a 32-bit INTEGER
+
+    with engine.connect() as conn:
+        dbapi = conn.connection.driver_connection
+        cursor = dbapi.cursor()
+
+        def fetch(key: tuple[str, int] | None) -> list:
+            if key is None:
+                cursor.execute(str(first), _driver_params(first, {}))
+            else:
+                cursor.execute(str(following), _driver_params(following, {"after_stream": key[0], "after_seq": key[1]}))
+            rows = cursor.fetchall()
+            if not sqlite:
+                dbapi.rollback()  # end this page's read transaction
+            return rows
+
+        key0 = None if start is None else (start, min_seq)
+        if sqlite:
+            cursor.execute(f"PRAGMA mmap_size={SQLITE_SCAN_MMAP}")
+        try:
+            if sqlite:
+                key = key0
+                while True:
+                    rows = fetch(key)
+                    yield from rows
+                    if len(rows) < chunk:
+                        return
+                    key = (rows[-1][0], rows[-1][1])
+            else:
+                with ThreadPoolExecutor(1, thread_name_prefix="parley-scan") as pool:
+                    pending = pool.submit(fetch, key0)
+                    while True:
+                        rows = pending.result()
+                        more = len(rows) == chunk
+                        if more:
+                            pending = pool.submit(fetch, (rows[-1][0], rows[-1][1]))
+                        yield from rows
+                        if not more:
+                            return
+        finally:
+            if sqlite:
+                cursor.execute("PRAGMA mmap_size=0")
+            cursor.close()

@@ -698,26 +698,61 @@ def replay_count(engine: Engine, stream: str | None = None) -> int:
     return _count(engine, _replay_filter(stream))
 
 
-def replay(
-    engine: Engine, *, stream: str | None = None, advance: Advance = _no_progress, chunk: int = 5000
-) -> ReplayReport:
-    """Fold every ``channel:*``/``session:*`` stream (or just ``stream``) with the domain fold.
+#: ``replay(workers=N)`` stays in one process below this many events: a worker
+#: is a fresh interpreter (``spawn``) that imports parley, SQLAlchemy and the
+#: driver before it folds anything, ~0.3 s, what one process folds ~50,000
+#: events in.
+PARALLEL_MIN_EVENTS = 50_000
+#: Ranges per worker process: more, smaller ranges than processes, handed out
+#: from a queue, so that a worker that started late or drew heavier streams
+#: does not hold up the end.
+RANGES_PER_WORKER = 4
+_REPLAY_PREFIXES = tuple(f"{k}:" for k in REPLAY_KINDS)
 
-    Each stream's state at its snapshot's ``seq`` is compared with the stored
-    snapshot (table ``snapshots``). Fold errors and differences are findings;
-    the report is ``ok`` when there are none.
-    """
-    report = ReplayReport()
-    if stream is not None and (":" not in stream or _kind(stream) not in REPLAY_KINDS):
-        raise ToolError(f"replay folds channel:* and session:* streams only, not {stream!r}")
+
+def default_workers() -> int:
+    """Worker processes for a full replay: the usable CPUs, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+def _snapshot_filter(stream: str | None) -> Any:
     s = schema.snapshots
-    snap_filter = (
-        s.c.stream_id == stream
-        if stream is not None
-        else sa.or_(*(s.c.stream_id.startswith(f"{k}:", autoescape=True) for k in REPLAY_KINDS))
-    )
+    if stream is not None:
+        return s.c.stream_id == stream
+    return sa.or_(*(s.c.stream_id.startswith(f"{k}:", autoescape=True) for k in REPLAY_KINDS))
+
+
+def _bounds(column: Any, lo: str | None, hi: str | None) -> list[Any]:
+    """``lo <= column < hi`` (either side open when ``None``)."""
+    conds = []
+    if lo is not None:
+        conds.append(column >= lo)
+    if hi is not None:
+        conds.append(column < hi)
+    return conds
+
+
+def _snapshot_seqs(engine: Engine, *conditions: Any) -> dict[str, int]:
+    s = schema.snapshots
     with engine.connect() as conn:
-        snap_seqs = dict(conn.execute(sa.select(s.c.stream_id, s.c.seq).where(snap_filter)).all())
+        return dict(conn.execute(sa.select(s.c.stream_id, s.c.seq).where(*conditions)).all())
+
+
+def _fold_streams(
+    engine: Engine,
+    report: ReplayReport,
+    rows: Iterable[tuple[str, int, str, str]],
+    snap_seqs: dict[str, int],
+    advance: Advance,
+    chunk: int,
+) -> list[str]:
+    """Fold ``rows`` (``(stream_id, seq, type, data)`` in stream, seq order) into
+    ``report``; the stream ids seen, in order."""
+    s = schema.snapshots
 
     def load_snapshot(sid: str) -> tuple[int, str] | None:
         if sid not in snap_seqs:
@@ -726,17 +761,14 @@ def replay(
             row = conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.stream_id == sid)).first()
         return (row[0], row[1]) if row is not None else None
 
-    seen: set[str] = set()
+    seen: list[str] = []
     current: _StreamFold | None = None
     pending = 0
-    # Keyset pages over UNIQUE(stream_id, seq) (queries.iter_stream_rows): a
-    # range scan per page, where an OR-form keyset made SQLite walk the index
-    # from its start for every page (quadratic in the journal size).
-    for sid, seq, type_, data in queries.iter_stream_rows(engine, where=_replay_filter(stream), chunk=chunk):
+    for sid, seq, type_, data in rows:
         if current is None or current.stream_id != sid:
             if current is not None:
                 current.finish()
-            seen.add(sid)
+            seen.append(sid)
             current = _StreamFold(report, sid, load_snapshot(sid))
         current.feed(seq, type_, data)
         pending += 1
@@ -747,6 +779,252 @@ def replay(
         advance(pending)
     if current is not None:
         current.finish()
+    return seen
+
+
+def replay_ranges(engine: Engine, parts: int, *, min_events: int = 0) -> list[tuple[str | None, str | None]]:
+    """Cut the streams into at most ``parts`` contiguous ``stream_id`` ranges
+    ``[lo, hi)`` (``None`` = open) of similar ``channel:*``/``session:*`` event counts.
+
+    The ranges cover every possible stream id, so a stream the plan did not
+    see (created meanwhile) still falls in exactly one range. One range
+    (everything) when those streams hold fewer than ``min_events`` events.
+    Streams are never split: one huge stream is one range's worth.
+    """
+    heads = queries.stream_heads(engine)
+    weights = [(sid, n if sid.startswith(_REPLAY_PREFIXES) else 0) for sid, n in heads]
+    total = sum(n for _sid, n in weights)
+    if parts <= 1 or total < max(min_events, 1):
+        return [(None, None)]
+    cuts: list[str] = []
+    before = 0  # events of the streams before ``sid``
+    k = 1
+    for sid, n in weights:
+        if n and before >= total * k / parts:
+            cuts.append(sid)
+            while before >= total * k / parts:
+                k += 1
+        before += n
+    edges: list[str | None] = [None, *cuts, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def replay(
+    engine: Engine,
+    *,
+    stream: str | None = None,
+    advance: Advance = _no_progress,
+    chunk: int = 5000,
+    workers: int = 1,
+    min_parallel_events: int = PARALLEL_MIN_EVENTS,
+    local_worker: bool = True,
+) -> ReplayReport:
+    """Fold every ``channel:*``/``session:*`` stream (or just ``stream``) with the domain fold.
+
+    Each stream's state at its snapshot's ``seq`` is compared with the stored
+    snapshot (table ``snapshots``). Fold errors and differences are findings;
+    the report is ``ok`` when there are none.
+
+    ``workers > 1`` (a full replay of at least ``min_parallel_events``
+    events): the streams are cut into contiguous ``stream_id`` ranges
+    (:func:`replay_ranges`) folded by that many ``spawn``-ed processes, each on
+    its own engine opened from ``engine.url``; their partial reports are
+    merged in range order, so the report is the one a single process makes.
+    This process is one of the ``workers`` unless ``local_worker`` is false
+    (then all are spawned: tests use it to be sure the children fold). A
+    failing worker raises :class:`ToolError` or
+    :class:`~parley.journal.errors.JournalUnavailable` with one safe line.
+    The caller's ``__main__`` must be safe to import (the ``if __name__ ==
+    "__main__"`` idiom), as for any ``spawn``.
+    """
+    report = ReplayReport()
+    if stream is not None and (":" not in stream or _kind(stream) not in REPLAY_KINDS):
+        raise ToolError(f"replay folds channel:* and session:* streams only, not {stream!r}")
+    snap_seqs = _snapshot_seqs(engine, _snapshot_filter(stream))
+    ranges = [(None, None)]
+    if stream is None and workers > 1:
+        ranges = replay_ranges(engine, workers * RANGES_PER_WORKER, min_events=min_parallel_events)
+    if len(ranges) == 1:
+        # Keyset pages over UNIQUE(stream_id, seq) (queries.iter_stream_rows): a
+        # range scan per page, where an OR-form keyset made SQLite walk the index
+        # from its start for every page (quadratic in the journal size).
+        rows = queries.iter_stream_rows(engine, where=_replay_filter(stream), chunk=chunk)
+        seen = set(_fold_streams(engine, report, rows, snap_seqs, advance, chunk))
+    else:
+        seen = set()
+        parts = _replay_parallel(engine, ranges, workers, advance, chunk, local=local_worker)
+        for kinds, findings, part_seen in parts:
+            for kind, (n_streams, n_events, compared, matching) in kinds.items():
+                c = report.kinds[kind]
+                c.streams += n_streams
+                c.events += n_events
+                c.snapshots_compared += compared
+                c.snapshots_matching += matching
+            report.findings.extend(Finding(*f) for f in findings)
+            seen.update(part_seen)
     for sid in sorted(set(snap_seqs) - seen):
         report.findings.append(Finding(sid, "difference", "a snapshot exists but the stream has no events"))
     return report
+
+
+# ------------------------------------------------------------- replay: worker processes
+
+#: What a worker sends back for one range: counts per kind (streams, events,
+#: snapshots compared, snapshots matching), findings as tuples, streams seen.
+_Part = tuple[dict[str, tuple[int, int, int, int]], list[tuple[str, str, str]], list[str]]
+
+
+def _fold_range(engine: Engine, lo: str | None, hi: str | None, advance: Advance, chunk: int) -> _Part:
+    report = ReplayReport()
+    snap_seqs = _snapshot_seqs(engine, _snapshot_filter(None), *_bounds(schema.snapshots.c.stream_id, lo, hi))
+    # not iter_stream_rows with the bounds in ``where``: see iter_stream_range
+    rows = queries.iter_stream_range(engine, start=lo, stop=hi, where=_replay_filter(None), chunk=chunk)
+    seen = _fold_streams(engine, report, rows, snap_seqs, advance, chunk)
+    kinds = {
+        k: (c.streams, c.events, c.snapshots_compared, c.snapshots_matching) for k, c in report.kinds.items()
+    }
+    return kinds, [(f.stream_id, f.kind, f.detail) for f in report.findings], seen
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """``(kind, one safe line)`` of a worker's failure."""
+    from .errors import JournalUnavailable
+
+    if isinstance(exc, ToolError):
+        return "tool", str(exc)
+    if isinstance(exc, (sa_exc.SQLAlchemyError, JournalUnavailable)):
+        return "unavailable", str(unavailable(exc))
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return "tool", f"internal error: {type(exc).__name__}: {first}"
+
+
+def _replay_worker(url: str, tasks: Any, results: Any, chunk: int) -> None:
+    """Body of a worker process: fold the ranges taken from ``tasks`` until ``None``.
+
+    Sends ``("progress", n)``, ``("done", index, part)`` or, once,
+    ``("error", kind, message)`` on ``results``. Ctrl-C is the parent's to
+    handle (it terminates the workers): a worker ignores SIGINT rather than
+    print a traceback of its own.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    engine = None
+    try:
+        engine = make_engine(url)
+
+        def advance(n: int) -> None:
+            results.put(("progress", n))
+
+        while (task := tasks.get()) is not None:
+            index, lo, hi = task
+            results.put(("done", index, _fold_range(engine, lo, hi, advance, chunk)))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
+        results.put(("error", *_failure(e)))
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _replay_parallel(
+    engine: Engine,
+    ranges: list[tuple[str | None, str | None]],
+    workers: int,
+    advance: Advance,
+    chunk: int,
+    *,
+    local: bool = True,
+) -> list[_Part]:
+    """Fold ``ranges`` in ``workers`` processes: this one (``local``) and
+    ``workers - 1`` spawned ones, all taking ranges from one queue. The parts
+    in range order.
+
+    This process folds too: its imports are done and its engine is open,
+    where a spawned worker first spends ~0.7 s of CPU importing parley (the
+    ranges it does not take meanwhile are this process's).
+    """
+    import multiprocessing
+    import queue
+
+    from .errors import JournalUnavailable
+
+    # The URL with its password goes to the children through the spawn pipe
+    # (pickled process arguments), never on a command line or into a message.
+    url = engine.url.render_as_string(hide_password=False)
+    ctx = multiprocessing.get_context("spawn")
+    tasks = ctx.Queue()
+    results = ctx.Queue()
+    n_children = max(1, min(workers, len(ranges)) - (1 if local else 0))
+    for index, (lo, hi) in enumerate(ranges):
+        tasks.put((index, lo, hi))
+    for _ in range(n_children + 1):
+        tasks.put(None)
+    procs = [
+        ctx.Process(target=_replay_worker, args=(url, tasks, results, chunk), name=f"parley-replay-{i}", daemon=True)
+        for i in range(n_children)
+    ]
+    parts: list[_Part | None] = [None] * len(ranges)
+    remaining = [len(ranges)]
+
+    def handle(msg: tuple) -> None:
+        if msg[0] == "progress":
+            advance(msg[1])
+        elif msg[0] == "done":
+            parts[msg[1]] = msg[2]
+            remaining[0] -= 1
+        else:
+            _tag, kind, message = msg
+            if kind == "unavailable":
+                raise JournalUnavailable(message)
+            raise ToolError(message)
+
+    def drain() -> None:
+        while True:
+            try:
+                msg = results.get_nowait()
+            except queue.Empty:
+                return
+            handle(msg)
+
+    def own_advance(n: int) -> None:
+        advance(n)
+        drain()
+
+    try:
+        for p in procs:
+            p.start()
+        while local and (task := tasks.get()) is not None:
+            index, lo, hi = task
+            parts[index] = _fold_range(engine, lo, hi, own_advance, chunk)
+            remaining[0] -= 1
+        while remaining[0]:
+            try:
+                msg = results.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p.exitcode for p in procs if p.exitcode is not None]
+                if not (any(code != 0 for code in dead) or len(dead) == len(procs)):
+                    continue
+                # a worker killed (OOM, a signal) before it could report: its
+                # last words may still be in flight, so look once more
+                try:
+                    msg = results.get(timeout=1.0)
+                except queue.Empty:
+                    code = next((c for c in dead if c != 0), 0)
+                    raise ToolError(f"a replay worker process ended unexpectedly (exit code {code})") from None
+            handle(msg)
+    finally:
+        for p in procs:
+            if p.pid is None:  # never started
+                continue
+            # every part is in (or we are failing): a child still alive is
+            # starting up or exiting, with nothing left to report
+            if p.is_alive():
+                p.terminate()
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        tasks.cancel_join_thread()  # sentinels a terminated child did not take
+        tasks.close()
+        results.close()
+    return [p for p in parts if p is not None]
