@@ -21,11 +21,14 @@ the database of ``--postgres-url``, dropped afterwards):
   + their ``channel_created``, positions randomly interleaved across the
   channels, as live traffic would be), bulk-loaded with the NDJSON import of
   ``parley journal import``. Folding every channel stream with the domain fold
-  (``parley.domain.channel.apply``) is timed twice: through
-  ``parley.journal.tools.replay`` (what ``parley journal replay`` runs) and
-  directly, reading with ``parley.journal.queries.iter_stream_rows``. Every
-  replayed stream must equal what the generator wrote (seq, head and a
-  SHA-256 over its messages). Target: >= 200,000 events/s.
+  (``parley.domain.channel.apply``) is timed directly, reading with
+  ``parley.journal.queries.iter_stream_rows``, and through
+  ``parley.journal.tools.replay`` (what ``parley journal replay`` runs) in one
+  process (``--workers 1``) and in two (``--workers 2``: stream ranges folded
+  by this process and a spawned one; "oth cpu" counts the workers as this
+  process). Every replayed stream must equal what the generator wrote (seq,
+  head and a SHA-256 over its messages) and the two-worker report must equal
+  the one-process report. Target: >= 200,000 events/s.
 * ``restart``     restart-to-ready: from spawning ``parley serve`` to the first
   ``GET /readyz`` 200, on the same 1,000,000-event journal (three restarts,
   median), against an empty journal (the fixed cost of Python, imports and
@@ -624,6 +627,51 @@ def read_only_rate(engine) -> dict[str, Any]:
     return {"events": n, "seconds": rnd(dt, 2), "events_per_s": rnd(n / dt, 0)}
 
 
+class OtherCpuAndChildren(OtherCpu):
+    """:class:`OtherCpu` that counts this process's children (the replay workers,
+    joined before ``tools.replay`` returns) as this process, not as noise."""
+
+    def __enter__(self):
+        self.k0 = children_cpu_seconds()
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self.t0
+        self.children_s = children_cpu_seconds() - self.k0
+        self.cpu_s = time.process_time() - self.c0 + self.children_s
+        self.wall = wall
+        self.pct = round(max(0.0, 100 * (system_busy_seconds() - self.m0 - self.cpu_s) / wall)) if wall > 0 else None
+
+
+def children_cpu_seconds() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def tools_replay_rate(engine, workers: int) -> tuple[dict[str, Any], tools.ReplayReport]:
+    """``tools.replay`` as ``parley journal replay --workers N`` runs it, except
+    that ``workers > 1`` forks out below its 50,000-event threshold too (so
+    that ``--quick``'s 20,000 events exercise the workers; the full journal is
+    above it anyway)."""
+    with OtherCpuAndChildren() as oth:
+        t0 = time.perf_counter()
+        report = tools.replay(engine, workers=workers, min_parallel_events=0 if workers > 1 else tools.PARALLEL_MIN_EVENTS)
+        dt = time.perf_counter() - t0
+    counts = report.kinds["channel"]
+    return {
+        "workers": workers,
+        "events": counts.events,
+        "streams": counts.streams,
+        "seconds": rnd(dt, 2),
+        "events_per_s": rnd(counts.events / dt, 0),
+        "cpu_s": rnd(oth.cpu_s, 2),
+        "ok": report.ok,
+        "other_cpu_pct": oth.pct,
+    }, report
+
+
 def scenario_replay(backend: str, sizes: dict[str, Any], args) -> dict[str, Any]:
     db, gen, info = big_journal(backend, sizes, args)
     out: dict[str, Any] = {"journal": info}
@@ -633,25 +681,19 @@ def scenario_replay(backend: str, sizes: dict[str, Any], args) -> dict[str, Any]
     with OtherCpu() as oth:
         out["direct"] = fold_direct(db.engine, gen.digests)
     out["direct"]["other_cpu_pct"] = oth.pct
-    with OtherCpu() as oth:
-        t0 = time.perf_counter()
-        report = tools.replay(db.engine)
-        dt = time.perf_counter() - t0
-    counts = report.kinds["channel"]
-    out["tools_replay"] = {
-        "events": counts.events,
-        "streams": counts.streams,
-        "seconds": rnd(dt, 2),
-        "events_per_s": rnd(counts.events / dt, 0),
-        "ok": report.ok,
-        "other_cpu_pct": oth.pct,
-    }
+    out["tools_replay"], report = tools_replay_rate(db.engine, 1)
     gc.collect()
+    out["tools_replay_workers2"], report2 = tools_replay_rate(db.engine, 2)
+    gc.collect()
+    counts = report.kinds["channel"]
     out["checks"] = {
         "direct_fold_equals_written": out["direct"]["equal"],
         "tools_replay_ok": report.ok and counts.events == info["events"],
+        "tools_replay_workers2_equals_workers1": report2.as_dict() == report.as_dict()
+        and report2.kinds["channel"].events == info["events"],
     }
     out["meets_target"] = out["direct"]["events_per_s"] >= TARGETS["replay_events_per_s"]
+    out["workers2_meets_target"] = out["tools_replay_workers2"]["events_per_s"] >= TARGETS["replay_events_per_s"]
     return out
 
 
@@ -664,10 +706,14 @@ def print_replay(backend: str, r: dict[str, Any]) -> None:
     rows = [
         ("read only (queries.iter_stream_rows)", r["read_only"], True),
         ("read + fold (iter_stream_rows + apply)", r["direct"], r["direct"]["equal"]),
-        ("tools.replay (`parley journal replay`)", r["tools_replay"], r["tools_replay"]["ok"]),
+        ("tools.replay workers=1 (`--workers 1`)", r["tools_replay"], r["tools_replay"]["ok"]),
+        ("tools.replay workers=2 (`--workers 2`)", r["tools_replay_workers2"],
+         r["checks"]["tools_replay_workers2_equals_workers1"]),
     ]
     for name, x, ok in rows:
         print(f"  {name:<44} {x['events']:>10,} {x['seconds']:>8.2f} {x['events_per_s']:>10,.0f} {str(x['other_cpu_pct']) + '%':>7} {ok}")
+    w1, w2 = r["tools_replay"], r["tools_replay_workers2"]
+    print(f"  CPU seconds (this process + replay workers): workers=1 {w1['cpu_s']} s, workers=2 {w2['cpu_s']} s")
 
 
 # -- scenario: restart ---------------------------------------------------------------------------

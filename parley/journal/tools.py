@@ -55,6 +55,7 @@ __all__ = [
     "open_store",
     "parse_line",
     "replay",
+    "replay_ranges",
     "verify",
 ]
 
@@ -990,28 +991,39 @@ def _replay_parallel(
         advance(n)
         drain()
 
+    def check_children() -> None:
+        """Raise if a worker ended without reporting (killed: OOM, a signal)."""
+        dead = [p.exitcode for p in procs if p.exitcode is not None]
+        if not (any(code != 0 for code in dead) or (remaining[0] and len(dead) == len(procs))):
+            return
+        # its last words (an error) may still be in flight: look once more
+        try:
+            handle(results.get(timeout=1.0))
+        except queue.Empty:
+            pass
+        if remaining[0]:
+            code = next((c for c in dead if c != 0), 0)
+            raise ToolError(f"a replay worker process ended unexpectedly (exit code {code})")
+
+    def next_task() -> tuple[int, str | None, str | None] | None:
+        while True:
+            try:  # with a timeout: a child killed inside get() would hold the queue's lock
+                return tasks.get(timeout=1.0)
+            except queue.Empty:
+                check_children()
+
     try:
         for p in procs:
             p.start()
-        while local and (task := tasks.get()) is not None:
+        while local and (task := next_task()) is not None:
             index, lo, hi = task
             parts[index] = _fold_range(engine, lo, hi, own_advance, chunk)
             remaining[0] -= 1
         while remaining[0]:
             try:
-                msg = results.get(timeout=0.5)
+                handle(results.get(timeout=0.5))
             except queue.Empty:
-                dead = [p.exitcode for p in procs if p.exitcode is not None]
-                if not (any(code != 0 for code in dead) or len(dead) == len(procs)):
-                    continue
-                # a worker killed (OOM, a signal) before it could report: its
-                # last words may still be in flight, so look once more
-                try:
-                    msg = results.get(timeout=1.0)
-                except queue.Empty:
-                    code = next((c for c in dead if c != 0), 0)
-                    raise ToolError(f"a replay worker process ended unexpectedly (exit code {code})") from None
-            handle(msg)
+                check_children()
     finally:
         for p in procs:
             if p.pid is None:  # never started

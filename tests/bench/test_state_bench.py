@@ -8,7 +8,8 @@ one JSON line whose correctness checks must hold:
   a snapshot) equals what was written, and the server saved a snapshot of the
   whole stream when it passivated the channel at shutdown;
 * replay: every channel stream folded from the journal equals what the
-  generator wrote, and ``tools.replay`` (``parley journal replay``) agrees;
+  generator wrote, and ``tools.replay`` (``parley journal replay``) agrees,
+  with one worker and with two;
 * restart: after a restart the directory lists every channel with its head;
 * memory: every append was acknowledged, every actor passivated, and the
   replayed streams equal the live state the actors snapshotted at passivation;
@@ -45,12 +46,17 @@ def test_activation_quick_reads_back_what_was_written():
 def test_replay_quick_folds_every_stream_to_the_written_state():
     report = run_bench("replay")
     result = report["scenarios"]["replay"]["sqlite"]
-    assert result["checks"] == {"direct_fold_equals_written": True, "tools_replay_ok": True}
+    assert result["checks"] == {
+        "direct_fold_equals_written": True,
+        "tools_replay_ok": True,
+        "tools_replay_workers2_equals_workers1": True,
+    }
     events = result["journal"]["events"]
     assert events == 20_000
     assert result["direct"]["equal"] is True and result["direct"]["mismatches"] == []
     assert result["direct"]["events"] == result["read_only"]["events"] == result["tools_replay"]["events"] == events
-    assert result["direct"]["streams"] == result["tools_replay"]["streams"] == 20
+    assert result["tools_replay_workers2"]["events"] == events and result["tools_replay_workers2"]["workers"] == 2
+    assert result["direct"]["streams"] == result["tools_replay"]["streams"] == result["tools_replay_workers2"]["streams"] == 20
     assert result["direct"]["events_per_s"] > 0 and result["tools_replay"]["events_per_s"] > 0
 
 

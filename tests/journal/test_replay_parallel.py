@@ -253,3 +253,30 @@ def test_cli_rejects_a_bad_workers_value(migrated_url):
     result = run("journal", "replay", "--database-url", migrated_url, "--workers", "0")
     assert result.exit_code == 2 and "expected 'auto' or a whole number >= 1" in result.stderr
     assert run("journal", "replay", "--database-url", migrated_url, "--workers", "auto").exit_code == 0
+
+
+def test_a_killed_worker_is_one_error_not_a_hang(sqlite_url):
+    """SIGKILL (as the OOM killer would) every worker at the first progress report."""
+    import multiprocessing
+    import os
+    import signal
+
+    from parley.journal import migrate
+
+    migrate.upgrade(sqlite_url)
+    build(sqlite_url)
+    engine = make_engine(sqlite_url)
+    killed: list[int] = []
+
+    def advance(_n: int) -> None:
+        for child in multiprocessing.active_children():
+            if child.name.startswith("parley-replay-") and child.pid not in killed:
+                os.kill(child.pid, signal.SIGKILL)
+                killed.append(child.pid)
+
+    try:
+        with pytest.raises(tools.ToolError, match=r"^a replay worker process ended unexpectedly \(exit code -9\)$"):
+            tools.replay(engine, workers=2, min_parallel_events=0, chunk=5, advance=advance, local_worker=False)
+    finally:
+        engine.dispose()
+    assert killed and not [c for c in multiprocessing.active_children() if c.name.startswith("parley-replay-")]
