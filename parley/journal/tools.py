@@ -699,10 +699,10 @@ def replay_count(engine: Engine, stream: str | None = None) -> int:
     return _count(engine, _replay_filter(stream))
 
 
-#: ``replay(workers=N)`` stays in one process below this many events: a worker
-#: is a fresh interpreter (``spawn``) that imports parley, SQLAlchemy and the
-#: driver before it folds anything, ~0.3 s, what one process folds ~50,000
-#: events in.
+#: ``replay(workers=N)`` stays in one process below this many events (~0.3 s
+#: of folding): a worker is a fresh interpreter (``spawn``) that spends ~0.7 s
+#: of CPU importing parley, SQLAlchemy and the driver before it folds
+#: anything, so it could not help, and starting it is not free.
 PARALLEL_MIN_EVENTS = 50_000
 #: Ranges per worker process: more, smaller ranges than processes, handed out
 #: from a queue, so that a worker that started late or drew heavier streams
