@@ -1,8 +1,10 @@
 """Commit notifications between processes sharing one Postgres database.
 
-Every write batch on Postgres sends ``NOTIFY parley_journal, '<origin>
-<last position>'`` inside its transaction (delivered when it commits, never
-for a rollback). Each process listens on one dedicated connection and wakes
+Every write batch on Postgres sends ``NOTIFY parley_journal_<schema digest>,
+'<origin> <last position>'`` inside its transaction (delivered when it
+commits, never for a rollback). The channel is named after the journal's
+schema (``current_schema()``), so journals in other schemas of the same
+database are not woken by these commits. Each process listens on one dedicated connection and wakes
 its journal tailer for commits of *other* origins, so a write in one process
 reaches the live tails of another in milliseconds instead of after the next
 poll (ADR-0007). The poll stays as the fallback: a lost notification, or a
@@ -14,6 +16,7 @@ SQLite has no such mechanism; there the tailer only polls.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -23,13 +26,28 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger("parley.journal.notify")
 
-CHANNEL = "parley_journal"
+CHANNEL_PREFIX = "parley_journal_"
 _NOTIFY = sa.text("SELECT pg_notify(:channel, :payload)")
+_CURRENT_SCHEMA = "SELECT current_schema()"
 
 
-def notify(conn: Connection, origin: str, position: int) -> None:
+def channel_for(schema: str | None) -> str:
+    """The notification channel of the journal in ``schema``.
+
+    A digest, not the name: channel names are identifiers of at most 63
+    bytes, and a schema name may be longer or need quoting.
+    """
+    return CHANNEL_PREFIX + hashlib.sha256((schema or "").encode()).hexdigest()[:16]
+
+
+def channel_of(conn: Connection) -> str:
+    """The notification channel of the schema ``conn`` writes to."""
+    return channel_for(conn.exec_driver_sql(_CURRENT_SCHEMA).scalar())
+
+
+def notify(conn: Connection, channel: str, origin: str, position: int) -> None:
     """Announce, within the current transaction, a commit up to ``position``."""
-    conn.execute(_NOTIFY, {"channel": CHANNEL, "payload": f"{origin} {position}"})
+    conn.execute(_NOTIFY, {"channel": channel, "payload": f"{origin} {position}"})
 
 
 def foreign_position(payload: str, origin: str) -> int | None:
@@ -41,7 +59,7 @@ def foreign_position(payload: str, origin: str) -> int | None:
 
 
 class CommitListener:
-    """A thread holding a ``LISTEN parley_journal`` connection.
+    """A thread holding a ``LISTEN`` connection on its schema's channel.
 
     Calls ``wake(position)`` (from the listener thread: it must be
     thread-safe) for every notification of another origin, and
@@ -80,7 +98,8 @@ class CommitListener:
         cargs, cparams = dialect.create_connect_args(self.engine.url)
         conn = dialect.connect(*cargs, **cparams)
         conn.autocommit = True
-        conn.execute(f"LISTEN {CHANNEL}")
+        schema = conn.execute(_CURRENT_SCHEMA).fetchone()[0]
+        conn.execute(f"LISTEN {channel_for(schema)}")
         return conn
 
     def _run(self) -> None:

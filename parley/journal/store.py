@@ -47,7 +47,7 @@ from sqlalchemy.engine import Connection, Engine
 from . import schema
 from .engine import is_postgres, make_engine, write_engine
 from .errors import ConcurrencyError, JournalUnavailable
-from .notify import notify
+from .notify import channel_of, notify
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 
 #: ``pg_advisory_xact_lock`` key taken by every write batch on Postgres
@@ -397,6 +397,7 @@ class JournalStore:
         self.is_postgres = is_postgres(engine)
         #: Names this process's commits in Postgres notifications (journal.notify).
         self.origin = uuid.uuid4().hex
+        self._notify_channel: str | None = None  # found on the first Postgres write
         self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
 
     @classmethod
@@ -426,7 +427,9 @@ class JournalStore:
                     raise
                 outcome = self.append_batch(conn, requests)
                 if self.is_postgres and outcome.committed:
-                    notify(conn, self.origin, outcome.committed[-1].position)
+                    if self._notify_channel is None:
+                        self._notify_channel = channel_of(conn)
+                    notify(conn, self._notify_channel, self.origin, outcome.committed[-1].position)
         except BaseException:
             for req in requests:
                 if isinstance(req, AppendRequest):
