@@ -202,32 +202,43 @@ class GroupCommitWriter:
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
-        q = self._queue
-        stopping = False
-        while not stopping:
-            first = q.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                self._process(batch)
-            except BaseException:  # pragma: no cover - last line of defence
-                log.exception("journal writer: unexpected failure delivering a batch")
-                for p in batch:
-                    if p.error is None and p.result is None:
-                        p.error = JournalUnavailable("journal writer failed")
-                self._deliver(batch, [])
+        while self._next_batch():
+            pass
         self._discard_conn(invalidate=False)
         self._drain_closed()
+
+    def _next_batch(self) -> bool:
+        """Wait for, commit and deliver one batch; False once stopped.
+
+        A method of its own so that nothing of the batch outlives it: a
+        local of ``_run`` would keep the last batch (say, the snapshots of
+        every actor that just passivated, and through them all their
+        messages) alive for as long as the writer then sits idle.
+        """
+        q = self._queue
+        first = q.get()
+        if first is _STOP:
+            return False
+        batch = [first]
+        more = True
+        while len(batch) < self.max_batch:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                more = False
+                break
+            batch.append(item)
+        try:
+            self._process(batch)
+        except BaseException:  # pragma: no cover - last line of defence
+            log.exception("journal writer: unexpected failure delivering a batch")
+            for p in batch:
+                if p.error is None and p.result is None:
+                    p.error = JournalUnavailable("journal writer failed")
+            self._deliver(batch, [])
+        return more
 
     def _drain_closed(self) -> None:
         leftovers = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import sys
 import time
 
 import pytest
@@ -135,6 +137,21 @@ async def test_snapshots(journal: Journal):
     snap = await journal.load_snapshot("s")
     assert (snap.seq, snap.data) == (9, {"n": 9})
     assert await journal.load_snapshot("other") is None
+
+
+async def test_an_idle_writer_holds_nothing_of_its_last_batch(journal: Journal):
+    # A passivating actor's snapshot carries its whole message list; the
+    # writer thread used to keep its last batch alive while idle, so the
+    # messages of every actor that had just passivated were never freed.
+    messages = [{"msg_id": "m1", "body": "x"}]
+    before = sys.getrefcount(messages)
+    await journal.save_snapshot("channel:idle", 1, {"messages": messages})
+    # The answer comes before the writer thread finishes its loop turn: wait
+    # (bounded) for it to let go. With the old loop it never did.
+    with trio.fail_after(2):
+        while sys.getrefcount(messages) != before:
+            gc.collect()
+            await trio.sleep(0.01)
 
 
 async def test_verify_detects_a_flipped_byte(journal: Journal):
