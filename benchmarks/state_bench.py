@@ -192,29 +192,11 @@ class Database:
         self.close()
 
 
-#: ``--server-gc-freeze``: start the server through this launcher, which imports
-#: what ``parley serve`` imports and moves every object alive at that point into
-#: the GC's permanent generation (``gc.freeze()``) before serving. It measures
-#: a suggested change to ``parley serve``; by default the plain server runs.
-GC_FREEZE_LAUNCHER = (
-    "import gc, sys\n"
-    "import parley.server, parley.http.app, parley.actors.backbone, parley.actors.session_service\n"
-    "import parley.journal.migrate, sqlalchemy.dialects.sqlite, hypercorn.trio, quart_trio\n"
-    "from parley.cli import main\n"
-    "gc.collect(); gc.freeze()\n"
-    "sys.argv = ['parley', *sys.argv[1:]]\n"
-    "main()\n"
-)
-SERVER_OPTIONS = {"gc_freeze": False}
-
-
 class Server(ParleyServer):
     """``parley serve`` on an existing database (the harness's own servers get a fresh one)."""
 
     def __init__(self, db: Database, *, tokens=None, env: dict[str, str] | None = None) -> None:
         super().__init__(db.backend, tokens=tokens or make_tokens(8), env=env)
-        if SERVER_OPTIONS["gc_freeze"]:
-            self.argv = [sys.executable, "-c", GC_FREEZE_LAUNCHER, *self.argv[3:]]
         self.fixed_url = db.url
         self.spawned_at = 0.0
         self.banner_at = 0.0
@@ -1024,9 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="same as --backend postgres")
     parser.add_argument("--postgres-url", default=None, help="base URL (a fresh schema is made in it)")
     parser.add_argument("--events", type=int, default=None, help="events of the replay/restart journal (rounded to 1,000 per channel)")
-    parser.add_argument("--server-gc-freeze", action="store_true", help="start servers with gc.freeze() after imports (measures a suggested change)")
     args = parser.parse_args(argv)
-    SERVER_OPTIONS["gc_freeze"] = args.server_gc_freeze
     backend = args.backend or ("postgres" if args.postgres else "sqlite")
     backends = ["sqlite", "postgres"] if backend == "both" else [backend]
     sizes = dict(QUICK if args.quick else FULL)
@@ -1041,7 +1021,6 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _git_commit(),
         "quick": args.quick,
         "backends": backends,
-        "server_gc_freeze": args.server_gc_freeze,
         "targets": TARGETS,
         "load_average_before": load_average(),
         "scenarios": {},
