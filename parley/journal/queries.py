@@ -48,7 +48,7 @@ def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool, int]]:
         counts: dict[str, dict[str, int]] = {}
         for stream, type_, n in conn.execute(
             sa.select(_E.c.stream_id, _E.c.type, sa.func.count())
-            .where(schema.NOT_MESSAGE, _E.c.stream_id.startswith("channel:", autoescape=True))
+            .where(schema.NOT_MESSAGE, has_prefix(_E.c.stream_id, "channel:"))
             .group_by(_E.c.stream_id, _E.c.type)
         ):
             counts.setdefault(stream, {})[type_] = n
@@ -134,6 +134,17 @@ def fold_stream(
 SQLITE_SCAN_MMAP = 1 << 30
 
 
+def has_prefix(column: Any, prefix: str) -> Any:
+    """``column`` starts with ``prefix``, case-sensitively on every backend.
+
+    ``startswith`` compiles to ``LIKE 'prefix%'``, which ignores ASCII case on
+    SQLite: ``Channel:x`` (say, from ``journal import``) matched ``channel:``
+    and crashed replay. The ``substr`` equality makes it exact; the ``LIKE``
+    stays for the index.
+    """
+    return sa.and_(column.startswith(prefix, autoescape=True), sa.func.substr(column, 1, len(prefix)) == prefix)
+
+
 def iter_stream_rows(
     engine,
     *,
@@ -160,61 +171,10 @@ def iter_stream_rows(
       Not on SQLite: its cursor re-takes the GIL for every row, so a reader
       thread would only contend with the fold.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    cols = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
-    base = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
     if prefix is not None:
-        base = base.where(_E.c.stream_id.startswith(prefix, autoescape=True))
-    if where is not None:
-        base = base.where(where)
-    after = sa.tuple_(_E.c.stream_id, _E.c.seq) > sa.tuple_(
-        sa.bindparam("after_stream", type_=sa.Text()), sa.bindparam("after_seq", type_=sa.Integer())
-    )
-    first, following = (stmt.compile(dialect=engine.dialect) for stmt in (base, base.where(after)))
-    sqlite = engine.dialect.name == "sqlite"
-
-    with engine.connect() as conn:
-        dbapi = conn.connection.driver_connection
-        cursor = dbapi.cursor()
-
-        def fetch(key: tuple[str, int] | None) -> list:
-            if key is None:
-                cursor.execute(str(first), _driver_params(first, {}))
-            else:
-                cursor.execute(str(following), _driver_params(following, {"after_stream": key[0], "after_seq": key[1]}))
-            rows = cursor.fetchall()
-            if not sqlite:
-                dbapi.rollback()  # end this page's read transaction
-            return rows
-
-        if sqlite:
-            cursor.execute(f"PRAGMA mmap_size={SQLITE_SCAN_MMAP}")
-        try:
-            if sqlite:
-                key = None
-                while True:
-                    rows = fetch(key)
-                    yield from rows
-                    if len(rows) < chunk:
-                        return
-                    key = (rows[-1][0], rows[-1][1])
-            else:
-                with ThreadPoolExecutor(1, thread_name_prefix="parley-scan") as pool:
-                    pending = pool.submit(fetch, None)
-                    while True:
-                        rows = pending.result()
-                        more = len(rows) == chunk
-                        if more:
-                            pending = pool.submit(fetch, (rows[-1][0], rows[-1][1]))
-                        yield from rows
-                        if not more:
-                            return
-        finally:
-            if sqlite:
-                cursor.execute("PRAGMA mmap_size=0")
-            cursor.close()
-
+        condition = has_prefix(_E.c.stream_id, prefix)
+        where = condition if where is None else sa.and_(condition, where)
+    return iter_stream_range(engine, where=where, chunk=chunk)
 
 
 def stream_heads(engine) -> list[tuple[str, int]]:
@@ -253,7 +213,8 @@ def iter_stream_range(
     chunk: int = 10_000,
 ) -> Iterator[tuple[str, int, str, str]]:
     """:func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
-    (either side open when ``None``): one slice of a parallel replay.
+    (either side open when ``None``): one slice of a parallel replay, and with
+    both open, the whole of :func:`iter_stream_rows`.
 
     The lower bound is not a ``stream_id >= start`` condition but where the
     keyset starts, ``(stream_id, seq) > (start, MIN_SEQ)``: with both in the

@@ -692,7 +692,7 @@ class _StreamFold:
 def _replay_filter(stream: str | None) -> Any:
     if stream is not None:
         return _E.c.stream_id == stream
-    return sa.or_(*(_E.c.stream_id.startswith(f"{k}:", autoescape=True) for k in REPLAY_KINDS))
+    return sa.or_(*(queries.has_prefix(_E.c.stream_id, f"{k}:") for k in REPLAY_KINDS))
 
 
 def replay_count(engine: Engine, stream: str | None = None) -> int:
@@ -724,7 +724,7 @@ def _snapshot_filter(stream: str | None) -> Any:
     s = schema.snapshots
     if stream is not None:
         return s.c.stream_id == stream
-    return sa.or_(*(s.c.stream_id.startswith(f"{k}:", autoescape=True) for k in REPLAY_KINDS))
+    return sa.or_(*(queries.has_prefix(s.c.stream_id, f"{k}:") for k in REPLAY_KINDS))
 
 
 def _bounds(column: Any, lo: str | None, hi: str | None) -> list[Any]:

@@ -280,3 +280,22 @@ def test_a_killed_worker_is_one_error_not_a_hang(sqlite_url):
     finally:
         engine.dispose()
     assert killed and not [c for c in multiprocessing.active_children() if c.name.startswith("parley-replay-")]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_prefixes_are_case_sensitive(migrated_url, engine, workers):
+    # SQLite's LIKE ignores case: "Channel:x" used to reach the channel fold
+    # (and crash it with a KeyError) although it is no channel stream.
+    streams = build(migrated_url, messages=3, turns=1)
+    odd = [("message", {"not": "a channel event"})] * 3
+    with engine.begin() as conn:
+        conn.execute(E.insert(), [
+            {"stream_id": sid, "seq": n, "type": t, "data": orjson.dumps(d).decode(),
+             "recorded_at": 1.0, "prev_hash": "x", "hash": "y"}
+            for sid in ("Channel:x", "SESSION:y") for n, (t, d) in enumerate(odd, 1)
+        ])  # fmt: skip
+    report = tools.replay(engine, workers=workers, min_parallel_events=0)
+    assert report.ok, report.findings
+    assert replayed_events(report) == sum(len(evs) for evs in streams.values())
+    rows = list(queries.iter_stream_rows(engine, prefix="channel:"))
+    assert {sid for sid, *_ in rows} == {sid for sid in streams if sid.startswith("channel:")}
