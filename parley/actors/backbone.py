@@ -94,6 +94,7 @@ class Backbone:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.channels.run)
                 await nursery.start(self.tailer.run)
+                nursery.start_soon(self._heartbeat)
                 if self.sessions is not None:
                     await nursery.start(self.sessions.run)
                 task_status.started()
@@ -107,6 +108,18 @@ class Backbone:
         finally:
             with trio.CancelScope(shield=True):
                 await self.journal.aclose()
+
+    async def _heartbeat(self) -> None:
+        """One timer for every live tail's keep-alive (``stream_heartbeat_s``).
+
+        A timeout around each tail's every wait cost a cancel scope per
+        delivered frame: 10% of the server's main thread when fanning out to
+        64 subscribers (benchmarks/RESULTS.md).
+        """
+        while True:
+            await trio.sleep(self.settings.stream_heartbeat_s)
+            if self.open_streams:
+                self.signals.beat()
 
     async def read_model(self, fn):
         """Run a :mod:`parley.journal.queries` function in a reader thread."""

@@ -15,6 +15,9 @@ import trio
 class CommitSignals:
     def __init__(self) -> None:
         self._events: dict[str, trio.Event] = {}
+        #: Heartbeat ticks so far (:meth:`beat`); a live tail that wakes to a
+        #: new count sends a keep-alive.
+        self.beats = 0
 
     def event(self, channel: str) -> trio.Event:
         """The event the next commit on ``channel`` will set."""
@@ -33,6 +36,12 @@ class CommitSignals:
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
+
+    def beat(self) -> None:
+        """A heartbeat tick: wake every waiter. Live tails then send a
+        keep-alive; a waiting session finds nothing new and waits on."""
+        self.beats += 1
+        self.notify_all()
 
 
 async def wait_any(events: list[trio.Event], timeout: float) -> bool:

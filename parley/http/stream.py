@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
 import orjson
-import trio
 from quart import Response
 
 from ..domain.message import sanitize_message_fields
@@ -44,20 +43,23 @@ def frame(message: dict, cursor: int) -> bytes:
 async def tail(backbone, channel: str, cursor: int) -> AsyncIterator[tuple[int, dict]]:
     """Yield ``(cursor_after, message)`` forever: backlog, then live commits.
 
-    Yields ``(cursor, None)`` when a heartbeat is due.
+    Yields ``(cursor, None)`` when a keep-alive is due: after each of the
+    backbone's heartbeat ticks (one timer for all tails, not a timeout per
+    wait).
     """
-    heartbeat = backbone.settings.stream_heartbeat_s
+    signals = backbone.signals
+    beats = signals.beats
     while not backbone.shutting_down:
-        wake = backbone.signals.event(channel)
+        wake = signals.event(channel)
         messages, _head = await backbone.read_from(channel, cursor, PAGE)
         for message in messages:
             cursor += 1
             yield cursor, message
         if messages:
             continue
-        with trio.move_on_after(heartbeat) as scope:
-            await wake.wait()
-        if scope.cancelled_caught:
+        await wake.wait()
+        if signals.beats != beats:
+            beats = signals.beats
             yield cursor, None
 
 
