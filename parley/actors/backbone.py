@@ -74,6 +74,8 @@ class Backbone:
             idle_timeout=settings.actor_idle_s,
         )
         self.open_streams = 0
+        #: Channel commits lost to another process's append (then decided again).
+        self.lost_races = 0
         self.tailer = JournalTailer(self)
         from .session_service import SessionService
 

@@ -175,9 +175,21 @@ class ChannelActor(Actor):
                 await self._decide_and_commit(batch)
                 return
             except ConcurrencyError:
-                # Another process appended to this stream: reload, decide again.
-                await self.activate()
-                self.backbone.on_channel_commit(self.name, self.state, [])
+                self.backbone.lost_races += 1
+                # Another process appended to this stream. Our decisions were
+                # taken back out of the state: fold its events in (or reload,
+                # when they could not be) and decide again.
+                try:
+                    if self._stale:
+                        await self.activate()
+                        self.backbone.on_channel_commit(self.name, self.state, [])
+                    else:
+                        await self._catch_up()
+                except JournalUnavailable:
+                    self._stale = True
+                    for envelope in batch:
+                        envelope.reply.set_error(Unavailable(retry_after=1))
+                    return
         for envelope in batch:
             envelope.reply.set_error(Unavailable("the channel is busy; retry shortly", retry_after=1))
 
@@ -188,6 +200,7 @@ class ChannelActor(Actor):
         events: list[NewEvent] = []
         answers: list[tuple[Envelope[Any], Any]] = []
         blobs: list[tuple[str, bytes]] = []
+        undos: list[Any] = []  # how to take each applied event back (lost race)
         # The decisions record posts in the shared seatbelt; if the commit
         # fails they are taken back (a retry must not be a "duplicate").
         undo = backbone.seatbelt.begin_undo_log()
@@ -203,7 +216,7 @@ class ChannelActor(Actor):
                     envelope.reply.set_error(error)
                     continue
                 for type_, data in decision.events:
-                    rules.apply(state, type_, data)
+                    undos.append(rules.apply_undoable(state, type_, data))
                     events.append(NewEvent(type_, data))
                 if isinstance(command, PutArtifact) and decision.events:
                     blobs.append((command.sha256, command.data))
@@ -220,7 +233,11 @@ class ChannelActor(Actor):
                     side_effect=_store_blobs(self.name, blobs) if blobs else None,
                 )
             except ConcurrencyError:
-                self._stale = True
+                if all(u is not None for u in undos):
+                    for take_back in reversed(undos):
+                        take_back()
+                else:
+                    self._stale = True
                 backbone.seatbelt.undo(undo)
                 for _sha, data in blobs:
                     backbone.artifact_bytes -= len(data)

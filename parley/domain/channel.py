@@ -123,6 +123,64 @@ def apply(state: ChannelState, type_: str, data: dict[str, Any]) -> None:
         state.archived = True
 
 
+_ABSENT: Any = object()
+
+
+def apply_undoable(state: ChannelState, type_: str, data: dict[str, Any]) -> Callable[[], None] | None:
+    """:func:`apply`, returning the function that takes the event back out of
+    ``state`` again, or ``None`` when it cannot be taken back cheaply.
+
+    The channel actor applies its decisions before they commit. When the
+    commit loses an optimistic race to another process, undoing them (newest
+    first) restores the committed state, and the actor folds in the other
+    process's events instead of reloading the whole channel (ADR-0007).
+    Removing a claim (``done``, a lapse) cannot be undone in place: the
+    ledger keeps first-claimed order and a re-insert would go last; those
+    return ``None`` and the actor reloads.
+    """
+    seq, head, archived = state.seq, len(state.messages), state.archived
+    saved: list[tuple[dict[str, Any], str, Any]] = []
+    ledger_key: str | None = None
+    ledger_before: Any = None
+    if type_ == "channel_created" or type_ == "claim_lapsed":
+        apply(state, type_, data)
+        return None
+    if type_ == "message":
+        message = data["message"]
+        if isinstance(message.get("msg_id"), str):
+            saved.append((state.msg_ids, message["msg_id"], state.msg_ids.get(message["msg_id"], _ABSENT)))
+        effect = data.get("claim")
+        if effect is not None:
+            if effect["op"] == "done":
+                apply(state, type_, data)
+                return None
+            ledger_key = effect["key"]
+            ledger_before = state.ledger.get(ledger_key)
+    if type_ == "message" and data.get("idem") is not None:
+        key = data["idem"]["key"]
+        saved.append((state.idem, key, state.idem.get(key, _ABSENT)))
+    artifact_bytes = state.artifact_bytes
+    if type_ == "artifact_stored":
+        saved.append((state.artifacts, data["sha256"], state.artifacts.get(data["sha256"], _ABSENT)))
+    apply(state, type_, data)
+
+    def undo() -> None:
+        state.seq, state.archived, state.artifact_bytes = seq, archived, artifact_bytes
+        del state.messages[head:]
+        for table, key, before in reversed(saved):
+            if before is _ABSENT:
+                table.pop(key, None)
+            else:
+                table[key] = before
+        if ledger_key is not None:
+            if ledger_before is None:
+                state.ledger.delete(ledger_key)  # it was added last: order unchanged
+            else:
+                state.ledger.put(ledger_key, ledger_before)  # overwrite keeps its place
+
+    return undo
+
+
 def _remember_idem(state: ChannelState, data: dict[str, Any], index: int | None) -> None:
     idem = data.get("idem")
     if idem is not None:

@@ -42,6 +42,12 @@ class Metrics:
         events.set_function(lambda: backbone.journal.statistics().get("events", 0))
         depth = Gauge("parley_journal_queue_depth", "Appends waiting for the writer", registry=self.registry)
         depth.set_function(lambda: backbone.journal.statistics().get("queue_depth", 0))
+        races = Gauge(
+            "parley_channel_lost_races",
+            "Channel commits lost to another process's append, then decided again (ADR-0007)",
+            registry=self.registry,
+        )
+        races.set_function(lambda: backbone.lost_races)
         frozen = Gauge(
             "parley_gc_frozen_objects", "Objects in the GC's permanent generation (frozen at start-up)", registry=self.registry
         )

@@ -3,7 +3,9 @@ and replaying the journaled events rebuilds exactly the live state."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+import orjson
+
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from parley.domain import channel as rules
@@ -27,27 +29,29 @@ command = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(command, max_size=40))
-def test_any_sequence_keeps_invariants_and_replays_to_the_same_state(commands):
-    state = rules.ChannelState("prop")
-    created = ("channel_created", {"descriptor": {"channel": "prop", "kind": "ephemeral", "created_by": "alice"}})
-    rules.apply(state, *created)
-    journal = [created]
-    seatbelt = Seatbelt(max_posts_per_minute=1000, global_max_posts_per_minute=1000)
-    limits = rules.Limits(max_messages_per_channel=25)
-    now = 1_780_000_000_000
-    counter = [0]
+CREATED = ("channel_created", {"descriptor": {"channel": "prop", "kind": "ephemeral", "created_by": "alice"}})
 
-    def stamp() -> str:
-        counter[0] += 1
-        return make_stamp(now, counter[0])
 
-    for op, who, target, ttl, mid, step in commands:
-        now += step
+class Driver:
+    """Decides commands against a channel state the way the actor does."""
+
+    def __init__(self, state: rules.ChannelState) -> None:
+        self.state = state
+        self.seatbelt = Seatbelt(max_posts_per_minute=1000, global_max_posts_per_minute=1000)
+        self.limits = rules.Limits(max_messages_per_channel=25)
+        self.now = 1_780_000_000_000
+        self.counter = 0
+
+    def stamp(self) -> str:
+        self.counter += 1
+        return make_stamp(self.now, self.counter)
+
+    def decide(self, op, who, target, ttl, mid, step) -> rules.Decision | None:
+        """The decision for one command (``None`` for a refusal or a tick)."""
+        self.now += step
         identity = PEOPLE[who]
         if op == "tick":
-            continue
+            return None
         body = {"type": "note" if op == "append" else "claim", "body": f"{op}{mid}", "msg_id": ulid(mid)}
         if op != "append":
             body["target"] = target
@@ -55,27 +59,36 @@ def test_any_sequence_keeps_invariants_and_replays_to_the_same_state(commands):
                 body["lease_ttl"] = ttl
             if op == "heartbeat":
                 body["heartbeat"] = True
+        common = dict(now_ms=self.now, stamp=self.stamp, seatbelt=self.seatbelt, limits=self.limits)
         try:
             if op == "append":
-                decision = rules.decide_append(
-                    state, body, identity, now_ms=now, stamp=stamp, seatbelt=seatbelt, limits=limits
-                )
-            else:
-                kind = "claim" if op == "heartbeat" else op
-                assignee = {"agent_id": "z9", "owner": "zed"} if kind == "reassign" else None
-                decision = rules.decide_claim(
-                    state, kind, body, identity, now_ms=now, stamp=stamp, seatbelt=seatbelt,
-                    limits=limits, assignee=assignee,
-                )
+                return rules.decide_append(self.state, body, identity, **common)
+            kind = "claim" if op == "heartbeat" else op
+            assignee = {"agent_id": "z9", "owner": "zed"} if kind == "reassign" else None
+            return rules.decide_claim(self.state, kind, body, identity, assignee=assignee, **common)
         except ParleyError:
+            return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(command, max_size=40))
+def test_any_sequence_keeps_invariants_and_replays_to_the_same_state(commands):
+    state = rules.ChannelState("prop")
+    rules.apply(state, *CREATED)
+    journal = [CREATED]
+    driver = Driver(state)
+    for cmd in commands:
+        decision = driver.decide(*cmd)
+        if decision is None:
             continue
         for event in decision.events:
             rules.apply(state, *event)
             journal.append(event)
         decision.response(state)
+        now = driver.now
 
         # Invariants after every command.
-        assert state.head == len(state.messages) <= limits.max_messages_per_channel
+        assert state.head == len(state.messages) <= driver.limits.max_messages_per_channel
         stamps = [m["ts"] for m in state.messages]
         assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
         msg_ids = [m["msg_id"] for m in state.messages]
@@ -90,3 +103,29 @@ def test_any_sequence_keeps_invariants_and_replays_to_the_same_state(commands):
         rules.apply(replayed, *event)
     assert rules.to_snapshot(replayed) == rules.to_snapshot(state)
     assert rules.to_snapshot(rules.from_snapshot(rules.to_snapshot(state))) == rules.to_snapshot(state)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(command, max_size=30), st.lists(command, min_size=1, max_size=12))
+def test_a_speculative_batch_taken_back_leaves_the_committed_state(committed, batch):
+    # What the actor does when its commit loses a race to another process:
+    # every event of the batch taken back, newest first (or a reload when
+    # one of them cannot be). The state must equal the committed one exactly,
+    # ledger order included.
+    state = rules.ChannelState("prop")
+    rules.apply(state, *CREATED)
+    driver = Driver(state)
+    for cmd in committed:
+        decision = driver.decide(*cmd)
+        for event in decision.events if decision else ():
+            rules.apply(state, *event)
+    before = orjson.dumps(rules.to_snapshot(state))
+    undos = []
+    for cmd in batch:
+        decision = driver.decide(*cmd)
+        for event in decision.events if decision else ():
+            undos.append(rules.apply_undoable(state, *event))
+    assume(undos and all(u is not None for u in undos))
+    for undo in reversed(undos):
+        undo()
+    assert orjson.dumps(rules.to_snapshot(state)) == before
