@@ -84,6 +84,10 @@ class Result:
 WRITES = (Append, Claim, PutArtifact, Archive)
 #: Save a snapshot after this many events (activation then replays < this many).
 SNAPSHOT_EVERY = 1000
+#: Decide-and-commit attempts of one batch before its writes answer 503
+#: "busy": each lost attempt means another process's append committed, so
+#: the channel as a whole always progresses.
+COMMIT_ATTEMPTS = 10
 
 
 class ChannelActor(Actor):
@@ -170,7 +174,7 @@ class ChannelActor(Actor):
             for envelope in batch:
                 envelope.reply.set_error(error)
             return
-        for attempt in range(3):
+        for attempt in range(COMMIT_ATTEMPTS):
             try:
                 await self._decide_and_commit(batch)
                 return
