@@ -210,6 +210,8 @@ class ChannelActor(Actor):
         undo = backbone.seatbelt.begin_undo_log()
         try:
             for envelope in batch:
+                if envelope.reply.done:
+                    continue  # refused in an earlier attempt: it stays refused, never half-stored
                 command = envelope.command
                 if isinstance(command, Query):
                     answers.append((envelope, command))
