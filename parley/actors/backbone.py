@@ -174,8 +174,7 @@ class Backbone:
                 replay = directory.replay_create(identity, idem_key, body)
                 if replay is not None:
                     return replay
-            undo = self.seatbelt.begin_undo_log()
-            try:
+            with self.seatbelt.undo_log() as undo:
                 slug, descriptor = rules.decide_create(
                     body.get("channel"),
                     body,
@@ -187,8 +186,6 @@ class Backbone:
                     stamp=self.stamper.next,
                     seatbelt=self.seatbelt,
                 )
-            finally:
-                self.seatbelt.end_undo_log()
             data: dict[str, Any] = {"descriptor": descriptor}
             if idem_key is not None:
                 data["idem"] = {

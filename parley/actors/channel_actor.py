@@ -204,11 +204,10 @@ class ChannelActor(Actor):
         events: list[NewEvent] = []
         answers: list[tuple[Envelope[Any], Any]] = []
         blobs: list[tuple[str, bytes]] = []
-        undos: list[Any] = []  # how to take each applied event back (lost race)
+        take_backs: list[Any] = []  # how to take each applied event back out of ``state``
         # The decisions record posts in the shared seatbelt; if the commit
         # fails they are taken back (a retry must not be a "duplicate").
-        undo = backbone.seatbelt.begin_undo_log()
-        try:
+        with backbone.seatbelt.undo_log() as posts:
             for envelope in batch:
                 if envelope.reply.done:
                     continue  # refused in an earlier attempt: it stays refused, never half-stored
@@ -222,14 +221,12 @@ class ChannelActor(Actor):
                     envelope.reply.set_error(error)
                     continue
                 for type_, data in decision.events:
-                    undos.append(rules.apply_undoable(state, type_, data))
+                    take_backs.append(rules.apply_undoable(state, type_, data))
                     events.append(NewEvent(type_, data))
                 if isinstance(command, PutArtifact) and decision.events:
                     blobs.append((command.sha256, command.data))
                     backbone.artifact_bytes += len(command.data)
                 answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
-        finally:
-            backbone.seatbelt.end_undo_log()
         if events:
             try:
                 committed = await backbone.journal.append(
@@ -238,21 +235,17 @@ class ChannelActor(Actor):
                     expected_seq,
                     side_effect=_store_blobs(self.name, blobs) if blobs else None,
                 )
-            except ConcurrencyError:
-                if all(u is not None for u in undos):
-                    for take_back in reversed(undos):
-                        take_back()
+            except Exception as exc:
+                backbone.seatbelt.undo(posts)
+                for _sha, data in blobs:
+                    backbone.artifact_bytes -= len(data)
+                if isinstance(exc, ConcurrencyError) and all(t is not None for t in take_backs):
+                    for take_back in reversed(take_backs):
+                        take_back()  # the committed state again: the caller folds the other's events in
                 else:
                     self._stale = True
-                backbone.seatbelt.undo(undo)
-                for _sha, data in blobs:
-                    backbone.artifact_bytes -= len(data)
-                raise
-            except Exception as exc:
-                self._stale = True
-                backbone.seatbelt.undo(undo)
-                for _sha, data in blobs:
-                    backbone.artifact_bytes -= len(data)
+                if isinstance(exc, ConcurrencyError):
+                    raise
                 if not isinstance(exc, JournalUnavailable):
                     log.exception("append to %s failed", self.name)
                 error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)

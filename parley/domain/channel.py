@@ -138,29 +138,22 @@ def apply_undoable(state: ChannelState, type_: str, data: dict[str, Any]) -> Cal
     ledger keeps first-claimed order and a re-insert would go last; those
     return ``None`` and the actor reloads.
     """
-    seq, head, archived = state.seq, len(state.messages), state.archived
-    saved: list[tuple[dict[str, Any], str, Any]] = []
-    ledger_key: str | None = None
-    ledger_before: Any = None
-    if type_ == "channel_created" or type_ == "claim_lapsed":
+    effect = data.get("claim") if type_ == "message" else None
+    if type_ in ("channel_created", "claim_lapsed") or (effect is not None and effect["op"] == "done"):
         apply(state, type_, data)
         return None
+    seq, head, archived, artifact_bytes = state.seq, len(state.messages), state.archived, state.artifact_bytes
+    saved: list[tuple[dict[str, Any], str, Any]] = []  # (table, key, value before or _ABSENT)
+    ledger_key = effect["key"] if effect is not None else None
+    ledger_before = state.ledger.get(ledger_key) if ledger_key is not None else None
     if type_ == "message":
-        message = data["message"]
-        if isinstance(message.get("msg_id"), str):
-            saved.append((state.msg_ids, message["msg_id"], state.msg_ids.get(message["msg_id"], _ABSENT)))
-        effect = data.get("claim")
-        if effect is not None:
-            if effect["op"] == "done":
-                apply(state, type_, data)
-                return None
-            ledger_key = effect["key"]
-            ledger_before = state.ledger.get(ledger_key)
-    if type_ == "message" and data.get("idem") is not None:
-        key = data["idem"]["key"]
-        saved.append((state.idem, key, state.idem.get(key, _ABSENT)))
-    artifact_bytes = state.artifact_bytes
-    if type_ == "artifact_stored":
+        msg_id = data["message"].get("msg_id")
+        if isinstance(msg_id, str):
+            saved.append((state.msg_ids, msg_id, state.msg_ids.get(msg_id, _ABSENT)))
+        if data.get("idem") is not None:
+            key = data["idem"]["key"]
+            saved.append((state.idem, key, state.idem.get(key, _ABSENT)))
+    elif type_ == "artifact_stored":
         saved.append((state.artifacts, data["sha256"], state.artifacts.get(data["sha256"], _ABSENT)))
     apply(state, type_, data)
 

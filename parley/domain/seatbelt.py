@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from parley.errors import DuplicatePost, RateLimited
@@ -154,8 +156,9 @@ class Seatbelt:
 
     # -- undo (a decision whose journal commit failed) ---------------------------
 
-    def begin_undo_log(self) -> list[tuple]:
-        """Log every record from now on (until :meth:`end_undo_log`) so it can be undone.
+    @contextmanager
+    def undo_log(self) -> Iterator[list[tuple]]:
+        """Log every record made inside the block, so it can be undone.
 
         The channel actor decides a batch synchronously, records the posts,
         and only then commits them; if the commit fails (503, or a lost
@@ -163,11 +166,11 @@ class Seatbelt:
         count against the budget or become the dup baseline, or the client's
         retry of the very same message would be refused as a duplicate.
         """
-        self._undo = []
-        return self._undo
-
-    def end_undo_log(self) -> None:
-        self._undo = None
+        self._undo = log = []
+        try:
+            yield log
+        finally:
+            self._undo = None
 
     def undo(self, log: list[tuple]) -> None:
         """Take back the records in ``log`` (newest first)."""

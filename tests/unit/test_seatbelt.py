@@ -546,9 +546,8 @@ def test_undo_takes_back_posts_whose_commit_failed() -> None:
     """A post decided but never committed must not be a duplicate baseline nor spend budget."""
     sb = Seatbelt(max_posts_per_minute=2)
     sb.admit_post("c", "a", "first", 0)
-    undo = sb.begin_undo_log()
-    sb.admit_post("c", "a", "second", 1)
-    sb.end_undo_log()
+    with sb.undo_log() as undo:
+        sb.admit_post("c", "a", "second", 1)
     sb.undo(undo)
     # the retry of "second" is neither a duplicate nor over the budget of 2...
     sb.admit_post("c", "a", "second", 2)
@@ -560,9 +559,8 @@ def test_undo_takes_back_posts_whose_commit_failed() -> None:
 def test_undo_restores_the_previous_duplicate_baseline() -> None:
     sb = Seatbelt()
     sb.admit_post("c", "a", "same", 0)
-    undo = sb.begin_undo_log()
-    sb.admit_post("c", "a", "other", 1)
-    sb.end_undo_log()
+    with sb.undo_log() as undo:
+        sb.admit_post("c", "a", "other", 1)
     sb.undo(undo)
     with pytest.raises(DuplicatePost):
         sb.admit_post("c", "a", "same", 2)
@@ -570,8 +568,8 @@ def test_undo_restores_the_previous_duplicate_baseline() -> None:
 
 def test_records_outside_an_undo_log_are_not_logged() -> None:
     sb = Seatbelt()
-    undo = sb.begin_undo_log()
-    sb.end_undo_log()
+    with sb.undo_log() as undo:
+        pass
     sb.admit_post("c", "a", "kept", 0)
     sb.undo(undo)
     with pytest.raises(DuplicatePost):
