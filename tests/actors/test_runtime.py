@@ -7,6 +7,7 @@ import trio
 
 from parley.actors.runtime import Actor, Registry
 from parley.errors import InternalError, Unavailable
+from parley.journal.errors import JournalUnavailable
 
 
 class Counter(Actor):
@@ -93,3 +94,26 @@ async def test_shutdown_drains_queued_commands():
         assert [await r.wait() for r in replies] == [1, 2, 3]
         with pytest.raises(Unavailable):
             reg.tell("d", 1)
+
+
+class Unreachable(Actor):
+    """An actor whose state cannot be loaded: the database is down."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def activate(self) -> None:
+        raise JournalUnavailable("journal database unavailable: AdminShutdown")
+
+    async def handle_batch(self, batch) -> None:  # pragma: no cover - never activated
+        raise AssertionError
+
+
+async def test_an_activation_that_meets_a_database_failure_answers_503_not_500():
+    reg = Registry(Unreachable, mailbox_size=8, idle_timeout=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reg.run)
+        with pytest.raises(Unavailable) as caught:
+            await reg.ask("k", 1)
+        assert caught.value.retry_after == 1
+        await reg.shutdown()
