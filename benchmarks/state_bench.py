@@ -832,12 +832,17 @@ async def read_cycle(server: Server, client: H11Client, channels: list[str], siz
     total = 0
     for c in channels:
         total += len(await read_all_messages(client, c))
+    await sample_then_passivated(server, client, sizes, label, samples)
+    return total
+
+
+async def sample_then_passivated(server: Server, client: H11Client, sizes: dict[str, Any], label: str, samples: dict[str, Any]) -> None:
+    """Sample RSS and active actors as ``label``; wait until every actor passivated, sample again."""
     samples[label] = server.rss()
     samples[label + "_active"] = await metric(client, ACTIVE)
     samples[label + "_passivated_active"] = await wait_passivated(client, sizes)
-    await trio.sleep(0.5)
+    await trio.sleep(0.5)  # let the passivation snapshots' memory be released before reading RSS
     samples[label + "_passivated"] = server.rss()
-    return total
 
 
 async def write_all(server: Server, channels: list[str], per_channel: int, tag: str) -> int:
@@ -876,20 +881,12 @@ async def memory_fill(server: Server, sizes: dict[str, Any], channels: list[str]
         acked = first = await write_all(server, channels, sizes["mem_messages"], "mem")
         write_s = time.perf_counter() - t0
         await touch_all(client, channels)
-        samples["after_writes"] = server.rss()
-        samples["after_writes_active"] = await metric(client, ACTIVE)
-        samples["after_writes_passivated_active"] = await wait_passivated(client, sizes)
-        await trio.sleep(0.5)
-        samples["after_writes_passivated"] = server.rss()
+        await sample_then_passivated(server, client, sizes, "after_writes", samples)
         reread = await read_cycle(server, client, channels, sizes, "p1_reread", samples)
         # A second, smaller write wave: does writing again reuse that memory?
         acked += await write_all(server, channels, sizes["mem_more"], "more")
         await touch_all(client, channels)
-        samples["p1_write2"] = server.rss()
-        samples["p1_write2_active"] = await metric(client, ACTIVE)
-        samples["p1_write2_passivated_active"] = await wait_passivated(client, sizes)
-        await trio.sleep(0.5)
-        samples["p1_write2_passivated"] = server.rss()
+        await sample_then_passivated(server, client, sizes, "p1_write2", samples)
         heads = await list_heads(client)
     finally:
         await client.aclose()
