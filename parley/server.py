@@ -16,10 +16,10 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .actors.backbone import Backbone
 from .config import Settings
+from .http import serving
 from .http.app import create_app
 from .journal import migrate
 from .journal.engine import make_engine
@@ -121,8 +121,12 @@ async def run_server(
 
         async def web(task_status=trio.TASK_STATUS_IGNORED) -> None:
             try:
-                await hypercorn_serve(
-                    app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                await serving.serve(
+                    app,
+                    hypercorn_config(settings),
+                    shutdown_trigger=stop.wait,
+                    on_connection_error=app.extensions["parley.metrics"].connection_errors.inc,
+                    task_status=task_status,
                 )
             finally:
                 # Hypercorn has drained its connections: now drain the actors.

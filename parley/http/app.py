@@ -30,8 +30,6 @@ from .wire import error_response, json_response, parse_json, read_body, split_pa
 log = logging.getLogger("parley.http")
 access_log = logging.getLogger("parley.access")
 
-ALL_METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
-
 
 class _Everything(BaseConverter):
     # Not ".*": Werkzeug's "." stops at a newline, and a path with %0A then
@@ -67,8 +65,12 @@ def create_app(backbone) -> QuartTrio:
     async def entry(path: str = ""):
         return await handle(backbone, metrics)
 
-    app.add_url_rule("/", "root", entry, methods=ALL_METHODS)
-    app.add_url_rule("/<everything:path>", "all", entry, methods=ALL_METHODS)
+    # Rules with ``methods=None`` match every method, TRACE and PROPFIND
+    # included, so each reaches the dispatcher's 404/405 and is counted
+    # (Quart's add_url_rule always narrows a rule to a method list).
+    for endpoint, path in (("root", "/"), ("all", "/<everything:path>")):
+        app.url_map.add(app.url_rule_class(path, endpoint=endpoint, methods=None))
+        app.view_functions[endpoint] = entry
 
     from . import websockets
 

@@ -32,6 +32,11 @@ class Metrics:
         self.rejections = Counter(
             "parley_seatbelt_rejections", "Seatbelt rejections by code", ["code"], registry=self.registry
         )
+        self.connection_errors = Counter(
+            "parley_connection_errors",
+            "Connections ended by an unexpected error in the HTTP layer (the server kept serving)",
+            registry=self.registry,
+        )
         active = Gauge("parley_actors_active", "Actors in memory", ["kind"], registry=self.registry)
         active.labels("channel").set_function(lambda: backbone.channels.statistics().active)
         streams = Gauge("parley_open_streams", "Open SSE and WebSocket tails", registry=self.registry)

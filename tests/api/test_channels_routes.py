@@ -184,6 +184,28 @@ async def test_route_matrix(server):
             err(response, status, *expected)
 
 
+UNUSUAL_METHODS = ("TRACE", "PROPFIND", "MKCOL", "BREW")
+
+
+async def test_every_method_gets_the_matrix_answer_and_is_counted(server):
+    """Methods outside GET/POST/PUT/DELETE/PATCH/HEAD/OPTIONS were a 500 with a
+    traceback, missing from /metrics (issue 16 item 2)."""
+    cases = [(m, path, NOT_ALLOWED) for m in UNUSUAL_METHODS for path in ("/channels", "/channels/x/read", "/healthz", "/v1/session", f"/channels/x/artifacts/{'0' * 64}", "/channels/x/stream")]
+    cases += [(m, path, NO_ROUTE) for m in UNUSUAL_METHODS for path in ("/", "/nope", "/channels/x/y/z/w")]
+    async with server.client("tok-a") as client:
+        for method, path, expected in cases:
+            response = await client.request(method, path)
+            assert (method, path, response.status_code) == (method, path, 405 if expected is NOT_ALLOWED else 404)
+            err(response, response.status_code, *expected)
+        metrics = (await client.get("/metrics")).text
+    counted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("parley_http_requests_total{") and ('status="404"' in line or 'status="405"' in line)
+    )
+    assert counted >= len(cases)
+
+
 async def test_head_on_healthz_is_not_allowed(server):
     async with server.client() as client:
         response = await client.head("/healthz")

@@ -1,0 +1,153 @@
+"""Hypercorn's trio worker with parley's connection policy (ADR-0013).
+
+``hypercorn.trio.serve`` runs every connection in one nursery, so an
+exception that escapes a single connection's protocol code ends the whole
+server; and it speaks HTTP/2 cleartext (prior knowledge and ``Upgrade:
+h2c``) on the plain port, where Hypercorn 0.18 raises ``KeyError`` for body
+data that arrives after an early response (upstream PRs #312/#334/#365).
+This module is the same loop (lifespan, listeners, graceful drain) with two
+changes:
+
+* **HTTP/1.1 only.** An HTTP/2 preface is answered with a GOAWAY
+  ``HTTP_1_1_REQUIRED`` frame and the connection is closed; ``Upgrade: h2c``
+  is ignored, as RFC 9110 §7.8 allows, and the request is served over
+  HTTP/1.1. parley does not terminate TLS, so it never negotiates h2 by ALPN.
+* **One connection cannot end the others.** Each connection runs under a
+  guard that logs an unexpected error as one line, counts it, and closes
+  only that connection.
+
+Everything else is Hypercorn's: its sans-IO HTTP/1.1 and WebSocket protocol
+code and its per-connection ``TCPServer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.events import RawData
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+from hypercorn.utils import repr_socket_addr, wrap_app
+
+log = logging.getLogger("parley.http.serving")
+
+#: An empty SETTINGS frame (the server preface HTTP/2 requires first), then
+#: GOAWAY(last stream 0, error HTTP_1_1_REQUIRED = 0xd), RFC 9113 §6.5/§6.8.
+HTTP2_REFUSAL = (
+    b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    + b"\x00\x00\x08\x07\x00\x00\x00\x00\x00"
+    + b"\x00\x00\x00\x00\x00\x00\x00\x0d"
+)
+
+
+class HTTP2Refused(ConnectionAbortedError):
+    """The peer spoke HTTP/2; it has been told to use HTTP/1.1.
+
+    An ``OSError``, so Hypercorn's ``TCPServer`` closes the connection the way
+    it closes one the peer dropped.
+    """
+
+
+class HTTP11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol that never switches to HTTP/2."""
+
+    async def _check_protocol(self, event) -> None:  # noqa: ANN001 - an h11.Request
+        if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
+            await self.send(RawData(data=HTTP2_REFUSAL))
+            raise HTTP2Refused("HTTP/2 is not served; use HTTP/1.1")
+        # An ``Upgrade: h2c`` header is ignored: the request is answered in HTTP/1.1.
+
+
+class HTTP11Connection(TCPServer):
+    """Hypercorn's connection handler, with :class:`HTTP11Protocol` in place of its h11/h2 switch."""
+
+    @property
+    def protocol(self) -> ProtocolWrapper:
+        return self._protocol
+
+    @protocol.setter
+    def protocol(self, wrapper: ProtocolWrapper) -> None:
+        if not wrapper.ssl:
+            wrapper.protocol = HTTP11Protocol(
+                wrapper.app,
+                wrapper.config,
+                wrapper.context,
+                wrapper.task_group,
+                wrapper.state,
+                wrapper.ssl,
+                wrapper.client,
+                wrapper.server,
+                wrapper.send,
+            )
+        self._protocol = wrapper
+
+
+def _only_refusals(exc: BaseException) -> bool:
+    """True for an :class:`HTTP2Refused`, alone or as every leaf of Hypercorn's task-group error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(HTTP2Refused)[1] is None
+    return isinstance(exc, HTTP2Refused)
+
+
+def guarded(handler: Callable[[trio.SocketStream], Awaitable[None]], on_error: Callable[[], None]):
+    """Run one connection so that its unexpected error ends only that connection."""
+
+    async def run(stream: trio.SocketStream) -> None:
+        try:
+            await handler(stream)
+        except Exception as exc:  # noqa: BLE001 - the guard is the point
+            if _only_refusals(exc):
+                return
+            on_error()
+            log.error("connection ended by an unexpected error: %s", type(exc).__name__)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(stream)
+
+    return run
+
+
+async def serve(
+    app,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    on_connection_error: Callable[[], None] = lambda: None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` until ``shutdown_trigger`` returns, then drain for ``graceful_timeout``."""
+    asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    state: dict = {}
+    lifespan = Lifespan(asgi, config, state)
+    context = WorkerContext(None)
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as connections:
+            sockets = config.create_sockets()
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+            handler = guarded(
+                partial(HTTP11Connection, asgi, config, context, ConnectionState(state.copy())),
+                on_connection_error,
+            )
+            task_status.started(binds)
+            async with trio.open_nursery() as accepting:
+                accepting.start_soon(partial(trio.serve_listeners, handler, listeners, handler_nursery=connections))
+                await shutdown_trigger()
+                accepting.cancel_scope.cancel()
+            await context.terminated.set()
+            connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
