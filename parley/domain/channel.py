@@ -396,7 +396,7 @@ def decide_claim(
         assert assignee is not None
         issues = rules.validate_assignee(assignee)
         if issues:
-            raise InvalidMessage(issues[:1])
+            raise InvalidMessage(issues)  # both fields, agent_id first (channels.md §2.8)
     replay = check_msg_id(state, message, fp, op)
     if replay is not None:
         return replay

@@ -87,10 +87,11 @@ async def revoke(ctx):
 async def rotate(ctx):
     body = _gate(ctx, "rotate")
     agent_id, owner, digest = _nonempty(body, "agent_id"), _nonempty(body, "owner"), _nonempty(body, "digest")
+    # The contract names the two checks by the operations rotate is made of.
     if agent_id is None and digest is None:
-        raise _invalid(ctx, "rotate", "rotate requires an agent_id or digest")
+        raise _invalid(ctx, "rotate", "revoke requires an agent_id or digest")
     if agent_id is None or owner is None:
-        raise _invalid(ctx, "rotate", "rotate requires a non-empty agent_id and owner")
+        raise _invalid(ctx, "rotate", "mint requires a non-empty agent_id and owner")
     token = await ctx.backbone.tokens.rotate(agent_id, owner, digest)
     _audit(ctx.backbone.settings, "rotate", "ok", agent_id=agent_id, owner=owner, digest=token_digest(token)[:12])
     return json_response(201, {"token": token, "agent_id": agent_id, "owner": owner})

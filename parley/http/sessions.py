@@ -29,22 +29,23 @@ from .wire import json_response, require_object
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
-async def route(ctx) -> tuple[str, Any]:
-    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
+def _handler(segments: list[str], method: str):
+    """(metric label, handler) for a session route, or the contract's 405/404/426."""
+    s, n = segments, len(segments)
     if n >= 2 and s[1] == "session":
         if n == 2:
             if method == "POST":
-                return "session_start", await start(ctx)
+                return "session_start", start
             raise MethodNotAllowed()
         if n == 3:
             if method == "GET":
-                return "session_describe", await describe(ctx, s[2])
+                return "session_describe", describe
             if method == "DELETE":
-                return "session_close", await close(ctx, s[2])
+                return "session_close", close
             raise MethodNotAllowed()
         if n == 4 and s[3] == "message":
             if method == "POST":
-                return "session_message", await continue_(ctx, s[2])
+                return "session_message", continue_
             raise MethodNotAllowed()
     if n == 2 and s[1] == "ws":
         # A plain HTTP request on the WebSocket route.
@@ -52,8 +53,17 @@ async def route(ctx) -> tuple[str, Any]:
     raise NotFound()
 
 
+async def route(ctx) -> tuple[str, Any]:
+    label, handler = _handler(ctx.segments, ctx.method)
+    # Labelled before the handler runs, so its refusals are counted under it too.
+    ctx.request.scope["parley.route"] = label
+    args = ctx.segments[2:3]
+    return label, await handler(ctx, *args)
+
+
 def _body(ctx) -> dict[str, Any]:
-    return {} if ctx.body is None else require_object(ctx.body)
+    """An empty body means ``{}``; any other non-object (JSON ``null`` too) is a 400."""
+    return require_object(ctx.body) if ctx.has_body else {}
 
 
 def _identity(ctx):

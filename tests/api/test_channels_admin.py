@@ -133,10 +133,10 @@ async def test_admin_gate_and_validation(server, capsys):
             ("/admin/tokens", None, "mint requires a non-empty agent_id and owner"),
             ("/admin/tokens/revoke", {}, "revoke requires an agent_id or digest"),
             ("/admin/tokens/revoke", {"agent_id": ""}, "revoke requires an agent_id or digest"),
-            ("/admin/tokens/rotate", {}, "rotate requires an agent_id or digest"),
-            ("/admin/tokens/rotate", {"owner": "o"}, "rotate requires an agent_id or digest"),
-            ("/admin/tokens/rotate", {"digest": "0" * 64}, "rotate requires a non-empty agent_id and owner"),
-            ("/admin/tokens/rotate", {"agent_id": "x"}, "rotate requires a non-empty agent_id and owner"),
+            ("/admin/tokens/rotate", {}, "revoke requires an agent_id or digest"),
+            ("/admin/tokens/rotate", {"owner": "o"}, "revoke requires an agent_id or digest"),
+            ("/admin/tokens/rotate", {"digest": "0" * 64}, "mint requires a non-empty agent_id and owner"),
+            ("/admin/tokens/rotate", {"agent_id": "x"}, "mint requires a non-empty agent_id and owner"),
         ]
         for path, body, message in cases:
             response = await admin.post(path, json=body) if body is not None else await admin.post(path)

@@ -150,6 +150,19 @@ async def test_reassign_assignee_shape(server):
             "/channels/ops/reassign", json={**claim_msg(), "assignee": {"agent_id": "b", "owner": "o" * 1025}}
         )
         assert response.json()["error"]["issues"] == ["assignee.owner exceeds 1024 characters (1025)"]
+        # Both bad: both issues, agent_id first (channels.md §2.8).
+        response = await a.post(
+            "/channels/ops/reassign", json={**claim_msg(), "assignee": {"agent_id": "b\x01", "owner": "o" * 1025}}
+        )
+        assert response.json()["error"] == {
+            "code": "invalid_message",
+            "message": "Invalid message: assignee.agent_id must not contain control characters; "
+            "assignee.owner exceeds 1024 characters (1025)",
+            "issues": [
+                "assignee.agent_id must not contain control characters",
+                "assignee.owner exceeds 1024 characters (1025)",
+            ],
+        }
         response = await a.post(
             "/channels/ops/reassign",
             json={"type": "claim", "msg_id": ulid(), "assignee": {"agent_id": "b\x01", "owner": "bob"}},

@@ -468,3 +468,30 @@ async def test_digest_handler(server):
         again = await turn(client, session, headers={"Idempotency-Key": "d-2"})
         assert json.loads(again.content)["output"]["digest"]["ops"]["messages"] == 7
         assert again.content == nxt.content
+
+
+async def test_a_json_null_body_is_refused_and_runs_no_turn(server):
+    """``null`` is not an empty body: it was read as ``{}`` and rotated the token (issue 16 item 9)."""
+    headers = {"content-type": "application/json"}
+    async with server.client("tok-a") as client:
+        refused = await client.post("/v1/session", content=b"null", headers=headers)
+        assert error_of(refused) == (400, "invalid_request", "request body must be a JSON object")
+        started = await start(client, {})
+        sid, token = started["sessionId"], started["continuationToken"]
+        refused = await client.post(
+            f"/v1/session/{sid}/message", content=b"null", headers={**headers, "x-continuation-token": token}
+        )
+        assert error_of(refused) == (400, "invalid_request", "request body must be a JSON object")
+        info = (await client.get(f"/v1/session/{sid}")).json()
+        assert info["turns"] == 1  # no turn ran
+        assert (await turn(client, started)).status_code == 200  # the token was not rotated
+
+
+async def test_refusals_on_session_routes_are_counted_under_their_route(server):
+    async with server.client() as anonymous:
+        assert (await anonymous.post("/v1/session", json={})).status_code == 401
+        assert (await anonymous.get("/v1/session/ses_nope")).status_code == 401
+        metrics = (await anonymous.get("/metrics")).text
+    assert 'parley_http_requests_total{route="session_start",status="401"} 1.0' in metrics
+    assert 'parley_http_requests_total{route="session_describe",status="401"} 1.0' in metrics
+    assert 'route="unmatched",status="401"' not in metrics
