@@ -52,6 +52,8 @@ class Settings:
     max_channel_artifact_bytes: int = 16_777_216
     max_total_artifact_bytes: int = 134_217_728
     stream_heartbeat_s: float = 15.0
+    #: An idle keep-alive connection is closed after this long.
+    keep_alive_s: float = 5.0
     # Sessions.
     session_secret: str | None = None
     max_sessions_per_identity: int = 1_000

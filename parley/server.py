@@ -60,7 +60,7 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     config.bind = [f"fd://{settings.listen_fd}"] if settings.listen_fd is not None else [f"{host}:{settings.port}"]
-    config.keep_alive_timeout = 5
+    config.keep_alive_timeout = settings.keep_alive_s
     config.graceful_timeout = 2
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")

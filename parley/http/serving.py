@@ -28,7 +28,7 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import RawData, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
@@ -88,6 +88,18 @@ class HTTP11Connection(TCPServer):
                 wrapper.send,
             )
         self._protocol = wrapper
+
+    async def protocol_send(self, event) -> None:  # noqa: ANN001 - a hypercorn event
+        if isinstance(event, Updated):
+            # The idle (keep-alive) timer is armed from whichever task sent the
+            # event. Under Quart-Trio that is the request's own task, cancelled
+            # just after its last send, so the timer was never armed: an idle
+            # keep-alive connection outlived keep_alive_timeout and held every
+            # shutdown for the whole graceful_timeout. Arming is quick; shield it.
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(event)
+            return
+        await super().protocol_send(event)
 
 
 def _only_refusals(exc: BaseException) -> bool:

@@ -180,3 +180,23 @@ def test_a_worker_that_dies_is_replaced_and_the_port_keeps_serving(tmp_path):
             with server.client("tok-a") as client:
                 assert client.get("/readyz").status_code == 200
         assert server.terminate() == 0
+
+
+async def test_an_idle_keep_alive_connection_is_closed_at_the_keep_alive_timeout(tmp_path):
+    """Hypercorn armed its idle timer from the request's task, which Quart-Trio
+    cancels after the last send, so an idle keep-alive connection was never
+    closed, and held every shutdown for the whole graceful timeout."""
+    from parley.journal import migrate
+    from tests.support.server import running_server, test_settings
+
+    url = sqlite_url(tmp_path)
+    migrate.upgrade(url)
+    async with running_server(test_settings(url, keep_alive_s=0.2)) as live:
+        stream = await trio.open_tcp_stream("127.0.0.1", _port(live.url))
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        with trio.fail_after(10):  # before the fix: never closed
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 ")
+        await stream.aclose()
