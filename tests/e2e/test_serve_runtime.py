@@ -13,7 +13,7 @@ def _gauge(text: str, name: str) -> float:
     return float(match.group(1))
 
 
-def test_the_start_up_heap_is_frozen_before_the_banner(tmp_path):
+def test_the_start_up_heap_is_frozen_before_the_first_request(tmp_path):
     # Without gc.freeze() every full collection walks the ~100k objects of
     # the loaded modules and app: a 50-90 ms stall of the event loop that was
     # the p99 of live-tail delivery (ADR-0011).

@@ -29,6 +29,25 @@ def test_script_location_is_the_package():
     assert migrate.head() == "0002"
 
 
+def test_the_head_constant_is_alembics_head():
+    """serve skips Alembic when the database is at migrate.HEAD; a new migration must move it."""
+    assert migrate.script_heads() == [migrate.HEAD]
+
+
+def test_serving_a_database_at_head_does_not_import_alembic(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    migrate.upgrade(url)
+    probe = (
+        "import sys; from parley.config import Settings; from parley.server import prepare_database; "
+        f"prepare_database(Settings(database_url={url!r})); print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_upgrade_downgrade_upgrade(database_url: str):
     assert migrate.current(database_url) is None
     assert not migrate.is_at_head(database_url)
