@@ -367,9 +367,9 @@ async def scrape_with(c) -> dict[str, float]:
     if status != 200:
         return out
     for line in body.decode().splitlines():
-        if line.startswith(("parley_journal_batches ", "parley_journal_events ", "parley_open_streams ")):
+        if line.startswith(("parley_journal_batches_total ", "parley_journal_events_total ", "parley_open_streams ")):
             name, value = line.split()
-            out[name] = float(value)
+            out[name.removesuffix("_total")] = float(value)
     return out
 
 

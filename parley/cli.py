@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -15,10 +14,10 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper(), logging.INFO), format="%(message)s")
-    logging.getLogger("hypercorn.error").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+def _setup_logging(level: str = "INFO", fmt: str = "console") -> None:
+    from .logs import configure
+
+    configure(level, fmt)
 
 
 @click.group()
@@ -38,10 +37,11 @@ def main() -> None:
 @click.option("--max-streams", type=int, default=None)
 @click.option("--workers", type=int, default=None, help="Worker processes sharing the port (env PARLEY_WORKERS; >1 needs Postgres).")
 @click.option("--fd", "listen_fd", type=int, default=None, hidden=True)
-@click.option("--log-level", default="INFO", show_default=True)
-def serve(host, port, database_url, read_auth, max_posts_per_minute, max_messages_per_channel, max_channels, max_read_limit, max_streams, workers, listen_fd, log_level) -> None:
+@click.option("--log-level", default="INFO", show_default=True, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default="console", show_default=True, envvar="PARLEY_LOG_FORMAT", type=click.Choice(["console", "json"]), help="Log lines for a terminal or one JSON object per line (env PARLEY_LOG_FORMAT).")
+def serve(host, port, database_url, read_auth, max_posts_per_minute, max_messages_per_channel, max_channels, max_read_limit, max_streams, workers, listen_fd, log_level, log_format) -> None:
     """Run the HTTP server (Hypercorn, trio worker)."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     if port is not None and not 0 <= port <= 65535:
         _fail(f'invalid --port "{port}": must be an integer in [0, 65535]')
     try:
@@ -74,6 +74,7 @@ def serve(host, port, database_url, read_auth, max_posts_per_minute, max_message
             ("max_read_limit", max_read_limit),
             ("max_streams", max_streams),
             ("log_level", log_level),
+            ("log_format", log_format),
         ]
         if value is not None
     ]

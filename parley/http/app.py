@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from quart import request, websocket
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
@@ -114,16 +113,14 @@ async def handle(backbone, metrics: Metrics):
         metrics.latency.labels(route).observe(elapsed)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
-            orjson.dumps(
-                {
-                    "event": "request",
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": route,
-                    "status": response.status_code,
-                    "ms": round(elapsed * 1000, 3),
-                }
-            ).decode()
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "status": response.status_code,
+                "ms": round(elapsed * 1000, 3),
+            },
         )
     return response
 

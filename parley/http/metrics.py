@@ -1,15 +1,26 @@
 """Prometheus metrics (D10), one registry per app so tests can run several apps.
 
 Counters and histograms are fed by the request wrapper and the channel
-routes; gauges read the runtime's ``statistics()`` at scrape time.
+routes. :class:`RuntimeCollector` reads the actors' and the writer's
+``statistics()`` at scrape time: monotonic counts are exported as counters
+(``…_total``), levels as gauges, following the Prometheus naming rules.
 """
 
 from __future__ import annotations
 
 import gc
 
-from prometheus_client import GCCollector, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -37,28 +48,56 @@ class Metrics:
             "Connections ended by an unexpected error in the HTTP layer (the server kept serving)",
             registry=self.registry,
         )
-        active = Gauge("parley_actors_active", "Actors in memory", ["kind"], registry=self.registry)
-        active.labels("channel").set_function(lambda: backbone.channels.statistics().active)
         streams = Gauge("parley_open_streams", "Open SSE and WebSocket tails", registry=self.registry)
         streams.set_function(lambda: backbone.open_streams)
-        batches = Gauge("parley_journal_batches", "Journal commit batches so far", registry=self.registry)
-        batches.set_function(lambda: backbone.journal.statistics().get("batches", 0))
-        events = Gauge("parley_journal_events", "Events committed by this process", registry=self.registry)
-        events.set_function(lambda: backbone.journal.statistics().get("events", 0))
         depth = Gauge("parley_journal_queue_depth", "Appends waiting for the writer", registry=self.registry)
         depth.set_function(lambda: backbone.journal.statistics().get("queue_depth", 0))
-        races = Gauge(
-            "parley_channel_lost_races",
-            "Channel commits lost to another process's append, then decided again (ADR-0007)",
-            registry=self.registry,
-        )
-        races.set_function(lambda: backbone.lost_races)
         frozen = Gauge(
             "parley_gc_frozen_objects", "Objects in the GC's permanent generation (frozen at start-up)", registry=self.registry
         )
         frozen.set_function(gc.get_freeze_count)
+        self.registry.register(RuntimeCollector(backbone))
         GCCollector(registry=self.registry)  # python_gc_*: collections per generation
+        ProcessCollector(registry=self.registry)  # process_*: CPU, memory, open fds, start time
         self._backbone = backbone
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class RuntimeCollector:
+    """The backbone's own counts, read from its ``statistics()`` when scraped."""
+
+    def __init__(self, backbone) -> None:
+        self._backbone = backbone
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        backbone = self._backbone
+        writer = backbone.journal.statistics()
+        registries = {"channel": backbone.channels.statistics(), "session": backbone.sessions.registry.statistics()}
+        active = GaugeMetricFamily("parley_actors_active", "Actors in memory", labels=["kind"])
+        mailbox = GaugeMetricFamily("parley_actor_mailbox_depth", "Commands waiting in actor mailboxes", labels=["kind"])
+        activations = CounterMetricFamily("parley_actor_activations", "Actors loaded into memory", labels=["kind"])
+        passivations = CounterMetricFamily("parley_actor_passivations", "Idle actors that left memory", labels=["kind"])
+        restarts = CounterMetricFamily("parley_actor_restarts", "Actors restarted after a failure", labels=["kind"])
+        for kind, stats in registries.items():
+            active.add_metric([kind], stats.active)
+            mailbox.add_metric([kind], stats.mailbox_depth)
+            activations.add_metric([kind], stats.activations)
+            passivations.add_metric([kind], stats.passivations)
+            restarts.add_metric([kind], stats.restarts)
+        yield from (active, mailbox, activations, passivations, restarts)
+        yield CounterMetricFamily(
+            "parley_journal_batches", "Journal commit batches of this process", value=writer.get("batches", 0)
+        )
+        yield CounterMetricFamily(
+            "parley_journal_events", "Events committed by this process", value=writer.get("events", 0)
+        )
+        yield CounterMetricFamily(
+            "parley_channel_lost_races",
+            "Channel commits lost to another process's append, then decided again (ADR-0007)",
+            value=backbone.lost_races,
+        )

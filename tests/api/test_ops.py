@@ -38,7 +38,7 @@ async def test_metrics_count_requests_by_route_and_status_and_time_appends(serve
     assert 'parley_http_requests_total{route="append",status="404"} 1.0' in text
     assert 'parley_seatbelt_rejections_total{code="duplicate_post"} 1.0' in text
     assert 'parley_write_seconds_count{route="append"} 5.0' in text
-    assert "parley_actors_active" in text and "parley_journal_batches" in text
+    assert "parley_actors_active" in text and "parley_journal_batches_total" in text
 
 
 async def test_every_response_carries_a_request_id_and_echoes_a_given_one(server):

@@ -1,0 +1,55 @@
+"""Metrics follow Prometheus conventions, and the shipped dashboard queries what exists (issue 16 item 8)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.support.process import serve, sqlite_url
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "parley.json"
+PROMQL_WORDS = {
+    "sum", "by", "rate", "increase", "histogram_quantile", "le", "route", "code", "status",
+    "generation", "kind", "without", "avg", "max", "min",
+}
+
+
+def exported_series(text: str) -> set[str]:
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def queried_metrics(expr: str) -> set[str]:
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors
+    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
+    return {n for n in names if n not in PROMQL_WORDS}
+
+
+def test_counters_end_in_total_and_process_metrics_are_exported(tmp_path):
+    with serve(sqlite_url(tmp_path), tmp_path) as server, server.client() as client:
+        client.get("/healthz")
+        text = client.get("/metrics").text
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    counters = [name for name, kind in types.items() if kind == "counter"]
+    assert counters and all(name.endswith("_total") for name in counters), counters
+    for monotonic in ("parley_journal_batches_total", "parley_journal_events_total", "parley_channel_lost_races_total"):
+        assert types.get(monotonic) == "counter", monotonic
+    series = exported_series(text)
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds"} <= series
+    assert 'parley_actors_active{kind="session"}' in text
+
+
+def test_every_dashboard_query_names_an_exported_metric(tmp_path):
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert exprs
+    with serve(sqlite_url(tmp_path), tmp_path) as server, server.client("tok-a") as client:
+        client.post("/channels", json={"channel": "d"})
+        client.post("/channels/d/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W3"})
+        # The same content again: a seatbelt rejection, so the labelled counter has a series.
+        client.post("/channels/d/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W4"})
+        text = client.get("/metrics").text
+    series = exported_series(text)
+    missing = {(expr, name) for expr in exprs for name in queried_metrics(expr) if name not in series}
+    assert not missing, sorted(missing)
