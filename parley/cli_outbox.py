@@ -12,7 +12,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from typing import Any
 
 import click
 
@@ -36,14 +39,16 @@ def _path_option(func):
     )(func)
 
 
-def _open(path: str):
+@contextmanager
+def _open(path: str) -> Iterator[Any]:
+    """The outbox at ``path``; any SQLite or OS failure becomes one line and exit 1."""
     from .client import Outbox
 
     try:
-        return Outbox(path)
+        with Outbox(path) as box:
+            yield box
     except (sqlite3.Error, OSError) as exc:
-        _fail(f"cannot open the outbox {path}: {exc}; check the path and its permissions")
-        raise
+        _fail(f"cannot use the outbox {path}: {exc}; check the path, its permissions and that it is an outbox file")
 
 
 def _when(seconds: float | None) -> str:
@@ -135,8 +140,13 @@ def drain(path: str, url: str, token: str | None, patience: float, quiet: bool) 
 
     if not token:
         _fail("no token: pass --token or set PARLEY_TOKEN")
-    with _open(path) as box, Parley(url, token) as client:
-        result = box.drain(client, patience=patience, on_settled=show)
+    if not url.startswith(("http://", "https://")):
+        _fail(f"--url {url!r} must start with http:// or https://")
+    try:
+        with _open(path) as box, Parley(url, token) as client:
+            result = box.drain(client, patience=patience, on_settled=show)
+    except KeyboardInterrupt:
+        _fail("interrupted; undelivered rows stay in the outbox for the next drain", 130)
     if result.busy:
         _fail(f"another process is draining {path}; try again when it is done")
     click.echo(f"delivered {len(result.delivered)}, dead {len(result.dead)}, pending {result.pending}", err=True)

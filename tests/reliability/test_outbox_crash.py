@@ -10,82 +10,26 @@ over HTTP: every enqueued ``msg_id`` exactly once, in enqueue order.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 
 import pytest
 
 from parley.client import Outbox, Parley, new_ulid
-from tests.support.process import ROOT, clean_env, serve, sqlite_url, start_server
+from tests.support.outbox import CHANNELS, FAST, assert_exactly_once_in_order, fill, kill9, outbox_child, read_until
+from tests.support.process import serve, sqlite_url, start_server
 
 LONG = os.environ.get("PARLEY_LONG_TESTS") == "1"
 OUTAGE_S = 10.0 if LONG else 2.0
-FAST = {"PARLEY_MAX_POSTS_PER_MINUTE": "10000", "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE": "10000"}
-CHANNELS = ("alpha", "beta")
-
-
-def _child(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.outbox_child", *args],
-        cwd=ROOT,
-        env=clean_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _read_until(proc: subprocess.Popen, wanted, limit: int = 1000) -> list[str]:
-    lines = []
-    for _ in range(limit):
-        line = proc.stdout.readline()
-        if not line:
-            raise AssertionError(f"child exited early: {lines}; stderr: {proc.stderr.read()[-2000:]}")
-        lines.append(line.strip())
-        if wanted(lines):
-            return lines
-    raise AssertionError(f"no handshake in {lines}")
-
-
-def _kill9(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        stream.close()
-
-
-def _stored_ids(url: str, channel: str) -> list[str]:
-    with Parley(url, "tok-a") as client:
-        return [m["msg_id"] for page in client.read_all(channel) for m in page["messages"]]
-
-
-def _setup(url: str, box: Outbox, per_channel: int) -> dict[str, list[str]]:
-    with Parley(url, "tok-a") as client:
-        for channel in CHANNELS:
-            client.create_channel(channel)
-    expected: dict[str, list[str]] = {c: [] for c in CHANNELS}
-    for i in range(per_channel):
-        for channel in CHANNELS:
-            expected[channel].append(box.enqueue(channel, {"body": f"{channel} {i}"}))
-    return expected
-
-
-def _assert_exactly_once_in_order(url: str, expected: dict[str, list[str]]) -> None:
-    for channel, ids in expected.items():
-        assert _stored_ids(url, channel) == ids
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
 def test_a_client_killed_mid_drain_resumes_and_delivers_each_message_once(tmp_path, when):
     with serve(sqlite_url(tmp_path), tmp_path, **FAST) as server, Outbox(tmp_path / "outbox.db") as box:
-        expected = _setup(server.url, box, per_channel=5)
-        child = _child("drain", str(box.path), server.url, "tok-a", "--hold", when, "4")
-        lines = _read_until(child, lambda seen: seen[-1] == "held")
-        _kill9(child)
+        expected = fill(server.url, box, per_channel=5)
+        child = outbox_child("drain", str(box.path), server.url, "tok-a", "--hold", when, "4")
+        lines = read_until(child, lambda seen: seen[-1] == "held")
+        kill9(child)
         assert sum(line.startswith("settled done") for line in lines) == 3
         orphan = [r for r in box.rows() if r.state == "inflight"]
         assert len(orphan) == 1 and orphan[0].attempts == 1
@@ -96,7 +40,7 @@ def test_a_client_killed_mid_drain_resumes_and_delivers_each_message_once(tmp_pa
         assert Counter(r.state for r in box.rows()) == {"done": 10}
         replayed = box.get(orphan[0].client_id).response["replayed"]
         assert replayed is (when == "after")  # the server had committed it: the resend was a replay
-        _assert_exactly_once_in_order(server.url, expected)
+        assert_exactly_once_in_order(server.url, expected)
 
 
 def test_parley_killed_and_restarted_mid_drain_loses_and_duplicates_nothing(tmp_path):
@@ -104,9 +48,9 @@ def test_parley_killed_and_restarted_mid_drain_loses_and_duplicates_nothing(tmp_
     server = start_server(url, tmp_path, **FAST)
     try:
         with Outbox(tmp_path / "outbox.db") as box:
-            expected = _setup(server.url, box, per_channel=15)
-        child = _child("drain", str(tmp_path / "outbox.db"), server.url, "tok-a")
-        _read_until(child, lambda seen: len(seen) >= 6)
+            expected = fill(server.url, box, per_channel=15)
+        child = outbox_child("drain", str(tmp_path / "outbox.db"), server.url, "tok-a")
+        read_until(child, lambda seen: len(seen) >= 6)
         server.kill9()
         port = server.url.rsplit(":", 1)[1]
         server.close()
@@ -114,7 +58,7 @@ def test_parley_killed_and_restarted_mid_drain_loses_and_duplicates_nothing(tmp_
         out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err[-2000:]
         assert "result delivered=" in out and "pending=0" in out and "dead=0" in out
-        _assert_exactly_once_in_order(server.url, expected)
+        assert_exactly_once_in_order(server.url, expected)
         with Outbox(tmp_path / "outbox.db") as box:
             assert {r.state for r in box.rows()} == {"done"}
     finally:
@@ -134,7 +78,7 @@ def test_posts_made_during_an_outage_queue_up_and_drain_in_order_when_parley_ret
             server.close()
             expected = {c: [box.enqueue(c, {"body": f"{c} {i}"}) for i in range(8)] for c in CHANNELS}
             down_at = time.monotonic()
-            child = _child("drain", str(box.path), server.url, "tok-a")
+            child = outbox_child("drain", str(box.path), server.url, "tok-a")
             # Wait (by polling the outbox, not by sleeping a guess) until the drain has failed once.
             while not any(r.attempts for r in box.rows()):
                 assert child.poll() is None, child.stderr.read()
@@ -144,7 +88,7 @@ def test_posts_made_during_an_outage_queue_up_and_drain_in_order_when_parley_ret
             server = start_server(url, tmp_path, PORT=port, **FAST)
             out, err = child.communicate(timeout=60)
             assert child.returncode == 0, err[-2000:]
-            _assert_exactly_once_in_order(server.url, expected)
+            assert_exactly_once_in_order(server.url, expected)
             rows = box.rows()
             assert all(r.state == "done" for r in rows)
             assert max(r.attempts for r in rows) >= 2 and all(r.delivered_at > down_at + OUTAGE_S for r in rows)
@@ -156,7 +100,7 @@ def test_eight_processes_enqueue_into_one_file_without_losing_or_duplicating_a_r
     path = tmp_path / "outbox.db"
     Outbox(path).close()
     shared = new_ulid()
-    children = [_child("enqueue", str(path), "work", f"w{n}", "40", shared) for n in range(8)]
+    children = [outbox_child("enqueue", str(path), "work", f"w{n}", "40", shared) for n in range(8)]
     for child in children:
         child.stdin.write("go\n")
         child.stdin.flush()
@@ -175,21 +119,3 @@ def test_eight_processes_enqueue_into_one_file_without_losing_or_duplicating_a_r
         assert seqs == sorted(seqs)  # each writer's rows keep its order
     assert shared_outcomes == {"accepted_pending": 8}  # one row, seen as the same pending row by all eight
     assert Counter(r.client_id for r in rows)[shared] == 1
-
-
-def test_the_drain_cli_delivers_and_lists(tmp_path):
-    from tests.support.process import run_cli
-
-    with serve(sqlite_url(tmp_path), tmp_path, **FAST) as server, Outbox(tmp_path / "outbox.db") as box:
-        expected = _setup(server.url, box, per_channel=2)
-        bad = box.enqueue("alpha", {"body": "", "msg_id": new_ulid()})
-        env = clean_env(PARLEY_OUTBOX=str(box.path), PARLEY_URL=server.url, PARLEY_TOKEN="tok-a")
-        drained = run_cli(["outbox", "drain"], env, tmp_path)
-        assert drained.returncode == 2, drained.stderr  # one row went dead
-        assert "delivered 4, dead 1, pending 0" in drained.stderr
-        _assert_exactly_once_in_order(server.url, expected)
-        listed = run_cli(["outbox", "list", "--dead"], env, tmp_path)
-        assert listed.returncode == 0 and bad in listed.stdout and "invalid_message" in listed.stdout
-        assert len(listed.stdout.splitlines()) == 1
-        missing = run_cli(["outbox", "drain"], clean_env(PARLEY_OUTBOX=str(box.path)), tmp_path)
-        assert missing.returncode == 1 and missing.stderr.strip() == "parley outbox: no token: pass --token or set PARLEY_TOKEN"
