@@ -119,3 +119,26 @@ def test_eight_processes_enqueue_into_one_file_without_losing_or_duplicating_a_r
         assert seqs == sorted(seqs)  # each writer's rows keep its order
     assert shared_outcomes == {"accepted_pending": 8}  # one row, seen as the same pending row by all eight
     assert Counter(r.client_id for r in rows)[shared] == 1
+
+
+def test_a_client_killed_between_a_turn_and_its_answer_resumes_the_same_turn(tmp_path):
+    from parley.client import Actions
+
+    with serve(sqlite_url(tmp_path), tmp_path, **FAST) as server, Outbox(tmp_path / "outbox.db") as box:
+        with Parley(server.url, "tok-a") as client:
+            client.create_channel("alpha")
+            started = client.start_session([Actions.subscribe("alpha", "start")])
+        sid = started["sessionId"]
+        one = box.enqueue_turn(sid, started["continuationToken"], {"actions": [Actions.append("alpha", body="one")]})
+        two = box.enqueue_turn(sid, None, {"actions": [Actions.append("alpha", body="two")]})
+        child = outbox_child("drain", str(box.path), server.url, "tok-a", "--hold", "after", "1")
+        read_until(child, lambda seen: seen[-1] == "held")
+        kill9(child)
+        assert box.get(one).state == "inflight"  # the server committed turn one; the client never heard
+
+        with Parley(server.url, "tok-a") as client:
+            assert box.drain(client).delivered == [one, two]
+            assert [m["body"] for p in client.read_all("alpha") for m in p["messages"]] == ["one", "two"]
+            assert client.describe_session(sid)["turns"] == 3
+            token = box.continuation_token(sid)
+            assert client.continue_session(sid, token)["status"] == "finished"  # the chain is intact
