@@ -19,6 +19,8 @@ from parley.client import Outbox, Parley, new_ulid
 from tests.support.outbox import CHANNELS, FAST, assert_exactly_once_in_order, fill, kill9, outbox_child, read_until
 from tests.support.process import serve, sqlite_url, start_server
 
+pytestmark = pytest.mark.reliability
+
 LONG = os.environ.get("PARLEY_LONG_TESTS") == "1"
 OUTAGE_S = 10.0 if LONG else 2.0
 
