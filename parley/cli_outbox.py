@@ -76,10 +76,7 @@ def list_rows(path: str, states: tuple[str, ...], as_json: bool) -> None:
         rows = box.rows(states or None)
     for row in rows:
         if as_json:
-            data = row.to_json()
-            if row.kind == "turn" and isinstance(data.get("response"), dict):
-                data["response"] = {k: v for k, v in data["response"].items() if k != "continuationToken"}
-            click.echo(json.dumps(data, sort_keys=True))
+            click.echo(json.dumps(row.to_json(), sort_keys=True))
             continue
         target = row.lane.partition(":")[2]
         detail = f"cursor {row.cursor}" if row.state == "done" and row.cursor is not None else (row.last_error or "")

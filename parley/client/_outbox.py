@@ -170,9 +170,11 @@ class Outbox:
 
         The turn's ``Idempotency-Key`` is minted now and kept in the row, so a
         turn re-sent after a crash is the same turn (the server replays it).
-        Turns of one session are sent in order; each presents the token the
-        previous delivered turn of the outbox returned, or
-        ``continuation_token`` for the first.
+        Turns of one session are sent in order. A turn presents
+        ``continuation_token`` when given; with ``None`` it presents the
+        token the previous delivered turn of that session in this outbox
+        returned (so queue the first turn with the token, the later ones
+        with ``None``).
         """
         request = {k: v for k, v in dict(body or {}).items() if k != "continuationToken"}
         cid = client_id or new_ulid()
@@ -361,9 +363,9 @@ class Outbox:
 
     def _attempt(self, client: Any, row: Row) -> Generator:
         """Send one row and record the answer; yields one ``send`` step, returns the row as stored after."""
-        request = self._request(client, row)
-        self.store.mark_inflight(row.client_id)
-        answer = yield ("send", request)
+        if not self.store.mark_inflight(row.client_id):
+            return self._get(row.client_id)
+        answer = yield ("send", self._request(client, row))
         if isinstance(answer, httpx.TransportError):
             found = Verdict("retry", f"transport_error: {type(answer).__name__}: {answer}", "transport_error")
         else:
@@ -401,10 +403,10 @@ class Outbox:
             path = f"/channels/{quote(row.lane[len(_CHANNEL):], safe='')}/append"
             return _Send(row, "POST", path, row.request, headers)
         session_id = row.lane[len(_SESSION):]
-        previous = self.store.last_done_turn(row)
         token = row.secret
-        if previous is not None and previous.response and previous.response.get("continuationToken"):
-            token = previous.response["continuationToken"]
+        previous = self.store.last_done_turn(row) if token is None else None
+        if previous is not None and previous.response:
+            token = previous.response.get("continuationToken")
         body = {**row.request, "continuationToken": token}
         return _Send(row, "POST", f"/v1/session/{quote(session_id, safe='')}/message", body, headers)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +89,8 @@ class Row:
     def to_json(self) -> dict[str, Any]:
         """The row for ``parley outbox list --json`` (never the secret)."""
         out = {name: getattr(self, name) for name in _COLUMNS if name != "secret"}
+        if isinstance(self.response, dict) and "continuationToken" in self.response:
+            out["response"] = {k: v for k, v in self.response.items() if k != "continuationToken"}
         return out
 
 
@@ -112,6 +115,8 @@ class OutboxStore:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        #: One connection per Outbox: threads sharing it take turns, a transaction at a time.
+        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         with self.transaction():
@@ -124,26 +129,32 @@ class OutboxStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any error)."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
 
     # -- reads ------------------------------------------------------------------
 
     def get(self, client_id: str, db: sqlite3.Connection | None = None) -> Row | None:
-        record = (db or self._db).execute("SELECT * FROM outbox WHERE client_id = ?", (client_id,)).fetchone()
-        return _row(record) if record is not None else None
+        sql, args = "SELECT * FROM outbox WHERE client_id = ?", (client_id,)
+        records = db.execute(sql, args).fetchall() if db is not None else self._query(sql, args)
+        return _row(records[0]) if records else None
 
     def rows(self, states: tuple[str, ...] | None = None) -> list[Row]:
         if states:
             marks = ",".join("?" * len(states))
             sql = f"SELECT * FROM outbox WHERE state IN ({marks}) ORDER BY seq"
-            return [_row(r) for r in self._db.execute(sql, states)]
-        return [_row(r) for r in self._db.execute("SELECT * FROM outbox ORDER BY seq")]
+            return [_row(r) for r in self._query(sql, states)]
+        return [_row(r) for r in self._query("SELECT * FROM outbox ORDER BY seq")]
 
     def lane_heads(self) -> list[Row]:
         """The oldest open row of every lane (a lane's later rows wait for it), in enqueue order."""
@@ -152,21 +163,21 @@ class OutboxStore:
             " SELECT MIN(seq) FROM outbox WHERE state IN ('pending', 'inflight') GROUP BY lane"
             ") ORDER BY seq"
         )
-        return [_row(r) for r in self._db.execute(sql)]
+        return [_row(r) for r in self._query(sql)]
 
     def open_before(self, row: Row) -> list[Row]:
         """Open rows of ``row``'s lane enqueued before it, oldest first."""
         sql = "SELECT * FROM outbox WHERE lane = ? AND seq < ? AND state IN ('pending', 'inflight') ORDER BY seq"
-        return [_row(r) for r in self._db.execute(sql, (row.lane, row.seq))]
+        return [_row(r) for r in self._query(sql, (row.lane, row.seq))]
 
     def last_done_turn(self, row: Row) -> Row | None:
         """The latest delivered turn of ``row``'s session enqueued before it (its token is the next one)."""
         sql = "SELECT * FROM outbox WHERE lane = ? AND seq < ? AND kind = 'turn' AND state = 'done' ORDER BY seq DESC LIMIT 1"
-        record = self._db.execute(sql, (row.lane, row.seq)).fetchone()
-        return _row(record) if record is not None else None
+        records = self._query(sql, (row.lane, row.seq))
+        return _row(records[0]) if records else None
 
     def counts(self) -> dict[str, int]:
-        found = dict(self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall())
+        found = {state: n for state, n in self._query("SELECT state, COUNT(*) FROM outbox GROUP BY state")}
         return {state: found.get(state, 0) for state in STATES}
 
     # -- writes -------------------------------------------------------------------
@@ -191,13 +202,15 @@ class OutboxStore:
              time.time(), requeued_from),
         )
 
-    def mark_inflight(self, client_id: str) -> None:
+    def mark_inflight(self, client_id: str) -> bool:
+        """Claim a row for sending; False if it is no longer open (an operator aborted it meanwhile)."""
         with self.transaction() as db:
-            db.execute(
+            cursor = db.execute(
                 "UPDATE outbox SET state = 'inflight', attempts = attempts + 1, last_attempt_at = ?"
                 " WHERE client_id = ? AND state IN ('pending', 'inflight')",
                 (time.time(), client_id),
             )
+            return cursor.rowcount == 1
 
     def mark_done(self, client_id: str, cursor: int | None, response: dict[str, Any] | None) -> None:
         with self.transaction() as db:
