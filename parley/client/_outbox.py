@@ -293,14 +293,18 @@ class Outbox:
         *,
         patience: float | None = None,
         on_settled: Callable[[Row], None] | None = None,
+        on_retry: Callable[[Row], None] | None = None,
     ) -> Any:
         """Send every open row; a :class:`DrainResult` (a coroutine of one for an async client).
 
         Returns when no row is open, or when ``patience`` seconds (default
         the outbox's) pass without settling any row. ``on_settled`` is called
-        with each row once it is ``done`` or ``dead``.
+        with each row once it is ``done`` or ``dead``; ``on_retry`` with each
+        row sent back to ``pending`` by a transient failure (its
+        ``last_error`` and ``next_attempt_at`` set).
         """
-        steps = self._drain_steps(client, self.patience if patience is None else patience, on_settled)
+        patience = self.patience if patience is None else patience
+        steps = self._drain_steps(client, patience, on_settled, on_retry)
         return self._run_async(client, steps) if _is_async(client) else self._run_sync(client, steps)
 
     def deliver(self, client: Any, client_id: str) -> Any:
@@ -313,7 +317,13 @@ class Outbox:
         steps = self._deliver_steps(client, client_id)
         return self._run_async(client, steps) if _is_async(client) else self._run_sync(client, steps)
 
-    def _drain_steps(self, client: Any, patience: float, on_settled: Callable[[Row], None] | None) -> Generator:
+    def _drain_steps(
+        self,
+        client: Any,
+        patience: float,
+        on_settled: Callable[[Row], None] | None,
+        on_retry: Callable[[Row], None] | None,
+    ) -> Generator:
         lock = _DrainLock(self.path)
         if not lock.acquire():
             return DrainResult(busy=True, pending=sum(self.counts()[s] for s in OPEN_STATES))
@@ -339,6 +349,8 @@ class Outbox:
                         (result.delivered if settled.state == "done" else result.dead).append(settled.client_id)
                         if on_settled is not None:
                             on_settled(settled)
+                    elif settled.state == "pending" and on_retry is not None:
+                        on_retry(settled)
         finally:
             lock.release()
         result.pending = sum(self.counts()[s] for s in OPEN_STATES)

@@ -7,6 +7,7 @@ subprocess servers in tests/reliability/test_outbox_crash.py.
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from parley.client import Actions, AsyncParley, Outbox, new_ulid
@@ -163,3 +164,60 @@ async def test_session_turns_chain_tokens_and_a_lost_answer_replays_the_same_tur
         info = await client.describe_session(sid)
         assert info["turns"] == 3
         assert box.continuation_token(sid) == box.get(two).response["continuationToken"]
+
+
+class RateLimitedOnce(httpx.AsyncBaseTransport):
+    """A real transport whose first append is answered 429 ``Retry-After: 1`` without reaching the server."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.limited = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/append") and not self.limited:
+            self.limited = True
+            body = {"error": {"code": "rate_limited", "message": "slow down (injected)"}}
+            return httpx.Response(429, headers={"Retry-After": "1"}, json=body)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_429_is_retried_after_its_retry_after(live, box):
+    retried = []
+    async with AsyncParley(live.url, "tok-a", transport=RateLimitedOnce()) as client:
+        await client.create_channel("work")
+        cid = box.enqueue("work", {"body": "patient"})
+        assert (await box.drain(client, on_retry=retried.append)).delivered == [cid]
+    [row] = retried
+    assert (row.state, row.error_status, row.error_code) == ("pending", 429, "rate_limited")
+    assert row.next_attempt_at - row.last_attempt_at >= 1.0  # the server's Retry-After, not the 0.1 s backoff
+    assert box.get(cid).attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "invalid_message", "dead"),
+        (401, "unauthorized", "dead"),
+        (403, "forbidden", "dead"),
+        (404, "unknown_channel", "dead"),
+        (409, "msg_id_conflict", "dead"),
+        (409, "stale_token", "dead"),
+        (409, "turn_in_flight", "retry"),
+        (413, "payload_too_large", "dead"),
+        (408, "http_error", "retry"),
+        (429, "rate_limited", "retry"),
+        (500, "internal_error", "retry"),
+        (502, "http_error", "retry"),
+        (503, "unavailable", "retry"),
+    ],
+)
+def test_verdict_retries_timing_failures_and_kills_every_other_refusal(status, code, kind):
+    from parley.client._errors import build_error
+    from parley.client._outbox_rules import verdict
+
+    found = verdict(status, build_error(code, "m", status=status), 2.0)
+    assert (found.kind, found.code, found.status, found.delay) == (kind, code, status, 2.0)
+    assert found.error == f"HTTP {status} {code}: m"

@@ -1,7 +1,8 @@
 """A client process for the outbox crash tests (``python -m tests.reliability.outbox_child …``).
 
 ``drain PATH URL TOKEN [--hold before|after N]``: drains the outbox with
-the blocking client and prints ``settled <state> <client_id>`` per row. With
+the blocking client and prints ``settled <state> <client_id>`` per settled
+row and ``retry <error_code> <client_id>`` per transient failure. With
 ``--hold after N`` it stops dead right after the server answered the Nth
 send, before the outbox records that answer, prints ``held`` and waits to be
 killed (the window a crash must survive); ``--hold before N`` stops after the
@@ -51,7 +52,11 @@ class Holding(httpx.BaseTransport):
 def drain(path: str, url: str, token: str, hold: list[str]) -> int:
     transport = Holding(hold[0], int(hold[1])) if hold else None
     with Outbox(path, patience=30) as box, Parley(url, token, transport=transport) as client:
-        result = box.drain(client, on_settled=lambda row: print(f"settled {row.state} {row.client_id}", flush=True))
+        result = box.drain(
+            client,
+            on_settled=lambda row: print(f"settled {row.state} {row.client_id}", flush=True),
+            on_retry=lambda row: print(f"retry {row.error_code} {row.client_id}", flush=True),
+        )
     print(f"result delivered={len(result.delivered)} dead={len(result.dead)} pending={result.pending}", flush=True)
     return 0 if result.pending == 0 else 1
 
