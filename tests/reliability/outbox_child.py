@@ -9,7 +9,7 @@ killed (the window a crash must survive); ``--hold before N`` stops after the
 Nth row is marked ``inflight``, before it is sent.
 
 ``enqueue PATH CHANNEL TAG N SHARED``: waits for ``go`` on stdin (so several
-processes start together), enqueues N messages ``TAG-i`` and one with the
+processes start together), opens the outbox, enqueues N messages ``TAG-i`` and one with the
 shared msg_id ``SHARED``, prints ``id <client_id>`` per row and
 ``shared <outcome>``.
 """
@@ -62,8 +62,8 @@ def drain(path: str, url: str, token: str, hold: list[str]) -> int:
 
 
 def enqueue(path: str, channel: str, tag: str, count: int, shared: str) -> int:
-    with Outbox(path) as box:
-        assert sys.stdin.readline().strip() == "go"
+    assert sys.stdin.readline().strip() == "go"
+    with Outbox(path) as box:  # opened (and maybe created) only once all are released
         for i in range(count):
             print(f"id {box.enqueue(channel, {'body': f'{tag}-{i}'})}", flush=True)
         print(f"shared {box.accept(channel, {'body': 'shared', 'msg_id': shared}).outcome}", flush=True)

@@ -104,8 +104,7 @@ def test_posts_made_during_an_outage_queue_up_and_drain_in_order_when_parley_ret
 
 
 def test_eight_processes_enqueue_into_one_file_without_losing_or_duplicating_a_row(tmp_path):
-    path = tmp_path / "outbox.db"
-    Outbox(path).close()
+    path = tmp_path / "fresh" / "outbox.db"  # created by the racing writers themselves
     shared = new_ulid()
     children = [outbox_child("enqueue", str(path), "work", f"w{n}", "40", shared) for n in range(8)]
     for child in children:
