@@ -243,6 +243,10 @@ class Outbox:
                 raise OutboxStateError(
                     f"row {client_id} is {row.state}; only dead or aborted rows can be requeued"
                 )
+            if row.superseded_by is not None:
+                raise OutboxStateError(
+                    f"row {client_id} was requeued as {row.superseded_by}; requeue that row instead"
+                )
             if not new_client_id:
                 self.store.set_state(db, client_id, "pending", next_attempt_at=0, aborted_at=None)
                 return client_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from parley.client import Actions, AsyncParley, Outbox, new_ulid
+from parley.client import Actions, AsyncParley, Outbox, OutboxStateError, new_ulid
 from tests.client import Faulty, is_post
 from tests.support.server import running_server, test_settings
 
@@ -123,6 +123,8 @@ async def test_requeue_with_a_new_client_id_sends_a_new_row_and_aborts_the_old(l
         assert new.request["msg_id"] == fresh and new.idempotency_key != old.idempotency_key
         assert (await box.drain(client)).delivered == [fresh]
         assert [m["body"] for m in await _messages(client, "work")] == ["original", "clashes"]
+        with pytest.raises(OutboxStateError, match=f"requeued as {fresh}"):
+            box.requeue(cid)  # the old row must never come back beside its successor
 
 
 async def test_abort_keeps_a_row_from_being_sent(live, box):
