@@ -23,7 +23,6 @@ a coroutine for :class:`AsyncParley`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import time
@@ -95,6 +94,8 @@ class _DrainLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
+        import fcntl  # POSIX only (ADR-0018); imported here so `import parley.client` works everywhere
+
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
