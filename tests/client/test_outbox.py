@@ -7,6 +7,8 @@ subprocess servers in tests/reliability/test_outbox_crash.py.
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -25,6 +27,13 @@ async def live(sqlite_url):
 def box(tmp_path):
     with Outbox(tmp_path / "outbox.db", patience=10) as outbox:
         yield outbox
+
+
+def _nobody_listening() -> str:
+    """The URL of a loopback port that was free a moment ago (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 async def _messages(client: AsyncParley, channel: str) -> list[dict]:
@@ -101,7 +110,7 @@ async def test_503_with_retry_after_is_retried_then_delivered(live, box):
 async def test_a_server_that_stays_down_leaves_rows_pending_after_patience(tmp_path):
     with Outbox(tmp_path / "o.db", patience=0.5) as box:
         cid = box.enqueue("work", {"body": "nobody home"})
-        async with AsyncParley("http://127.0.0.1:9", "tok-a") as client:  # port 9: nothing listens
+        async with AsyncParley(_nobody_listening(), "tok-a") as client:
             result = await box.drain(client)
         assert (result.delivered, result.pending) == ([], 1)
         row = box.get(cid)
@@ -145,7 +154,7 @@ async def test_deliver_sends_the_lane_up_to_the_row_or_reports_queued(live, box)
         delivery = await box.deliver(client, second)
         assert (delivery.outcome, delivery.row.cursor) == ("delivered", 2)
         assert box.get(first).state == "done"
-    async with AsyncParley("http://127.0.0.1:9", "tok-a") as down:
+    async with AsyncParley(_nobody_listening(), "tok-a") as down:
         third = box.enqueue("work", {"body": "third"})
         assert (await box.deliver(down, third)).outcome == "queued"
         assert box.get(third).state == "pending"
