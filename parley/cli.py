@@ -137,6 +137,9 @@ main.add_command(cli_token.token)
 from .cli_bench import bench  # noqa: E402
 
 main.add_command(bench)
+from .cli_outbox import outbox  # noqa: E402
+
+main.add_command(outbox)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,11 +18,15 @@ Errors are the classes of :mod:`parley.errors` rebuilt from the wire code, so
 Sessions: ``start_session`` / ``continue_session`` on both clients, and
 ``ResumableSession.open(path, client)`` which persists
 ``(sessionId, continuationToken)`` to a JSON file after every turn.
+
+Outbox: ``Outbox(path).enqueue(channel, message)`` keeps a post on disk until
+``drain(client)`` delivers it exactly once (docs/outbox.md, ADR-0018).
 """
 
 from ._async import AsyncParley, SSETail, WSTail, new_idempotency_key, new_ulid
 from ._errors import *  # noqa: F403 - the error tree, re-exported
 from ._errors import __all__ as _error_names
+from ._outbox import Accepted, Delivery, DrainResult, Outbox, OutboxConflict, OutboxStateError
 from ._sessions import (
     Actions,
     AsyncResumableSession,
@@ -35,9 +39,15 @@ from ._sessions import (
 from ._sync import Parley
 
 __all__ = [
+    "Accepted",
     "Actions",
     "AsyncParley",
     "AsyncResumableSession",
+    "Delivery",
+    "DrainResult",
+    "Outbox",
+    "OutboxConflict",
+    "OutboxStateError",
     "Parley",
     "Pending",
     "ResumableSession",
