@@ -60,6 +60,7 @@ def new_ulid() -> str:
 
 
 def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` (uuid4); reuse it when resending the same logical write."""
     return str(uuid.uuid4())
 
 
@@ -449,6 +450,7 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
 
     @property
     def retries(self) -> int:
+        """How many times a failed request is retried (``retries=`` of the constructor)."""
         return self.policy.retries
 
     async def __aenter__(self) -> AsyncParley:
@@ -458,6 +460,7 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool (``async with AsyncParley(...)`` does it for you)."""
         if self._owns_http:
             await self._http.aclose()
 
@@ -713,6 +716,7 @@ class SSETail:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop tailing and close the stream (``async with`` does it for you)."""
         if self._gen is not None:
             await cast(Any, self._gen).aclose()
 

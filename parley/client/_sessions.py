@@ -117,20 +117,24 @@ class Actions:
 
     @staticmethod
     def subscribe(channel: str, from_: str | int = "head") -> dict[str, Any]:
+        """Deliver ``channel``'s messages after ``from_``: ``"head"`` (new only), ``"start"`` or a cursor."""
         return {"subscribe": {"channel": channel, "from": from_}}
 
     @staticmethod
     def unsubscribe(channel: str) -> dict[str, Any]:
+        """Stop delivering ``channel`` (a no-op if not subscribed)."""
         return {"unsubscribe": {"channel": channel}}
 
     @staticmethod
     def append(channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Append a message (as ``client.append``; ``msg_id`` minted now, so a resent turn is identical)."""
         from ._async import _message
 
         return {"append": {"channel": channel, "message": _message(message, fields, type="note")}}
 
     @staticmethod
     def claim(channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Claim ``target`` (as ``client.claim``)."""
         from ._async import _claim_message
 
         return {"claim": {"channel": channel, "message": _claim_message(target, message, fields, f"claiming {target}")}}
@@ -144,6 +148,7 @@ class Actions:
         /,
         **fields: Any,
     ) -> dict[str, Any]:
+        """Hand the claim of ``target`` to ``assignee`` (as ``client.reassign``)."""
         from ._async import _assignee, _claim_message
 
         msg = _claim_message(target, message, fields, f"reassigning {target}")
@@ -151,6 +156,7 @@ class Actions:
 
     @staticmethod
     def done(channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Resolve the claim of ``target`` (as ``client.done``)."""
         from ._async import _claim_message
 
         return {"done": {"channel": channel, "message": _claim_message(target, message, fields, f"done {target}")}}
@@ -356,9 +362,11 @@ class SessionFile:
         self.path = Path(path)
 
     def exists(self) -> bool:
+        """Is there a saved state?"""
         return self.path.exists()
 
     def load(self) -> SessionState | None:
+        """The saved state, or None when there is no file."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -366,6 +374,7 @@ class SessionFile:
         return SessionState.from_json(json.loads(text))
 
     def save(self, state: SessionState) -> None:
+        """Replace the file with ``state`` atomically (temp file, fsync, ``os.replace``)."""
         directory = self.path.parent if str(self.path.parent) else Path(".")
         directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode("utf-8")
@@ -385,6 +394,7 @@ class SessionFile:
         _fsync_dir(directory)
 
     def delete(self) -> None:
+        """Remove the file (no error if it is already gone)."""
         try:
             self.path.unlink()
         except FileNotFoundError:
@@ -572,6 +582,7 @@ class AsyncResumableSession(_ResumableBase):
     def open(
         cls, path: str | os.PathLike[str], client: Any, *, handler: str | None = None
     ) -> AsyncResumableSession:
+        """Resume the session recorded at ``path`` if the file exists, else start one on the first turn."""
         return cls(path, client, handler=handler)
 
     async def _send(self, pending: Pending) -> SessionTurn:

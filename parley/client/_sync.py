@@ -71,6 +71,7 @@ class Parley(_sessions.SyncSessionsMixin):
 
     @property
     def retries(self) -> int:
+        """How many times a failed request is retried (``retries=`` of the constructor)."""
         return self.policy.retries
 
     def __enter__(self) -> Parley:
@@ -80,6 +81,7 @@ class Parley(_sessions.SyncSessionsMixin):
         self.close()
 
     def close(self) -> None:
+        """Close the connection pool (``with Parley(...) as client`` does it for you)."""
         if self._owns_http:
             self._http.close()
 
