@@ -111,7 +111,10 @@ class ServiceUnavailable(Retryable):
 FAMILIES: tuple[type[ParleyError], ...] = (Refused, Conflict, Retryable, ServiceUnavailable)
 
 
-def _leaf(name: str, code: str, status: int, default: str = "", base: type[ParleyError] | None = None) -> type[ParleyError]:
+def _leaf(
+    name: str, code: str, status: int, default: str = "", base: type[ParleyError] | None = None
+) -> type[ParleyError]:
+    """A leaf class; its family follows from the status unless ``base`` is given."""
     if base is None:
         base = Conflict if status == 409 else Refused if 400 <= status < 500 else ParleyError
     return type(name, (base,), {"code": code, "status": status, "default_message": default})

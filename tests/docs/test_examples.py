@@ -168,4 +168,5 @@ def test_every_example_of_the_page_runs(path: Path, tmp_path: Path) -> None:
                 failures.append(failure)
             if block.lang in SHELL:
                 shell_vars += assignments(block.code)
-    assert not failures, "\n\n".join(failures)
+    hint = "\n\n(fix the example, or mark a block that cannot run as ```python no-run / ```sh no-run)"
+    assert not failures, "\n\n".join(failures) + hint
