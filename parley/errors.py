@@ -7,37 +7,47 @@ class with :func:`error_class_for`, so ``except ChannelFull`` works across
 the network.
 
     ParleyError
-    ├── InvalidChannelName      400 invalid_channel_name
-    ├── InvalidMessage          400 invalid_message (+ issues)
-    ├── InvalidCursor           400 invalid_cursor
-    ├── ArtifactIntegrity       400 artifact_integrity
-    ├── InvalidRequest          400 invalid_request
-    ├── InvalidJson             400 invalid_json
-    ├── MissingToken            400 missing_token
-    ├── MissingSession          400 missing_session
-    ├── Unauthorized            401 unauthorized
-    ├── Forbidden               403 forbidden
-    ├── UnknownChannel          404 unknown_channel
-    ├── UnknownSession          404 unknown_session
-    ├── NotFound                404 not_found
-    ├── MethodNotAllowed        405 method_not_allowed
-    ├── ChannelExists           409 channel_exists
-    ├── DuplicatePost           409 duplicate_post
-    ├── ChannelFull             409 channel_full
-    ├── ChannelLimit            409 channel_limit
-    ├── ChannelArchived         409 channel_archived
-    ├── MsgIdConflict           409 msg_id_conflict
-    ├── IdempotencyConflict     409 idempotency_conflict
-    ├── StaleToken              409 stale_token
-    ├── TurnInFlight            409 turn_in_flight
-    ├── SessionLimit            409 session_limit
-    ├── ArtifactTooLarge        413 artifact_too_large
-    ├── PayloadTooLarge         413 payload_too_large
-    ├── UpgradeRequired         426 upgrade_required
-    ├── RateLimited             429 rate_limited (+ retry_after)
-    ├── InternalError           500 internal_error
-    ├── StreamCapacity          503 stream_capacity (+ retry_after)
-    └── Unavailable             503 unavailable (+ retry_after)
+    ├── Refused                     4xx: the request is wrong or not allowed; fix it, do not resend it as is
+    │   ├── InvalidChannelName      400 invalid_channel_name
+    │   ├── InvalidMessage          400 invalid_message (+ issues)
+    │   ├── InvalidCursor           400 invalid_cursor
+    │   ├── ArtifactIntegrity       400 artifact_integrity
+    │   ├── InvalidRequest          400 invalid_request
+    │   ├── InvalidJson             400 invalid_json
+    │   ├── MissingToken            400 missing_token
+    │   ├── MissingSession          400 missing_session
+    │   ├── Unauthorized            401 unauthorized
+    │   ├── Forbidden               403 forbidden
+    │   ├── UnknownChannel          404 unknown_channel
+    │   ├── UnknownSession          404 unknown_session
+    │   ├── NotFound                404 not_found
+    │   ├── MethodNotAllowed        405 method_not_allowed
+    │   ├── ArtifactTooLarge        413 artifact_too_large
+    │   ├── PayloadTooLarge         413 payload_too_large
+    │   ├── UpgradeRequired         426 upgrade_required
+    │   └── Conflict                409: the current state forbids it (exists, full, taken, stale…)
+    │       ├── ChannelExists       409 channel_exists
+    │       ├── DuplicatePost       409 duplicate_post
+    │       ├── ChannelFull         409 channel_full
+    │       ├── ChannelLimit        409 channel_limit
+    │       ├── ChannelArchived     409 channel_archived
+    │       ├── MsgIdConflict       409 msg_id_conflict
+    │       ├── IdempotencyConflict 409 idempotency_conflict
+    │       ├── StaleToken          409 stale_token
+    │       ├── TurnInFlight        409 turn_in_flight
+    │       └── SessionLimit        409 session_limit
+    ├── Retryable                   nothing was applied; the same request may succeed after ``retry_after``
+    │   ├── RateLimited             429 rate_limited (+ retry_after)
+    │   └── ServiceUnavailable      503: the server cannot take it right now
+    │       ├── StreamCapacity      503 stream_capacity (+ retry_after)
+    │       └── Unavailable         503 unavailable (+ retry_after)
+    └── InternalError               500 internal_error
+
+The families (``Refused``, ``Conflict``, ``Retryable``,
+``ServiceUnavailable``) have no wire code of their own: they let a caller
+write ``except Retryable`` or ``except Refused`` instead of listing leaves.
+Every leaf keeps its code, status and name (ADR-0020); tests/unit/
+test_error_tree.py checks this drawing against the classes.
 """
 
 from __future__ import annotations
@@ -79,8 +89,35 @@ class ParleyError(Exception):
         return str(max(1, math.ceil(self.retry_after)))
 
 
-def _leaf(name: str, code: str, status: int, default: str = "") -> type[ParleyError]:
-    return type(name, (ParleyError,), {"code": code, "status": status, "default_message": default})
+# -- families: no wire code of their own (so they are not in ERROR_CLASSES) -------------
+
+
+class Refused(ParleyError):
+    """A 4xx: the request is malformed, unauthorised or aimed at nothing; resending it unchanged fails again."""
+
+
+class Conflict(Refused):
+    """A 409: the request is well formed but the current state forbids it."""
+
+
+class Retryable(ParleyError):
+    """The server applied nothing; the same request may succeed later (see ``retry_after``)."""
+
+
+class ServiceUnavailable(Retryable):
+    """A 503: the server cannot take the request right now (capacity, database, shutdown)."""
+
+
+FAMILIES: tuple[type[ParleyError], ...] = (Refused, Conflict, Retryable, ServiceUnavailable)
+
+
+def _leaf(
+    name: str, code: str, status: int, default: str = "", base: type[ParleyError] | None = None
+) -> type[ParleyError]:
+    """A leaf class; its family follows from the status unless ``base`` is given."""
+    if base is None:
+        base = Conflict if status == 409 else Refused if 400 <= status < 500 else ParleyError
+    return type(name, (base,), {"code": code, "status": status, "default_message": default})
 
 
 InvalidChannelName = _leaf("InvalidChannelName", "invalid_channel_name", 400)
@@ -123,15 +160,17 @@ SessionLimit = _leaf("SessionLimit", "session_limit", 409)
 ArtifactTooLarge = _leaf("ArtifactTooLarge", "artifact_too_large", 413)
 PayloadTooLarge = _leaf("PayloadTooLarge", "payload_too_large", 413, "request body too large")
 UpgradeRequired = _leaf("UpgradeRequired", "upgrade_required", 426, "websockets are disabled")
-RateLimited = _leaf("RateLimited", "rate_limited", 429)
+RateLimited = _leaf("RateLimited", "rate_limited", 429, base=Retryable)
 InternalError = _leaf("InternalError", "internal_error", 500, "internal server error")
 StreamCapacity = _leaf(
-    "StreamCapacity", "stream_capacity", 503, "too many concurrent streams; retry shortly"
+    "StreamCapacity", "stream_capacity", 503, "too many concurrent streams; retry shortly", base=ServiceUnavailable
 )
-Unavailable = _leaf("Unavailable", "unavailable", 503, "service unavailable; retry shortly")
+Unavailable = _leaf(
+    "Unavailable", "unavailable", 503, "service unavailable; retry shortly", base=ServiceUnavailable
+)
 
 
-class InvalidMessage(ParleyError):
+class InvalidMessage(Refused):
     """Validation failed; ``issues`` lists every problem found."""
 
     code = "invalid_message"
@@ -141,8 +180,11 @@ class InvalidMessage(ParleyError):
         super().__init__("Invalid message: " + "; ".join(issues), issues=list(issues))
 
 
+#: ``ParleyError`` and every leaf (each with its own wire code); the families are left out.
 ERROR_CLASSES: tuple[type[ParleyError], ...] = tuple(
-    cls for cls in list(globals().values()) if isinstance(cls, type) and issubclass(cls, ParleyError)
+    cls
+    for cls in list(globals().values())
+    if isinstance(cls, type) and issubclass(cls, ParleyError) and cls not in FAMILIES
 )
 
 STATUS_BY_CODE: dict[str, int] = {cls.code: cls.status for cls in ERROR_CLASSES if cls is not ParleyError}

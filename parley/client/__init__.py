@@ -5,7 +5,7 @@
     async with AsyncParley("http://127.0.0.1:4317", "tok-a") as client:
         await client.create_channel("war-room")
         await client.append("war-room", body="hello")          # type note, msg_id minted
-        async for page in client.read_all("war-room"):
+        async for message in client.iter_messages("war-room"):   # read_all: pages
             ...
         async with client.tail("war-room") as tail:             # SSE, resumes on reconnect
             async for item in tail:                              # {"cursor", "message"}
@@ -14,6 +14,10 @@
 Errors are the classes of :mod:`parley.errors` rebuilt from the wire code, so
 ``except ChannelFull`` works across the network; each keeps ``.code``,
 ``.status``, ``.message``, ``.issues`` and ``.retry_after``.
+
+Results are the server's JSON bodies as plain dicts, typed as the
+:class:`typing.TypedDict` s of :mod:`parley.client.types` (``Message``,
+``ReadPage``, ``AppendResult``, ``SessionTurn``…), re-exported here.
 
 Sessions: ``start_session`` / ``continue_session`` on both clients, and
 ``ResumableSession.open(path, client)`` which persists
@@ -37,6 +41,8 @@ from ._sessions import (
     turn_body,
 )
 from ._sync import Parley
+from .types import *  # noqa: F403 - the result types, re-exported
+from .types import __all__ as _type_names
 
 __all__ = [
     "Accepted",
@@ -59,4 +65,5 @@ __all__ = [
     "new_ulid",
     "turn_body",
     *_error_names,
+    *_type_names,
 ]

@@ -27,13 +27,25 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import httpx
 
 from . import _sessions
 from ._errors import ParleyError, TransportError, error_from_response, parse_retry_after
+from .types import (
+    AppendResult,
+    ChannelDescriptor,
+    ClaimEntry,
+    ClaimOutcome,
+    Health,
+    Message,
+    ReadPage,
+    StoredArtifact,
+    TailItem,
+    Token,
+)
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 DEFAULT_TIMEOUT = 30.0
@@ -48,6 +60,7 @@ def new_ulid() -> str:
 
 
 def new_idempotency_key() -> str:
+    """A fresh ``Idempotency-Key`` (uuid4); reuse it when resending the same logical write."""
     return str(uuid.uuid4())
 
 
@@ -135,6 +148,11 @@ def decode(call: Call, response: httpx.Response) -> Any:
     return _json_or_none(response)
 
 
+def stored_artifact(body: Any, status: int) -> StoredArtifact:
+    """The artifact PUT answer plus ``deduplicated`` (200: the bytes were already stored; 201: new)."""
+    return cast(StoredArtifact, {**body, "deduplicated": status == 200})
+
+
 # -- SSE ---------------------------------------------------------------------------
 
 
@@ -201,13 +219,13 @@ def _since(cursor: int | None) -> dict[str, str] | None:
     return None if cursor is None else {"since": str(cursor)}
 
 
-def tail_item(event: SSEEvent) -> dict[str, Any] | None:
+def tail_item(event: SSEEvent) -> TailItem | None:
     """``{"cursor", "message"}`` for a channel-stream frame (None for anything else)."""
     if event.event != "message" or event.data == "":
         return None
     message = json.loads(event.data)
     cursor = int(event.id) if event.id is not None and event.id.isdigit() else None
-    return {"cursor": cursor, "message": message}
+    return TailItem(cursor=cursor, message=message)
 
 
 # -- request builders (shared by both clients) -------------------------------------
@@ -432,6 +450,7 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
 
     @property
     def retries(self) -> int:
+        """How many times a failed request is retried (``retries=`` of the constructor)."""
         return self.policy.retries
 
     async def __aenter__(self) -> AsyncParley:
@@ -441,6 +460,7 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the connection pool (``async with AsyncParley(...)`` does it for you)."""
         if self._owns_http:
             await self._http.aclose()
 
@@ -494,7 +514,8 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
 
     # -- channels --------------------------------------------------------------
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Health:
+        """``GET /healthz`` → ``{"ok": True}`` while the server answers."""
         return await self._do(self._requests.health())
 
     async def create_channel(
@@ -504,43 +525,71 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
-    ) -> dict[str, Any]:
-        """``POST /channels`` → the descriptor (idempotent across retries)."""
+    ) -> ChannelDescriptor:
+        """``POST /channels`` → the descriptor (idempotent across retries).
+
+        Raises :class:`ChannelExists` if the name is taken (by anyone).
+        """
         extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
         return await self._do(self._requests.create_channel(channel, purpose, extra))
 
-    async def list_channels(self) -> list[dict[str, Any]]:
+    async def list_channels(self) -> list[ChannelDescriptor]:
+        """Every channel's descriptor."""
         return (await self._do(self._requests.list_channels()))["channels"]
 
-    async def describe(self, channel: str) -> dict[str, Any]:
+    async def describe(self, channel: str) -> ChannelDescriptor:
+        """One channel's descriptor (``head`` is its live cursor); :class:`UnknownChannel` if none."""
         return await self._do(self._requests.describe(channel))
 
     async def subscribe(self, channel: str) -> int:
         """The channel head (the cursor to read or tail from for future messages only)."""
         return (await self._do(self._requests.subscribe(channel)))["cursor"]
 
-    async def append(self, channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+    async def append(
+        self, channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> AppendResult:
         """Append a message → ``{"message", "cursor"}``.
+
+        Give the message as a dict, as keyword fields (``body="hi"``), or
+        both (the keywords win).
 
         ``type`` defaults to ``note`` and ``msg_id`` to a fresh ULID (kept
         across retries, so a retried append is never stored twice).
         """
         return await self._do(self._requests.append(channel, message, fields))
 
-    async def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> dict[str, Any]:
-        """One page ``{"messages", "cursor"}`` of messages strictly after ``cursor``."""
+    async def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> ReadPage:
+        """One page ``{"messages", "cursor"}`` of messages strictly after ``cursor``.
+
+        Pass the page's ``cursor`` to the next call; an empty page means caught up.
+        """
         return await self._do(self._requests.read(channel, cursor, limit))
 
     async def read_all(
         self, channel: str, cursor: int = 0, limit: int | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Every non-empty page after ``cursor``, until the first empty page (caught up)."""
+    ) -> AsyncIterator[ReadPage]:
+        """Every non-empty *page* after ``cursor``, until the first empty page (caught up).
+
+        Each page is a :class:`ReadPage` (``page["messages"]``,
+        ``page["cursor"]``); for the messages one by one use :meth:`iter_messages`.
+        """
         while True:
             page = await self.read(channel, cursor, limit)
             if not page["messages"]:
                 return
             yield page
             cursor = page["cursor"]
+
+    async def iter_messages(
+        self, channel: str, cursor: int = 0, limit: int | None = None
+    ) -> AsyncIterator[Message]:
+        """Every message after ``cursor``, one by one, until caught up (pages of ``limit`` underneath).
+
+        ``async for message in client.iter_messages("war-room"): print(message["body"])``
+        """
+        async for page in self.read_all(channel, cursor, limit):
+            for message in page["messages"]:
+                yield message
 
     async def claim(
         self,
@@ -552,8 +601,11 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         lease_ttl: int | None = None,
         heartbeat: bool | None = None,
         **fields: Any,
-    ) -> dict[str, Any]:
-        """First-write-wins claim → ``{"outcome": "granted"|"already_claimed", …}``."""
+    ) -> ClaimOutcome:
+        """First-write-wins claim of ``target`` → ``{"outcome": "granted"|"already_claimed", …}``.
+
+        ``lease_ttl`` (seconds) lets the claim expire unless renewed.
+        """
         fields = {**fields, "lease_ttl": lease_ttl, "heartbeat": heartbeat}
         return await self._do(self._requests.claim(channel, target, message, fields))
 
@@ -567,27 +619,30 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         *,
         lease_ttl: int | None = None,
         **fields: Any,
-    ) -> dict[str, Any]:
+    ) -> ClaimOutcome:
+        """Hand the claim of ``target`` to ``assignee`` (``(agent_id, owner)`` or a mapping)."""
         fields = {**fields, "lease_ttl": lease_ttl}
         return await self._do(self._requests.reassign(channel, target, assignee, message, fields))
 
     async def done(
         self, channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any
-    ) -> dict[str, Any]:
+    ) -> ClaimOutcome:
+        """Mark the claim of ``target`` resolved → ``granted``, ``already_claimed`` or ``not_held``."""
         return await self._do(self._requests.done(channel, target, message, fields))
 
-    async def claims(self, channel: str) -> list[dict[str, Any]]:
+    async def claims(self, channel: str) -> list[ClaimEntry]:
+        """The channel's live claims (expired leases left out)."""
         return (await self._do(self._requests.claims(channel)))["claims"]
 
-    async def archive(self, channel: str) -> dict[str, Any]:
+    async def archive(self, channel: str) -> ChannelDescriptor:
+        """Make the channel read-only (its owner only) → the descriptor, ``archived: True``."""
         return await self._do(self._requests.archive(channel))
 
-    async def put_artifact(self, channel: str, data: bytes, sha256: str | None = None) -> dict[str, Any]:
-        """Store a blob → ``{"uri", "sha256", "size", "deduplicated"}``."""
+    async def put_artifact(self, channel: str, data: bytes, sha256: str | None = None) -> StoredArtifact:
+        """Store a blob → ``{"uri", "sha256", "size", "deduplicated"}`` (``sha256`` computed if not given)."""
         call = self._requests.put_artifact(channel, data, sha256)
         response = await self._send(call)
-        body = decode(call, response)
-        return {**body, "deduplicated": response.status_code == 200}
+        return stored_artifact(decode(call, response), response.status_code)
 
     async def get_artifact(self, channel: str, sha256: str) -> bytes | None:
         """The blob's bytes, or None when the channel has no such blob."""
@@ -600,14 +655,16 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
 
     # -- admin -----------------------------------------------------------------
 
-    async def mint(self, agent_id: str, owner: str) -> dict[str, Any]:
+    async def mint(self, agent_id: str, owner: str) -> Token:
         """``{"token", "agent_id", "owner"}`` (the token is shown only once)."""
         return await self._do(self._requests.mint(agent_id, owner))
 
     async def revoke(self, *, agent_id: str | None = None, digest: str | None = None) -> bool:
+        """Revoke minted tokens (one by ``digest``, or all of ``agent_id``'s); True if any was."""
         return (await self._do(self._requests.revoke(agent_id, digest)))["revoked"]
 
-    async def rotate(self, agent_id: str, owner: str, *, digest: str | None = None) -> dict[str, Any]:
+    async def rotate(self, agent_id: str, owner: str, *, digest: str | None = None) -> Token:
+        """Mint a new token for the identity and revoke its old ones → the new token."""
         return await self._do(self._requests.rotate(agent_id, owner, digest))
 
     # -- live tails ------------------------------------------------------------
@@ -642,12 +699,12 @@ class SSETail:
         self.cursor = since
         self.reconnect = reconnect
         self.connections = 0
-        self._gen: Any = None
+        self._gen: AsyncIterator[TailItem] | None = None
 
     def __aiter__(self) -> SSETail:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> TailItem:
         if self._gen is None:
             self._gen = self._run()
         return await self._gen.__anext__()
@@ -659,10 +716,11 @@ class SSETail:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Stop tailing and close the stream (``async with`` does it for you)."""
         if self._gen is not None:
-            await self._gen.aclose()
+            await cast(Any, self._gen).aclose()
 
-    async def _run(self) -> AsyncIterator[dict[str, Any]]:
+    async def _run(self) -> AsyncIterator[TailItem]:
         client = self.client
         if self.cursor is None:
             self.cursor = await client.subscribe(self.channel)
@@ -788,7 +846,7 @@ class WSTail:
     def __aiter__(self) -> WSTail:
         return self
 
-    async def __anext__(self) -> dict[str, Any]:
+    async def __anext__(self) -> TailItem:
         import trio_websocket
 
         if self._ws is None:
@@ -801,7 +859,7 @@ class WSTail:
                     raise StopAsyncIteration from exc
                 await self._connect()
                 continue
-            frame = json.loads(text)
+            frame: TailItem = json.loads(text)
             if frame.get("cursor") is not None:
                 self.cursor = frame["cursor"]
             return frame

@@ -7,7 +7,14 @@ was raised in-process or came back over HTTP. :func:`error_from_response`
 rebuilds the leaf from the envelope ``{"error": {"code", "message",
 "issues"?}}`` with :func:`parley.errors.error_class_for` and keeps
 ``.code``, ``.status``, ``.message``, ``.issues`` and ``.retry_after`` (from
-the ``Retry-After`` header, in seconds).
+the ``Retry-After`` header, in seconds). The families of
+:mod:`parley.errors` (``Refused`` ⊃ ``Conflict``, ``Retryable`` ⊃
+``ServiceUnavailable``) are here too: ``except Retryable`` catches every
+429/503 however it was raised.
+
+:class:`TransportError` (no answer at all, retries exhausted) is SDK-only
+and sits directly under ``ParleyError``: whether the request was applied is
+unknown, so it is neither ``Refused`` nor ``Retryable``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any
 
 from ..errors import (
     ERROR_CLASSES,
+    FAMILIES,
     STATUS_BY_CODE,
     ArtifactIntegrity,
     ArtifactTooLarge,
@@ -26,6 +34,7 @@ from ..errors import (
     ChannelExists,
     ChannelFull,
     ChannelLimit,
+    Conflict,
     DuplicatePost,
     Forbidden,
     IdempotencyConflict,
@@ -43,6 +52,9 @@ from ..errors import (
     ParleyError,
     PayloadTooLarge,
     RateLimited,
+    Refused,
+    Retryable,
+    ServiceUnavailable,
     SessionLimit,
     StaleToken,
     StreamCapacity,
@@ -139,6 +151,7 @@ def error_from_response(status: int, content: bytes, headers: Mapping[str, str] 
 
 __all__ = [
     "ERROR_CLASSES",
+    "FAMILIES",
     "HTTP_ERROR",
     "STATUS_BY_CODE",
     "ArtifactIntegrity",
@@ -147,6 +160,7 @@ __all__ = [
     "ChannelExists",
     "ChannelFull",
     "ChannelLimit",
+    "Conflict",
     "DuplicatePost",
     "Forbidden",
     "IdempotencyConflict",
@@ -164,6 +178,9 @@ __all__ = [
     "ParleyError",
     "PayloadTooLarge",
     "RateLimited",
+    "Refused",
+    "Retryable",
+    "ServiceUnavailable",
     "SessionLimit",
     "StaleToken",
     "StreamCapacity",

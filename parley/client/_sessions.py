@@ -29,10 +29,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import quote
 
 from ._errors import ParleyError, parse_retry_after
+from .types import SessionClosed, SessionDescription, SessionTurn
+
+if TYPE_CHECKING:
+    from ._async import AsyncParley
+    from ._sync import Parley
 
 FILE_VERSION = 1
 
@@ -112,20 +117,24 @@ class Actions:
 
     @staticmethod
     def subscribe(channel: str, from_: str | int = "head") -> dict[str, Any]:
+        """Deliver ``channel``'s messages after ``from_``: ``"head"`` (new only), ``"start"`` or a cursor."""
         return {"subscribe": {"channel": channel, "from": from_}}
 
     @staticmethod
     def unsubscribe(channel: str) -> dict[str, Any]:
+        """Stop delivering ``channel`` (a no-op if not subscribed)."""
         return {"unsubscribe": {"channel": channel}}
 
     @staticmethod
     def append(channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Append a message (as ``client.append``; ``msg_id`` minted now, so a resent turn is identical)."""
         from ._async import _message
 
         return {"append": {"channel": channel, "message": _message(message, fields, type="note")}}
 
     @staticmethod
     def claim(channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Claim ``target`` (as ``client.claim``)."""
         from ._async import _claim_message
 
         return {"claim": {"channel": channel, "message": _claim_message(target, message, fields, f"claiming {target}")}}
@@ -139,6 +148,7 @@ class Actions:
         /,
         **fields: Any,
     ) -> dict[str, Any]:
+        """Hand the claim of ``target`` to ``assignee`` (as ``client.reassign``)."""
         from ._async import _assignee, _claim_message
 
         msg = _claim_message(target, message, fields, f"reassigning {target}")
@@ -146,6 +156,7 @@ class Actions:
 
     @staticmethod
     def done(channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+        """Resolve the claim of ``target`` (as ``client.done``)."""
         from ._async import _claim_message
 
         return {"done": {"channel": channel, "message": _claim_message(target, message, fields, f"done {target}")}}
@@ -161,7 +172,7 @@ def _contended_wait(response: Any) -> float:
 class AsyncSessionsMixin:
     """Session methods of :class:`parley.client.AsyncParley`."""
 
-    async def _turn(self, spec: RequestSpec, retry_contended: bool) -> dict[str, Any]:
+    async def _turn(self, spec: RequestSpec, retry_contended: bool) -> SessionTurn:
         from ._async import _sleep, decode
 
         call = self._requests.session(spec)  # type: ignore[attr-defined]
@@ -189,8 +200,12 @@ class AsyncSessionsMixin:
         handler: str | None = None,
         idempotency_key: str | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """``POST /v1/session`` → the first turn response (``sessionId``, ``continuationToken``, …)."""
+    ) -> SessionTurn:
+        """``POST /v1/session`` → the first turn response (``sessionId``, ``continuationToken``, …).
+
+        ``actions`` are built with :class:`Actions`; ``wait`` (seconds) parks
+        the turn until a subscribed channel delivers a message.
+        """
         payload = dict(body) if body is not None else turn_body(actions, wait=wait, max_messages=max_messages, handler=handler)
         return await self._turn(start_spec(payload, idempotency_key or new_key()), retry_contended=False)
 
@@ -205,23 +220,29 @@ class AsyncSessionsMixin:
         idempotency_key: str | None = None,
         body: Mapping[str, Any] | None = None,
         retry_contended: bool = True,
-    ) -> dict[str, Any]:
-        """``POST /v1/session/{id}/message`` → the turn response (present its ``continuationToken`` next)."""
+    ) -> SessionTurn:
+        """``POST /v1/session/{id}/message`` → the turn response (present its ``continuationToken`` next).
+
+        A ``contended`` answer is retried after its ``Retry-After`` unless
+        ``retry_contended=False``.
+        """
         payload = dict(body) if body is not None else turn_body(actions, wait=wait, max_messages=max_messages)
         spec = continue_spec(session_id, continuation_token, payload, idempotency_key or new_key())
         return await self._turn(spec, retry_contended)
 
-    async def describe_session(self, session_id: str) -> dict[str, Any]:
+    async def describe_session(self, session_id: str) -> SessionDescription:
+        """``GET /v1/session/{id}``: owner, handler, turns, subscriptions, status (never a token)."""
         return await self._do(self._requests.session(describe_spec(session_id)))  # type: ignore[attr-defined]
 
-    async def close_session(self, session_id: str, continuation_token: str) -> dict[str, Any]:
+    async def close_session(self, session_id: str, continuation_token: str) -> SessionClosed:
+        """``DELETE /v1/session/{id}`` → ``{"closed": True}``; later requests get :class:`UnknownSession`."""
         return await self._do(self._requests.session(close_spec(session_id, continuation_token)))  # type: ignore[attr-defined]
 
 
 class SyncSessionsMixin:
     """Session methods of :class:`parley.client.Parley` (same semantics, blocking)."""
 
-    def _turn(self, spec: RequestSpec, retry_contended: bool) -> dict[str, Any]:
+    def _turn(self, spec: RequestSpec, retry_contended: bool) -> SessionTurn:
         import time
 
         from ._async import decode
@@ -251,7 +272,8 @@ class SyncSessionsMixin:
         handler: str | None = None,
         idempotency_key: str | None = None,
         body: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionTurn:
+        """``POST /v1/session`` → the first turn response (see ``AsyncParley.start_session``)."""
         payload = dict(body) if body is not None else turn_body(actions, wait=wait, max_messages=max_messages, handler=handler)
         return self._turn(start_spec(payload, idempotency_key or new_key()), retry_contended=False)
 
@@ -266,15 +288,18 @@ class SyncSessionsMixin:
         idempotency_key: str | None = None,
         body: Mapping[str, Any] | None = None,
         retry_contended: bool = True,
-    ) -> dict[str, Any]:
+    ) -> SessionTurn:
+        """``POST /v1/session/{id}/message`` → the turn response (present its ``continuationToken`` next)."""
         payload = dict(body) if body is not None else turn_body(actions, wait=wait, max_messages=max_messages)
         spec = continue_spec(session_id, continuation_token, payload, idempotency_key or new_key())
         return self._turn(spec, retry_contended)
 
-    def describe_session(self, session_id: str) -> dict[str, Any]:
+    def describe_session(self, session_id: str) -> SessionDescription:
+        """``GET /v1/session/{id}``: owner, handler, turns, subscriptions, status (never a token)."""
         return self._do(self._requests.session(describe_spec(session_id)))  # type: ignore[attr-defined]
 
-    def close_session(self, session_id: str, continuation_token: str) -> dict[str, Any]:
+    def close_session(self, session_id: str, continuation_token: str) -> SessionClosed:
+        """``DELETE /v1/session/{id}`` → ``{"closed": True}``."""
         return self._do(self._requests.session(close_spec(session_id, continuation_token)))  # type: ignore[attr-defined]
 
 
@@ -337,9 +362,11 @@ class SessionFile:
         self.path = Path(path)
 
     def exists(self) -> bool:
+        """Is there a saved state?"""
         return self.path.exists()
 
     def load(self) -> SessionState | None:
+        """The saved state, or None when there is no file."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -347,6 +374,7 @@ class SessionFile:
         return SessionState.from_json(json.loads(text))
 
     def save(self, state: SessionState) -> None:
+        """Replace the file with ``state`` atomically (temp file, fsync, ``os.replace``)."""
         directory = self.path.parent if str(self.path.parent) else Path(".")
         directory.mkdir(parents=True, exist_ok=True)
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode("utf-8")
@@ -366,6 +394,7 @@ class SessionFile:
         _fsync_dir(directory)
 
     def delete(self) -> None:
+        """Remove the file (no error if it is already gone)."""
         try:
             self.path.unlink()
         except FileNotFoundError:
@@ -400,9 +429,9 @@ class _ResumableBase:
         self.resumed = loaded is not None
         self.state = loaded or SessionState()
         #: The answer of a recorded turn that was resent before a different turn (see ``turn``).
-        self.recovered: dict[str, Any] | None = None
+        self.recovered: SessionTurn | None = None
         #: The last turn response.
-        self.last: dict[str, Any] | None = None
+        self.last: SessionTurn | None = None
 
     @property
     def session_id(self) -> str | None:
@@ -435,7 +464,7 @@ class _ResumableBase:
         self.state.pending = pending
         self.file.save(self.state)
 
-    def _commit(self, response: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, response: SessionTurn) -> SessionTurn:
         self.state.pending = None
         if response.get("status") != "contended":
             self.state.session_id = response.get("sessionId", self.state.session_id)
@@ -469,6 +498,16 @@ class ResumableSession(_ResumableBase):
     its answer is kept in :attr:`recovered` and the new turn runs.
     """
 
+    @overload
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], client: AsyncParley, *, handler: str | None = None
+    ) -> AsyncResumableSession: ...
+
+    @overload
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], client: Parley, *, handler: str | None = None) -> ResumableSession: ...
+
     @classmethod
     def open(
         cls, path: str | os.PathLike[str], client: Any, *, handler: str | None = None
@@ -484,7 +523,7 @@ class ResumableSession(_ResumableBase):
             return AsyncResumableSession(path, client, handler=handler)
         return cls(path, client, handler=handler)
 
-    def _send(self, pending: Pending) -> dict[str, Any]:
+    def _send(self, pending: Pending) -> SessionTurn:
         self._record(pending)
         spec = self._spec(pending)
         try:
@@ -494,7 +533,7 @@ class ResumableSession(_ResumableBase):
             raise
         return self._commit(response)
 
-    def recover(self) -> dict[str, Any] | None:
+    def recover(self) -> SessionTurn | None:
         """Resend the recorded turn (if any) and return its answer."""
         if self.state.pending is None:
             return None
@@ -507,7 +546,8 @@ class ResumableSession(_ResumableBase):
         *,
         wait: int | None = None,
         max_messages: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionTurn:
+        """Run one turn (resending a recorded unanswered one first; see the class docstring)."""
         body = turn_body(actions, wait=wait, max_messages=max_messages)
         pending = self.state.pending
         if pending is not None:
@@ -518,12 +558,13 @@ class ResumableSession(_ResumableBase):
             self.recovered = response
         return self._send(self._next(body))
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> SessionDescription:
+        """The server's description of this session (``ValueError`` before the first turn)."""
         if self.state.session_id is None:
             raise ValueError("no session yet")
         return self.client.describe_session(self.state.session_id)
 
-    def close(self) -> dict[str, Any] | None:
+    def close(self) -> SessionClosed | None:
         """Close the session on the server and delete the file."""
         result = None
         if self.state.pending is not None:
@@ -541,9 +582,10 @@ class AsyncResumableSession(_ResumableBase):
     def open(
         cls, path: str | os.PathLike[str], client: Any, *, handler: str | None = None
     ) -> AsyncResumableSession:
+        """Resume the session recorded at ``path`` if the file exists, else start one on the first turn."""
         return cls(path, client, handler=handler)
 
-    async def _send(self, pending: Pending) -> dict[str, Any]:
+    async def _send(self, pending: Pending) -> SessionTurn:
         self._record(pending)
         spec = self._spec(pending)
         try:
@@ -553,7 +595,8 @@ class AsyncResumableSession(_ResumableBase):
             raise
         return self._commit(response)
 
-    async def recover(self) -> dict[str, Any] | None:
+    async def recover(self) -> SessionTurn | None:
+        """Resend the recorded turn (if any) and return its answer."""
         if self.state.pending is None:
             return None
         self.recovered = await self._send(self.state.pending)
@@ -565,7 +608,8 @@ class AsyncResumableSession(_ResumableBase):
         *,
         wait: int | None = None,
         max_messages: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> SessionTurn:
+        """Run one turn (resending a recorded unanswered one first; see the class docstring)."""
         body = turn_body(actions, wait=wait, max_messages=max_messages)
         pending = self.state.pending
         if pending is not None:
@@ -576,12 +620,14 @@ class AsyncResumableSession(_ResumableBase):
             self.recovered = response
         return await self._send(self._next(body))
 
-    async def describe(self) -> dict[str, Any]:
+    async def describe(self) -> SessionDescription:
+        """The server's description of this session (``ValueError`` before the first turn)."""
         if self.state.session_id is None:
             raise ValueError("no session yet")
         return await self.client.describe_session(self.state.session_id)
 
-    async def close(self) -> dict[str, Any] | None:
+    async def close(self) -> SessionClosed | None:
+        """Close the session on the server and delete the file."""
         result = None
         if self.state.pending is not None:
             await self.recover()

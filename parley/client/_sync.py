@@ -24,10 +24,23 @@ from ._async import (
     _seg,
     _since,
     decode,
+    stored_artifact,
     tail_item,
     transport_error,
 )
 from ._errors import ParleyError, error_from_response
+from .types import (
+    AppendResult,
+    ChannelDescriptor,
+    ClaimEntry,
+    ClaimOutcome,
+    Health,
+    Message,
+    ReadPage,
+    StoredArtifact,
+    TailItem,
+    Token,
+)
 
 
 class Parley(_sessions.SyncSessionsMixin):
@@ -58,6 +71,7 @@ class Parley(_sessions.SyncSessionsMixin):
 
     @property
     def retries(self) -> int:
+        """How many times a failed request is retried (``retries=`` of the constructor)."""
         return self.policy.retries
 
     def __enter__(self) -> Parley:
@@ -67,6 +81,7 @@ class Parley(_sessions.SyncSessionsMixin):
         self.close()
 
     def close(self) -> None:
+        """Close the connection pool (``with Parley(...) as client`` does it for you)."""
         if self._owns_http:
             self._http.close()
 
@@ -116,7 +131,8 @@ class Parley(_sessions.SyncSessionsMixin):
 
     # -- channels --------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
+        """``GET /healthz`` → ``{"ok": True}`` while the server answers."""
         return self._do(self._requests.health())
 
     def create_channel(
@@ -126,33 +142,54 @@ class Parley(_sessions.SyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> ChannelDescriptor:
+        """``POST /channels`` → the descriptor; :class:`ChannelExists` if the name is taken."""
         extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
         return self._do(self._requests.create_channel(channel, purpose, extra))
 
-    def list_channels(self) -> list[dict[str, Any]]:
+    def list_channels(self) -> list[ChannelDescriptor]:
+        """Every channel's descriptor."""
         return self._do(self._requests.list_channels())["channels"]
 
-    def describe(self, channel: str) -> dict[str, Any]:
+    def describe(self, channel: str) -> ChannelDescriptor:
+        """One channel's descriptor (``head`` is its live cursor); :class:`UnknownChannel` if none."""
         return self._do(self._requests.describe(channel))
 
     def subscribe(self, channel: str) -> int:
+        """The channel head (the cursor to read or tail from for future messages only)."""
         return self._do(self._requests.subscribe(channel))["cursor"]
 
-    def append(self, channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+    def append(self, channel: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> AppendResult:
+        """Append a message (a dict and/or keyword fields) → ``{"message", "cursor"}``.
+
+        ``type`` defaults to ``note`` and ``msg_id`` to a fresh ULID (kept
+        across retries, so a retried append is never stored twice).
+        """
         return self._do(self._requests.append(channel, message, fields))
 
-    def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> dict[str, Any]:
+    def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> ReadPage:
+        """One page ``{"messages", "cursor"}`` of messages strictly after ``cursor`` (empty: caught up)."""
         return self._do(self._requests.read(channel, cursor, limit))
 
-    def read_all(self, channel: str, cursor: int = 0, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every non-empty page after ``cursor``, until the first empty page."""
+    def read_all(self, channel: str, cursor: int = 0, limit: int | None = None) -> Iterator[ReadPage]:
+        """Every non-empty *page* after ``cursor``, until the first empty page (caught up).
+
+        For the messages one by one use :meth:`iter_messages`.
+        """
         while True:
             page = self.read(channel, cursor, limit)
             if not page["messages"]:
                 return
             yield page
             cursor = page["cursor"]
+
+    def iter_messages(self, channel: str, cursor: int = 0, limit: int | None = None) -> Iterator[Message]:
+        """Every message after ``cursor``, one by one, until caught up (pages of ``limit`` underneath).
+
+        ``for message in client.iter_messages("war-room"): print(message["body"])``
+        """
+        for page in self.read_all(channel, cursor, limit):
+            yield from page["messages"]
 
     def claim(
         self,
@@ -164,7 +201,8 @@ class Parley(_sessions.SyncSessionsMixin):
         lease_ttl: int | None = None,
         heartbeat: bool | None = None,
         **fields: Any,
-    ) -> dict[str, Any]:
+    ) -> ClaimOutcome:
+        """First-write-wins claim of ``target`` → ``{"outcome": "granted"|"already_claimed", …}``."""
         fields = {**fields, "lease_ttl": lease_ttl, "heartbeat": heartbeat}
         return self._do(self._requests.claim(channel, target, message, fields))
 
@@ -178,26 +216,31 @@ class Parley(_sessions.SyncSessionsMixin):
         *,
         lease_ttl: int | None = None,
         **fields: Any,
-    ) -> dict[str, Any]:
+    ) -> ClaimOutcome:
+        """Hand the claim of ``target`` to ``assignee`` (``(agent_id, owner)`` or a mapping)."""
         fields = {**fields, "lease_ttl": lease_ttl}
         return self._do(self._requests.reassign(channel, target, assignee, message, fields))
 
-    def done(self, channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> dict[str, Any]:
+    def done(self, channel: str, target: str, message: Mapping[str, Any] | None = None, /, **fields: Any) -> ClaimOutcome:
+        """Mark the claim of ``target`` resolved → ``granted``, ``already_claimed`` or ``not_held``."""
         return self._do(self._requests.done(channel, target, message, fields))
 
-    def claims(self, channel: str) -> list[dict[str, Any]]:
+    def claims(self, channel: str) -> list[ClaimEntry]:
+        """The channel's live claims (expired leases left out)."""
         return self._do(self._requests.claims(channel))["claims"]
 
-    def archive(self, channel: str) -> dict[str, Any]:
+    def archive(self, channel: str) -> ChannelDescriptor:
+        """Make the channel read-only (its owner only) → the descriptor, ``archived: True``."""
         return self._do(self._requests.archive(channel))
 
-    def put_artifact(self, channel: str, data: bytes, sha256: str | None = None) -> dict[str, Any]:
+    def put_artifact(self, channel: str, data: bytes, sha256: str | None = None) -> StoredArtifact:
+        """Store a blob → ``{"uri", "sha256", "size", "deduplicated"}`` (``sha256`` computed if not given)."""
         call = self._requests.put_artifact(channel, data, sha256)
         response = self._send(call)
-        body = decode(call, response)
-        return {**body, "deduplicated": response.status_code == 200}
+        return stored_artifact(decode(call, response), response.status_code)
 
     def get_artifact(self, channel: str, sha256: str) -> bytes | None:
+        """The blob's bytes, or None when the channel has no such blob."""
         try:
             return self._do(self._requests.get_artifact(channel, sha256))
         except ParleyError as error:
@@ -207,20 +250,23 @@ class Parley(_sessions.SyncSessionsMixin):
 
     # -- admin -----------------------------------------------------------------
 
-    def mint(self, agent_id: str, owner: str) -> dict[str, Any]:
+    def mint(self, agent_id: str, owner: str) -> Token:
+        """``{"token", "agent_id", "owner"}`` (the token is shown only once)."""
         return self._do(self._requests.mint(agent_id, owner))
 
     def revoke(self, *, agent_id: str | None = None, digest: str | None = None) -> bool:
+        """Revoke minted tokens (one by ``digest``, or all of ``agent_id``'s); True if any was."""
         return self._do(self._requests.revoke(agent_id, digest))["revoked"]
 
-    def rotate(self, agent_id: str, owner: str, *, digest: str | None = None) -> dict[str, Any]:
+    def rotate(self, agent_id: str, owner: str, *, digest: str | None = None) -> Token:
+        """Mint a new token for the identity and revoke its old ones → the new token."""
         return self._do(self._requests.rotate(agent_id, owner, digest))
 
     # -- live tail ---------------------------------------------------------------
 
-    def tail(self, channel: str, since: int | None = None, *, reconnect: bool = True) -> Iterator[dict[str, Any]]:
+    def tail(self, channel: str, since: int | None = None, *, reconnect: bool = True) -> Iterator[TailItem]:
         """Blocking SSE tail: yields ``{"cursor", "message"}`` forever (resumes with ``Last-Event-ID``)."""
-        cursor = since if since is not None else self.subscribe(channel)
+        cursor: int | None = since if since is not None else self.subscribe(channel)
         failures = 0
         path = f"/channels/{_seg(channel)}/stream"
         while True:
