@@ -131,3 +131,19 @@ async def server(migrated_url):
 
     async with running_server(test_settings(migrated_url)) as live:
         yield live
+
+
+#: Directories whose tests need no subprocess and no Postgres: ``pytest -m quick``
+#: runs them (and the SQLite variants of the API routes) in well under a minute.
+QUICK_DIRS = ("unit", "actors")
+QUICK_FILES = ("api/test_channels_routes.py",)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    tests_dir = os.path.dirname(__file__)
+    for item in items:
+        relative = os.path.relpath(str(item.path), tests_dir).replace(os.sep, "/")
+        if item.get_closest_marker("postgres") or "[postgres" in item.nodeid:
+            continue
+        if relative.split("/")[0] in QUICK_DIRS or relative in QUICK_FILES:
+            item.add_marker(pytest.mark.quick)
