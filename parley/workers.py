@@ -12,6 +12,7 @@ every worker has.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -40,11 +41,34 @@ def display_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _die_with(parent: int):
+    """In the child, before exec: SIGTERM when ``parent`` dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it, a supervisor killed with ``kill -9`` left its workers serving
+    the inherited socket, holding the port against the next ``parley serve``.
+    """
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):  # not Linux: the worker lives on, as before
+            return
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return arm
+
+
+PR_SET_PDEATHSIG = 1
+
+
 def spawn_worker(fd: int, argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "parley", "serve", "--fd", str(fd), *argv],
         pass_fds=(fd,),
         stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with(os.getpid()),
     )
 
 

@@ -200,3 +200,26 @@ async def test_an_idle_keep_alive_connection_is_closed_at_the_keep_alive_timeout
                 received += chunk
         assert received.startswith(b"HTTP/1.1 200 ")
         await stream.aclose()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.postgres
+def test_workers_exit_when_their_supervisor_is_killed_with_sigkill(tmp_path):
+    """Orphaned workers kept serving the inherited socket and held the port."""
+    with database("postgres", tmp_path) as url, serve(url, tmp_path, PARLEY_WORKERS="2") as server:
+        workers = _children(server.pid)
+        assert len(workers) == 2
+        server.kill9()
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)  # nothing to await across processes but their exit
+        assert not any(_alive(pid) for pid in workers)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(server.url + "/healthz", timeout=2)
