@@ -10,6 +10,7 @@ import gc
 
 from prometheus_client import GCCollector, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -52,8 +53,32 @@ class Metrics:
             "parley_gc_frozen_objects", "Objects in the GC's permanent generation (frozen at start-up)", registry=self.registry
         )
         frozen.set_function(gc.get_freeze_count)
+        self.registry.register(SessionLag(backbone))
         GCCollector(registry=self.registry)  # python_gc_*: collections per generation
         self._backbone = backbone
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SessionLag:
+    """``parley_session_lag_messages``: messages after each session's cursor, per subscription.
+
+    Computed at scrape time from the channel heads and the cursors of each open
+    session's latest turn, so an agent that stopped taking turns shows a growing
+    lag (ADR-0016). Operators aggregate with ``max by (agent_id, owner)``.
+    """
+
+    def __init__(self, backbone) -> None:
+        self._backbone = backbone
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "parley_session_lag_messages",
+            "Messages not yet delivered to a session, per subscribed channel",
+            labels=["agent_id", "owner", "session", "channel"],
+        )
+        sessions = self._backbone.sessions
+        for agent_id, owner, session_id, channel, lag in sessions.lag() if sessions is not None else []:
+            family.add_metric([agent_id, owner, session_id, channel], lag)
+        yield family
