@@ -58,7 +58,7 @@ from ..errors import (
     TurnInFlight,
     Unavailable,
 )
-from ..journal import schema
+from ..journal import queries, schema
 from ..journal.errors import ConcurrencyError
 from ..journal.store import cas_lease, get_lease, last_event, put_meta_if_absent
 from .runtime import Registry
@@ -130,6 +130,8 @@ class SessionService:
         self.secret = secret.encode("utf-8")
         for sid, ident in (await self.backbone.read_model(_open_sessions)).items():
             self._opened(sid, ident)
+        open_ids = list(self.owners)
+        self.cursors = await self.backbone.read_model(lambda engine: queries.latest_subscriptions(engine, open_ids))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.registry.run)
             async with trio.open_nursery() as turns:
