@@ -41,6 +41,7 @@ SKIPPED = "parley-hook: skipped this turn (backbone unavailable or slow)"
 NOT_PERSISTED = "parley-hook: could not persist checkpoint this turn"
 NEW_SESSION = "parley-hook: started a new session"
 NO_BUDGET = "parley-hook: render budget unavailable, using default"
+NO_TOKEN = "parley-hook: PARLEY_TOKEN is required (a parley session belongs to a token's identity)"
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,9 @@ def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None
         config = config_from_env(env)
         if config is None:
             return ""
+        if config.token is None:
+            warn(NO_TOKEN)
+            return ""
         with Parley(config.url, config.token, retries=0, timeout=REQUEST_TIMEOUT) as client:
             return HookRun(config, session_id_of(stdin_text), client, warn).run()
     except Exception as exc:  # fail open, always
@@ -231,9 +235,9 @@ def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None
 
 def main() -> None:
     """Entry point of ``parley hook``: read stdin, print at most one envelope, exit 0."""
-    try:
-        stdin_text = sys.stdin.read()
-    except (OSError, UnicodeDecodeError):
+    try:  # a terminal is not Claude Code: do not wait for input there
+        stdin_text = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    except (OSError, UnicodeDecodeError, ValueError):
         stdin_text = ""
     out = run_hook(stdin_text, os.environ)
     if out:

@@ -181,6 +181,13 @@ def test_bad_stdin_means_the_default_session(server, tmp_path, stdin):
     assert hook.state("default__war-room.json")["channel"] == "war-room"
 
 
+def test_no_token_means_no_request_and_one_line(tmp_path):
+    hook = Hook(tmp_path, "http://127.0.0.1:9")
+    del hook.env["PARLEY_TOKEN"]
+    quiet(hook.run(), "parley-hook: PARLEY_TOKEN is required (a parley session belongs to a token's identity)\n")
+    assert not hook.state_dir.exists()
+
+
 def test_a_down_server_means_no_output_and_exit_0(tmp_path):
     with socket.socket() as probe:  # a port with nothing listening
         probe.bind(("127.0.0.1", 0))
