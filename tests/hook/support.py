@@ -37,6 +37,7 @@ class Hook:
 
     def __init__(self, tmp: Path, url: str, channel: str = "war-room", **env: str) -> None:
         self.tmp = tmp
+        self.channel = channel
         self.state_dir = tmp / "state"
         self.env = clean_env(
             HOME=str(tmp / "home"),
@@ -62,10 +63,10 @@ class Hook:
             proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8"), time.monotonic() - started
         )
 
-    def state_file(self, name: str = "s1__war-room.json") -> Path:
-        return self.state_dir / "hook" / name
+    def state_file(self, name: str | None = None) -> Path:
+        return self.state_dir / "hook" / (name or f"s1__{self.channel}.json")
 
-    def state(self, name: str = "s1__war-room.json") -> dict:
+    def state(self, name: str | None = None) -> dict:
         return json.loads(self.state_file(name).read_text())
 
 

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import socket
 import stat
 
@@ -19,33 +21,46 @@ SKIPPED = "parley-hook: skipped this turn (backbone unavailable or slow)\n"
 ROOMY = {"PARLEY_MAX_POSTS_PER_MINUTE": "1000", "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE": "1000"}
 
 
-@pytest.fixture
-def server(tmp_path):
-    with serve(sqlite_url(tmp_path), tmp_path, **ROOMY) as srv:
-        with Parley(srv.url, "tok-a") as client:
-            client.create_channel("war-room")
+_ROOMS = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    """One server for the tests that need no restart; each test has its own channel."""
+    tmp = tmp_path_factory.mktemp("server")
+    with serve(sqlite_url(tmp), tmp, **ROOMY) as srv:
         yield srv
 
 
-def post(url: str, *bodies_: str, **fields) -> None:
+@pytest.fixture
+def server(shared_server, request):
+    room = f"r{next(_ROOMS)}-" + re.sub(r"[^a-z0-9]+", "-", request.node.originalname.lower())[:50].strip("-")
+    with Parley(shared_server.url, "tok-a") as client:
+        client.create_channel(room)
+    shared_server.room = room
+    return shared_server
+
+
+def post(server_or_url, *bodies_: str, **fields) -> None:
+    url, room = (server_or_url, "war-room") if isinstance(server_or_url, str) else (server_or_url.url, server_or_url.room)
     with Parley(url, "tok-a") as client:
         for body in bodies_:
-            client.append("war-room", body=body, **fields)
+            client.append(room, body=body, **fields)
 
 
 def test_first_run_is_quiet_and_the_second_injects_exactly_the_delta(server, tmp_path):
-    post(server.url, "backlog before the first run")
-    hook = Hook(tmp_path, server.url)
+    post(server, "backlog before the first run")
+    hook = Hook(tmp_path, server.url, server.room)
     quiet(hook.run())
     first = hook.state()
     assert list(first) == ["sessionId", "continuationToken", "channel", "v"]
-    assert first["channel"] == "war-room" and first["sessionId"].startswith("ses_")
+    assert first["channel"] == server.room and first["sessionId"].startswith("ses_")
     assert stat.S_IMODE(os.stat(hook.state_file()).st_mode) == 0o600
 
     with Parley(server.url, "tok-a") as client:
-        client.append("war-room", type="finding", body="cache hit rate fell\nto 3%", status="fyi")
-        client.append("war-room", type="steer", body="check the deploy ", to=["alice-agent", "bob-agent"])
-        client.append("war-room", body="see logs", artifact="caucus://artifact/war-room/" + "a" * 64)
+        client.append(server.room, type="finding", body="cache hit rate fell\nto 3%", status="fyi")
+        client.append(server.room, type="steer", body="check the deploy ", to=["alice-agent", "bob-agent"])
+        client.append(server.room, body="see logs", artifact="caucus://artifact/war-room/" + "a" * 64)
     result = hook.run()
     assert (result.code, result.stderr) == (0, "")
     assert result.block == "\n".join(
@@ -99,9 +114,9 @@ def test_a_parley_restart_loses_and_repeats_nothing(tmp_path):
 def test_a_turn_answered_but_never_stored_is_replayed_not_lost(server, tmp_path):
     """The hook killed (or timed out) after the server committed its turn: the next run
     resends the recorded turn with the same key and token and gets the same answer."""
-    hook = Hook(tmp_path, server.url)
+    hook = Hook(tmp_path, server.url, server.room)
     quiet(hook.run())
-    post(server.url, "one", "two")
+    post(server, "one", "two")
     before = hook.state()
     before["pending"] = {"idempotencyKey": "hook-test-key-1", "body": {"wait": 0, "max": 100}}
     hook.state_file().write_text(json.dumps(before))
@@ -113,25 +128,25 @@ def test_a_turn_answered_but_never_stored_is_replayed_not_lost(server, tmp_path)
 
 
 def test_a_stale_state_file_starts_a_new_session_at_head(server, tmp_path):
-    hook = Hook(tmp_path, server.url)
+    hook = Hook(tmp_path, server.url, server.room)
     quiet(hook.run())
     copied = hook.state_file().read_text()
-    post(server.url, "seen")
+    post(server, "seen")
     assert bodies(hook.run().block) == ["seen"]
     hook.state_file().write_text(copied)  # a copy of an old file: its token is stale
-    post(server.url, "lost to the copy")
+    post(server, "lost to the copy")
     quiet(hook.run(), "parley-hook: started a new session\n")
-    post(server.url, "after")
+    post(server, "after")
     assert bodies(hook.run().block) == ["after"]
 
 
 def test_the_cap_carries_the_rest_to_the_next_turn(server, tmp_path):
-    hook = Hook(tmp_path, server.url)
+    hook = Hook(tmp_path, server.url, server.room)
     quiet(hook.run())
     sent = [f"m{i:02d} " + "x" * 190 for i in range(45)]
     with Parley(server.url, "tok-a") as client:
         for body in sent:
-            client.append("war-room", body=body)
+            client.append(server.room, body=body)
     shown: list[str] = []
     blocks = []
     while len(blocks) < 5:
@@ -165,20 +180,20 @@ def test_no_channel_means_nothing_at_all(tmp_path):
 
 
 def test_caucus_aliases_work_and_the_parley_name_wins(server, tmp_path):
-    hook = Hook(tmp_path, "http://127.0.0.1:9", CAUCUS_URL=server.url, CAUCUS_CHANNEL="war-room")
+    hook = Hook(tmp_path, "http://127.0.0.1:9", CAUCUS_URL=server.url, CAUCUS_CHANNEL=server.room)
     del hook.env["PARLEY_URL"], hook.env["PARLEY_CHANNEL"]
     hook.env["CAUCUS_TOKEN"] = hook.env.pop("PARLEY_TOKEN")
     quiet(hook.run('{"session_id":"s/1 x"}'))
-    assert hook.state("s-1-x__war-room.json")["channel"] == "war-room"
+    assert hook.state(f"s-1-x__{server.room}.json")["channel"] == server.room
     hook.env["PARLEY_CHANNEL"] = "other-room"  # PARLEY_ wins: another (unknown) channel
     quiet(hook.run('{"session_id":"s/1 x"}'), SKIPPED)
 
 
 @pytest.mark.parametrize("stdin", ["", "not json", "[]", '{"session_id":""}', '{"session_id":7}'])
 def test_bad_stdin_means_the_default_session(server, tmp_path, stdin):
-    hook = Hook(tmp_path, server.url)
+    hook = Hook(tmp_path, server.url, server.room)
     quiet(hook.run(stdin))
-    assert hook.state("default__war-room.json")["channel"] == "war-room"
+    assert hook.state(f"default__{server.room}.json")["channel"] == server.room
 
 
 def test_no_token_means_no_request_and_one_line(tmp_path):
