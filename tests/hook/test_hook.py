@@ -18,7 +18,11 @@ from tests.support.process import serve, sqlite_url, start_server
 from .support import Hook, bodies, quiet
 
 SKIPPED = "parley-hook: skipped this turn (backbone unavailable or slow)\n"
-ROOMY = {"PARLEY_MAX_POSTS_PER_MINUTE": "1000", "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE": "1000"}
+ROOMY = {
+    "PARLEY_MAX_POSTS_PER_MINUTE": "1000",
+    "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE": "1000",
+    "PARLEY_MAX_CHANNEL_CREATES_PER_MINUTE": "1000",
+}
 
 
 _ROOMS = itertools.count(1)
