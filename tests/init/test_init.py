@@ -317,3 +317,38 @@ def test_help_exits_0(tmp_path):
         result = init(tmp_path, flag)
         assert result.returncode == 0 and result.stdout.startswith("usage: parley init")
     assert snapshot(tmp_path) == {}
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_on_a_terminal_it_prompts_for_the_channel_and_asks_before_modifying(tmp_path, answer):
+    (tmp_path / ".mcp.json").write_text('{"mcpServers": {}}')
+    master, slave = os.openpty()
+    try:
+        os.write(master, f"war-room\n{answer}\n".encode())
+        result = subprocess.run(
+            [sys.executable, "-m", "parley", "init"],
+            env=clean_env(USER="alice", HOME=str(tmp_path)),
+            cwd=tmp_path,
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    lines = result.stdout.split("\n")
+    assert lines[:4] == [
+        "Channel [dogfood]: merged     .mcp.json",
+        "created    .claude/settings.local.json",
+        "created    parley.env",
+        "Modify the existing files above? A backup of each is kept. [y/N] " + ("merged     .mcp.json" if answer == "y" else ""),
+    ]
+    if answer == "y":
+        assert result.returncode == 0
+        assert json.loads((tmp_path / ".mcp.json").read_text())["mcpServers"]["parley"] == mcp("war-room")
+        assert result.stderr.startswith("backed up  .mcp.json \u2192 .mcp.json.bak-")
+    else:
+        assert (result.returncode, result.stderr) == (1, "Nothing written.\n")
+        assert (tmp_path / ".mcp.json").read_text() == '{"mcpServers": {}}'
+        assert not (tmp_path / "parley.env").exists()
