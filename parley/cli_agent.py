@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import click
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
-@click.command(context_settings=_PASS_THROUGH, add_help_option=False)
+@click.command(context_settings=_PASS_THROUGH)
 def hook() -> None:
-    """Claude Code UserPromptSubmit hook (reads the hook JSON on stdin; always exits 0)."""
+    """Claude Code UserPromptSubmit hook (reads the hook JSON on stdin; always exits 0).
+
+    Env: PARLEY_URL, PARLEY_CHANNEL, PARLEY_TOKEN (or CAUCUS_*), PARLEY_STATE_DIR
+    (default ~/.parley). See docs/hook-and-init.md.
+    """
     from .hook.run import main
 
     main()
 
 
-@click.command(context_settings=_PASS_THROUGH, add_help_option=False)
+@click.command(context_settings={**_PASS_THROUGH, "help_option_names": []}, add_help_option=False)
 @click.pass_context
 def init(ctx: click.Context) -> None:
     """Write .mcp.json and the Claude Code hook settings for this project (see --help)."""
