@@ -225,3 +225,11 @@ def test_a_server_that_never_answers_is_given_up_within_the_timeout(tmp_path):
         result = hook.run()
     quiet(result, SKIPPED)
     assert 3.9 < result.seconds < 8
+
+
+def test_a_state_file_that_cannot_be_written_is_one_line(server, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    hook = Hook(tmp_path, server.url, server.room)
+    hook.env["PARLEY_STATE_DIR"] = str(blocker / "state")
+    quiet(hook.run(), "parley-hook: could not persist checkpoint this turn\n")
