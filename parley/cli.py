@@ -140,6 +140,10 @@ main.add_command(bench)
 from .cli_outbox import outbox  # noqa: E402
 
 main.add_command(outbox)
+from .cli_agent import hook, init  # noqa: E402  (Claude Code hook and scaffolder)
+
+main.add_command(hook)
+main.add_command(init)
 
 
 if __name__ == "__main__":  # pragma: no cover

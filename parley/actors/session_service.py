@@ -58,7 +58,7 @@ from ..errors import (
     TurnInFlight,
     Unavailable,
 )
-from ..journal import schema
+from ..journal import queries, schema
 from ..journal.errors import ConcurrencyError
 from ..journal.store import cas_lease, get_lease, last_event, put_meta_if_absent
 from .runtime import Registry
@@ -112,6 +112,8 @@ class SessionService:
         #: open sessions known to this process: id -> identity, and the counts per identity.
         self.owners: dict[str, tuple[str, str]] = {}
         self.open_counts: dict[tuple[str, str], int] = {}
+        #: open session id -> its cursors after its latest turn seen here (``/metrics`` lag, ADR-0016).
+        self.cursors: dict[str, dict[str, int]] = {}
         self.pending_starts: dict[tuple[str, str], int] = {}
         self.starting: set[str] = set()
         self._nursery: trio.Nursery | None = None
@@ -128,6 +130,8 @@ class SessionService:
         self.secret = secret.encode("utf-8")
         for sid, ident in (await self.backbone.read_model(_open_sessions)).items():
             self._opened(sid, ident)
+        open_ids = list(self.owners)
+        self.cursors = await self.backbone.read_model(lambda engine: queries.latest_subscriptions(engine, open_ids))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.registry.run)
             async with trio.open_nursery() as turns:
@@ -156,6 +160,8 @@ class SessionService:
     def turn_committed(self, actor: SessionActor, *, start: bool, identity: Identity) -> None:
         if start:
             self._opened(actor.session_id, (identity.agent_id, identity.owner))
+        if actor.state is not None:
+            self.cursors[actor.session_id] = dict(actor.state.subscriptions)
         cell = self.registry._cells.get(actor.session_id)
         if cell is not None and cell.actor is not actor:
             # The actor was passivated and re-activated while the turn ran.
@@ -169,6 +175,7 @@ class SessionService:
 
     def _closed(self, session_id: str) -> None:
         ident = self.owners.pop(session_id, None)
+        self.cursors.pop(session_id, None)
         if ident is not None:
             self.open_counts[ident] = max(0, self.open_counts.get(ident, 0) - 1)
 
@@ -180,8 +187,23 @@ class SessionService:
             cell.actor.stale = True  # type: ignore[attr-defined]  # reload before the next command
         if event.type == S.SESSION_STARTED:
             self._opened(sid, (event.data["agent_id"], event.data["owner"]))
+        elif event.type == S.TURN_COMMITTED and sid in self.owners:
+            self.cursors[sid] = dict(event.data.get("subscriptions") or {})
         elif event.type == S.SESSION_CLOSED:
             self._closed(sid)
+
+    def lag(self) -> list[tuple[str, str, str, str, int]]:
+        """``(agent_id, owner, session_id, channel, undelivered)`` per subscription of every open
+        session whose latest turn this process has seen; read at scrape time (``/metrics``)."""
+        head = self.backbone.directory.head
+        rows = []
+        for sid, subscriptions in list(self.cursors.items()):
+            ident = self.owners.get(sid)
+            if ident is None:
+                continue
+            for channel, cursor in subscriptions.items():
+                rows.append((ident[0], ident[1], sid, channel, max(0, head(channel) - cursor)))
+        return rows
 
     def start_finished(self, identity: Identity, start_key: str | None, *, committed: bool) -> None:
         ident = (identity.agent_id, identity.owner)

@@ -57,6 +57,7 @@ class Metrics:
         )
         frozen.set_function(gc.get_freeze_count)
         self.registry.register(RuntimeCollector(backbone))
+        self.registry.register(SessionLag(backbone))
         GCCollector(registry=self.registry)  # python_gc_*: collections per generation
         ProcessCollector(registry=self.registry)  # process_*: CPU, memory, open fds, start time
         self._backbone = backbone
@@ -101,3 +102,26 @@ class RuntimeCollector:
             "Channel commits lost to another process's append, then decided again (ADR-0007)",
             value=backbone.lost_races,
         )
+
+
+class SessionLag:
+    """``parley_session_lag_messages``: messages after each session's cursor, per subscription.
+
+    Computed at scrape time from the channel heads and the cursors of each open
+    session's latest turn, so an agent that stopped taking turns shows a growing
+    lag (ADR-0016). Operators aggregate with ``max by (agent_id, owner)``.
+    """
+
+    def __init__(self, backbone) -> None:
+        self._backbone = backbone
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "parley_session_lag_messages",
+            "Messages not yet delivered to a session, per subscribed channel",
+            labels=["agent_id", "owner", "session", "channel"],
+        )
+        sessions = self._backbone.sessions
+        for agent_id, owner, session_id, channel, lag in sessions.lag() if sessions is not None else []:
+            family.add_metric([agent_id, owner, session_id, channel], lag)
+        yield family

@@ -60,6 +60,27 @@ def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool, int]]:
     return out
 
 
+def latest_subscriptions(engine, session_ids: list[str], *, chunk: int = 500) -> dict[str, dict[str, int]]:
+    """Each given session's cursors (``subscriptions``) after its latest committed turn.
+
+    An open session's last event is a ``turn_committed``: one probe of
+    ``UNIQUE(stream_id, seq)`` per session (the ``/metrics`` lag, ADR-0016).
+    """
+    last = _E.alias("last")
+    last_seq = sa.select(sa.func.max(last.c.seq)).where(last.c.stream_id == _E.c.stream_id).scalar_subquery()
+    out: dict[str, dict[str, int]] = {}
+    with engine.connect() as conn:
+        for start in range(0, len(session_ids), chunk):
+            streams = [f"session:{sid}" for sid in session_ids[start : start + chunk]]
+            for stream, data in conn.execute(
+                sa.select(_E.c.stream_id, _E.c.data).where(
+                    _E.c.stream_id.in_(streams), _E.c.seq == last_seq, _E.c.type == "turn_committed"
+                )
+            ):
+                out[stream[len("session:") :]] = dict(orjson.loads(data).get("subscriptions") or {})
+    return out
+
+
 def total_artifact_bytes(engine) -> int:
     with engine.connect() as conn:
         total = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(schema.artifacts.c.size), 0))).scalar()

@@ -11,7 +11,7 @@ from tests.support.process import serve, sqlite_url
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana" / "parley.json"
 PROMQL_WORDS = {
     "sum", "by", "rate", "increase", "histogram_quantile", "le", "route", "code", "status",
-    "generation", "kind", "without", "avg", "max", "min",
+    "generation", "kind", "without", "avg", "max", "min", "agent_id", "owner",
 }
 
 
@@ -49,6 +49,8 @@ def test_every_dashboard_query_names_an_exported_metric(tmp_path):
         client.post("/channels/d/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W3"})
         # The same content again: a seatbelt rejection, so the labelled counter has a series.
         client.post("/channels/d/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W4"})
+        # A session subscribed to the channel, so the lag gauge has a series.
+        client.post("/v1/session", json={"actions": [{"subscribe": {"channel": "d", "from": "start"}}]})
         text = client.get("/metrics").text
     series = exported_series(text)
     missing = {(expr, name) for expr in exprs for name in queried_metrics(expr) if name not in series}

@@ -1,0 +1,249 @@
+"""One run of ``parley hook``: continue the agent's parley session and print what it delivered.
+
+Contract: contracts/mcp.md §6 (stdin/env, framing, fail-open) and §8.4 (the
+cursor is a parley session held by the server). Design: ADR-0016.
+
+* First run (no usable state file): start a session subscribed to the channel
+  at ``head``, store it, print nothing.
+* Later runs: one ``wait: 0`` turn; render the oldest messages that fit the
+  8000-character block; when the cap held some back, the next turn first
+  re-subscribes from the last rendered cursor, so they come next turn.
+* The turn is written to the state file (``pending``) before it is sent and
+  resent with the same ``Idempotency-Key`` and token until an answer is
+  stored, so a run killed or timed out mid-turn loses nothing: the server
+  replays the committed turn.
+* It always fails open: no output, one stderr line, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..client import Actions, Parley, ParleyError, new_idempotency_key, turn_body
+from ..errors import IdempotencyConflict, StaleToken, UnknownSession
+from . import state as files
+from .render import DEFAULT_BUDGET, render_block
+
+DEFAULT_URL = "http://127.0.0.1:4317"
+#: Every request times out after this many seconds (§6).
+REQUEST_TIMEOUT = 4.0
+#: Most messages one turn delivers; the block cap decides how many are shown (ADR-0016).
+TURN_MAX = 100
+
+SKIPPED = "parley-hook: skipped this turn (backbone unavailable or slow)"
+NOT_PERSISTED = "parley-hook: could not persist checkpoint this turn"
+NEW_SESSION = "parley-hook: started a new session"
+NO_BUDGET = "parley-hook: render budget unavailable, using default"
+NO_TOKEN = "parley-hook: PARLEY_TOKEN is required (a parley session belongs to a token's identity)"
+
+
+@dataclass(frozen=True)
+class HookConfig:
+    url: str
+    token: str | None
+    channel: str
+    state_dir: Path
+
+
+def _env(env: Mapping[str, str], name: str) -> str:
+    """``PARLEY_<name>``, else ``CAUCUS_<name>``, trimmed ("" when neither is set or both are blank)."""
+    for prefix in ("PARLEY_", "CAUCUS_"):
+        value = env.get(prefix + name, "").strip()
+        if value:
+            return value
+    return ""
+
+
+def config_from_env(env: Mapping[str, str]) -> HookConfig | None:
+    """None when no channel is configured (the hook then does nothing at all)."""
+    channel = _env(env, "CHANNEL")
+    if not channel:
+        return None
+    state_dir = env.get("PARLEY_STATE_DIR", "").strip()
+    home = Path(env.get("HOME") or Path.home())
+    return HookConfig(
+        url=_env(env, "URL") or DEFAULT_URL,
+        token=_env(env, "TOKEN") or None,
+        channel=channel,
+        state_dir=Path(state_dir) if state_dir else home / ".parley",
+    )
+
+
+def session_id_of(stdin_text: str) -> str:
+    """The hook JSON's ``session_id`` when it is a non-empty string, else ``default``."""
+    try:
+        data = json.loads(stdin_text)
+    except ValueError:
+        return "default"
+    sid = data.get("session_id") if isinstance(data, dict) else None
+    return sid if isinstance(sid, str) and sid else "default"
+
+
+def envelope(block: str) -> str:
+    out = {"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": block}}
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False)
+
+
+def _now_iso() -> str:
+    ms = time.time_ns() // 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+class HookRun:
+    """One invocation; :meth:`run` returns the stdout text ("" for none)."""
+
+    def __init__(self, config: HookConfig, session_key: str, client: Parley, warn: Callable[[str], None]) -> None:
+        self.config = config
+        self.client = client
+        self.warn = warn
+        self.path = files.state_path(config.state_dir, session_key, config.channel)
+
+    def run(self) -> str:
+        saved = files.load(self.path, self.config.channel)
+        if saved is None:
+            self.start()
+            return ""
+        return self.continue_(saved)
+
+    # -- starting ------------------------------------------------------------------
+
+    def start(self, *, announce: str | None = None) -> None:
+        """Start a session at ``head`` and store it; nothing is printed."""
+        channel = self.config.channel
+        try:
+            response = self.client.start_session([Actions.subscribe(channel, "head")], wait=0, max_messages=TURN_MAX)
+        except ParleyError:
+            self.warn(SKIPPED)
+            return
+        output = response.get("output") or {}
+        subscribed = (output.get("results") or [None])[0]
+        if not isinstance(subscribed, dict) or "error" in subscribed:
+            # Unknown channel (or refused): do not keep a session subscribed to nothing.
+            self._close_quietly(response)
+            self.warn(SKIPPED)
+            return
+        fresh = files.HookState(response["sessionId"], response["continuationToken"], channel)
+        if output.get("messages"):
+            # A message committed between the subscribe and the delivery: it is
+            # past "head", so the next turn delivers it again (ADR-0016).
+            fresh.resume_from = int(subscribed["cursor"])
+        if self._save(fresh) and announce:
+            self.warn(announce)
+
+    def _close_quietly(self, response: Mapping[str, Any]) -> None:
+        try:
+            self.client.close_session(response["sessionId"], response["continuationToken"])
+        except ParleyError:
+            pass
+
+    # -- continuing ----------------------------------------------------------------
+
+    def continue_(self, saved: files.HookState) -> str:
+        if saved.pending is None:
+            actions = None
+            if saved.resume_from is not None:
+                actions = [Actions.subscribe(self.config.channel, saved.resume_from)]
+            body = turn_body(actions, wait=0, max_messages=TURN_MAX)
+            saved.pending = {"idempotencyKey": new_idempotency_key(), "body": body}
+            if not self._save(saved):
+                return ""
+        pending = saved.pending
+        try:
+            response = self.client.continue_session(
+                saved.session_id,
+                saved.token,
+                body=pending["body"],
+                idempotency_key=pending["idempotencyKey"],
+                retry_contended=False,
+            )
+        except (UnknownSession, StaleToken, IdempotencyConflict):
+            self.start(announce=NEW_SESSION)
+            return ""
+        except ParleyError:
+            self.warn(SKIPPED)  # the pending turn stays recorded: the next run resends it
+            return ""
+        if response.get("status") == "contended":
+            self.warn(SKIPPED)
+            return ""
+        output = response.get("output") or {}
+        delivered = [m for m in output.get("messages") or [] if m.get("channel") == self.config.channel]
+        saved.token = response["continuationToken"]
+        saved.pending = None
+        saved.resume_from = None
+        if not delivered:
+            self._save(saved)
+            return ""
+        budget, head = self._describe()
+        last_cursor = int(delivered[-1]["cursor"])
+        waiting = max(0, head - last_cursor) if head is not None else 0
+        rendered = render_block(delivered, budget, waiting=waiting)
+        if rendered.count < len(delivered):
+            saved.resume_from = rendered.cursor
+        saved.last_injection = {"cursor": rendered.cursor, "block": rendered.block, "ts": _now_iso()}
+        self._save(saved)
+        return envelope(rendered.block)
+
+    def _describe(self) -> tuple[int, int | None]:
+        """``(renderBudgetChars, head)`` of the channel; the default budget on failure."""
+        try:
+            descriptor = self.client.describe(self.config.channel)
+        except ParleyError:
+            self.warn(NO_BUDGET)
+            return DEFAULT_BUDGET, None
+        budget = descriptor.get("renderBudgetChars")
+        head = descriptor.get("head")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            budget = DEFAULT_BUDGET
+        return budget, head if isinstance(head, int) and not isinstance(head, bool) else None
+
+    def _save(self, saved: files.HookState) -> bool:
+        try:
+            files.save(self.path, saved)
+        except OSError:
+            self.warn(NOT_PERSISTED)
+            return False
+        return True
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None] = _stderr) -> str:
+    """The whole hook: the stdout text ("" or one envelope). Never raises."""
+    try:
+        config = config_from_env(env)
+        if config is None:
+            return ""
+        if config.token is None:
+            warn(NO_TOKEN)
+            return ""
+        with Parley(config.url, config.token, retries=0, timeout=REQUEST_TIMEOUT) as client:
+            return HookRun(config, session_id_of(stdin_text), client, warn).run()
+    except Exception as exc:  # fail open, always
+        warn(f"parley-hook: fatal, skipped this turn ({type(exc).__name__})")
+        return ""
+
+
+def main() -> None:
+    """Entry point of ``parley hook``: read stdin, print at most one envelope, exit 0."""
+    try:  # a terminal is not Claude Code: do not wait for input there
+        stdin_text = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
+    except (OSError, UnicodeDecodeError, ValueError):
+        stdin_text = ""
+    out = run_hook(stdin_text, os.environ)
+    if out:
+        sys.stdout.buffer.write(out.encode("utf-8", "backslashreplace"))
+        sys.stdout.flush()
+    sys.exit(0)
+
+
+__all__ = ["HookConfig", "config_from_env", "envelope", "main", "run_hook", "session_id_of"]
