@@ -128,7 +128,13 @@ class Backbone:
         return await self.journal._read(fn, self.journal.engine)
 
     async def readiness(self) -> str | None:
-        return await trio.to_thread.run_sync(queries.readiness, self.journal.engine)
+        """Why this process cannot serve writes, or None: the schema, then the writer."""
+        reason = await trio.to_thread.run_sync(queries.readiness, self.journal.engine)
+        if reason is None:
+            failure = await self.journal.writer_failure()
+            if failure is not None:
+                reason = f"the journal writer cannot commit ({failure})"
+        return reason
 
     def stop(self) -> None:
         self._stopped.set()

@@ -249,18 +249,41 @@ class ChannelActor(Actor):
                 if not isinstance(exc, JournalUnavailable):
                     log.exception("append to %s failed", self.name)
                 error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
-                for envelope, _ in answers:
-                    envelope.reply.set_error(error)
+                queries = []
+                for envelope, answer in answers:
+                    if isinstance(answer, Query):
+                        queries.append((envelope, answer))
+                    else:
+                        envelope.reply.set_error(error)
+                await self._answer_after_failure(queries)
                 return
             backbone.on_channel_commit(self.name, state, committed)
+        self._answer(answers)
+
+    def _answer(self, answers: list[tuple[Envelope[Any], Any]]) -> None:
         for envelope, answer in answers:
             if isinstance(answer, Query):
                 try:
-                    envelope.reply.set_result(answer.fn(state))
+                    envelope.reply.set_result(answer.fn(self.state))
                 except ParleyError as error:
                     envelope.reply.set_error(error)
             else:
                 envelope.reply.set_result(answer)
+
+    async def _answer_after_failure(self, queries: list[tuple[Envelope[Any], Query]]) -> None:
+        """Reads that shared a batch with a failed write are answered from the
+        committed state, reloaded (a read) when the failure left it unknown: a
+        full disk or a locked file stops writes, not reads (issue 20 item 7)."""
+        if not queries:
+            return
+        if self._stale:
+            try:
+                await self.activate()
+            except JournalUnavailable:
+                for envelope, _ in queries:
+                    envelope.reply.set_error(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
+                return
+        self._answer(queries)
 
     def _decide(self, command: Any) -> rules.Decision:
         backbone = self.backbone

@@ -180,6 +180,21 @@ class Journal:
         """Store content-addressed bytes (True if new). ValueError if sha256 is wrong."""
         return await self.write(lambda conn: _store.put_artifact(conn, channel, sha256, data))
 
+    async def writer_failure(self) -> str | None:
+        """Why the writer cannot commit now, or None.
+
+        Only while batches fail is a probe write sent through the writer (a
+        failing writer gets no other batch to prove it recovered once the
+        clients back off).
+        """
+        if self.writer.statistics()["last_error"] is None:
+            return None
+        try:
+            await self.write(_store.probe_write)
+        except JournalUnavailable as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
     async def put_meta_if_absent(self, key: str, value: str) -> str:
         """First write wins across processes; returns the stored value."""
         return await self.write(lambda conn: _store.put_meta_if_absent(conn, key, value))

@@ -285,6 +285,25 @@ def get_meta(conn: Connection, key: str) -> str | None:
     return conn.execute(sa.select(m.c.value).where(m.c.key == key)).scalar()
 
 
+def probe_write(conn: Connection) -> None:
+    """A real, harmless write (the ``write-probe`` meta row): fails as a real write
+    would, on a full disk or a database locked past the busy timeout."""
+    stmt = _dialect_insert(conn, schema.meta).values(key="write-probe", value=str(time.time()))
+    conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
+
+
+#: How long the server's writer waits for a SQLite write lock held by another
+#: process before the batch fails with 503 (ADR-0006): a locked file answers
+#: within a second instead of hanging requests for the 10 s connection default.
+WRITER_BUSY_TIMEOUT_MS = 1000
+
+
+def prepare_writer_connection(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        # On the driver connection: through SQLAlchemy it would begin a transaction.
+        conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={WRITER_BUSY_TIMEOUT_MS}")
+
+
 def put_meta_if_absent(conn: Connection, key: str, value: str) -> str:
     """First write wins (across processes); returns the value now stored."""
     stmt = (

@@ -51,7 +51,7 @@ from typing import Any
 import trio
 
 from .errors import JournalUnavailable
-from .store import JournalStore, Request, StaleConnection, unavailable
+from .store import JournalStore, Request, StaleConnection, prepare_writer_connection, unavailable
 from .types import StoredEvent
 
 log = logging.getLogger("parley.journal.writer")
@@ -124,6 +124,8 @@ class GroupCommitWriter:
         self._batches = 0
         self._failed_batches = 0
         self._reconnects = 0
+        #: (monotonic time of the first failure, error name) while batches fail.
+        self._failing: tuple[float, str] | None = None
         self._requests = 0
         self._events = 0
         self._last_batch_size = 0
@@ -197,6 +199,8 @@ class GroupCommitWriter:
             "last_batch_size": self._last_batch_size,
             "last_batch_seconds": self._last_batch_seconds,
             "batch_size_histogram": dict(self._histogram),
+            "failing_for_s": None if self._failing is None else time.monotonic() - self._failing[0],
+            "last_error": None if self._failing is None else self._failing[1],
         }
 
     # ------------------------------------------------------------------ the thread
@@ -267,12 +271,15 @@ class GroupCommitWriter:
                 outcome = self._run_batch(requests)
         except Exception as e:
             self._failed_batches += 1
+            if self._failing is None:
+                self._failing = (time.monotonic(), type(e).__name__)
             self._discard_conn(invalidate=True)
             log.warning("journal writer: batch of %d failed: %r", len(batch), e)
             for p in batch:
                 p.error = unavailable(e)
             self._deliver(batch, [])
             return
+        self._failing = None
         self._batches += 1
         self._requests += len(batch)
         self._events += len(outcome.committed)
@@ -289,6 +296,7 @@ class GroupCommitWriter:
     def _run_batch(self, requests: list[Request]):
         if self._conn is None:
             self._conn = self.store.write_engine.connect()
+            prepare_writer_connection(self._conn)
         return self.store.run_batch(self._conn, requests)
 
     def _discard_conn(self, invalidate: bool) -> None:
