@@ -74,7 +74,7 @@ def _usage_line(exc: click.UsageError) -> str:
     message = " ".join(exc.format_message().split())
     if isinstance(exc, SettingError) or exc.ctx is None:
         return message
-    return f"{message}; see `{exc.ctx.command_path} -h`"
+    return f"{message} (see `{exc.ctx.command_path} -h`)"
 
 
 class GuardedGroup(click.Group):
@@ -83,7 +83,7 @@ class GuardedGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(args, prog_name or "parley", complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
             say(_usage_line(exc))
             sys.exit(exc.exit_code)
