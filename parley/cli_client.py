@@ -66,7 +66,7 @@ def connected(url: str, *, token_needed: bool) -> Iterator[Any]:
 def post(url: str, channel: str, body: str, type_: str, target: str | None, thread: str | None,
          reply_to: str | None, create: bool) -> None:
     """Append BODY to CHANNEL (msg_id minted here); print 'CURSOR MSG_ID'."""
-    from parley.client import UnknownChannel, new_ulid
+    from parley.client import ChannelExists, UnknownChannel, new_ulid
 
     fields: dict[str, Any] = {"body": body, "msg_id": new_ulid()}
     for name, value in (("thread", thread), ("reply_to", reply_to)):
@@ -85,10 +85,13 @@ def post(url: str, channel: str, body: str, type_: str, target: str | None, thre
 
         try:
             result = send()
-        except UnknownChannel:
+        except UnknownChannel as exc:
             if not create:
-                raise
-            client.create_channel(channel)
+                _fail(f"{exc.message} ({exc.code}); pass --create to create it")
+            try:
+                client.create_channel(channel)
+            except ChannelExists:  # created meanwhile by someone else: fine
+                pass
             result = send()
     if result.get("outcome") == "already_claimed":
         by = result["by"]
