@@ -166,6 +166,16 @@ INT_SETTINGS: dict[str, tuple[str, int, int, int | None]] = {
 }
 
 
+#: Settings field -> the variables a flag for it replaces.
+_FIELD_VARIABLES: dict[str, tuple[str, ...]] = {
+    "host": ("PARLEY_HOST", "HOST"),
+    "port": ("PARLEY_PORT", "PORT"),
+    "database_url": ("PARLEY_DATABASE_URL",),
+    "read_auth": ("PARLEY_READ_AUTH",),
+    **{field: (spec[0],) for field, spec in INT_SETTINGS.items()},
+}
+
+
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 1, high: int | None = None) -> int:
     raw = _get(env, name)
     return default if raw is None else parse_int(name, raw, low=low, high=high)
@@ -198,6 +208,10 @@ def check_database_url(url: str, name: str = "PARLEY_DATABASE_URL") -> str:
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``) plus flag overrides."""
     env = os.environ if env is None else env
+    overridden = {k for k, v in overrides.items() if v is not None}
+    shadowed = {name for field in overridden for name in _FIELD_VARIABLES.get(field, ())}
+    if shadowed:  # a flag wins over its variable, so a bad variable it replaces is not an error
+        env = {k: v for k, v in env.items() if k not in shadowed}
     raw_tokens_name = "PARLEY_TOKENS" if _get(env, "PARLEY_TOKENS") is not None else "CAUCUS_TOKENS"
     read_auth = parse_read_auth("PARLEY_READ_AUTH", _get(env, "PARLEY_READ_AUTH") or "open")
     failpoints = frozenset(

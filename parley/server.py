@@ -56,7 +56,9 @@ def prepare_database(settings: Settings) -> None:
         raise
     except Exception as exc:
         line = diagnose.explain(exc, settings.database_url)
-        raise StartupError(line or f"cannot use the database: {type(exc).__name__}") from None
+        raise StartupError(
+            line or f"cannot use the database ({type(exc).__name__}); check that it is running and the database URL"
+        ) from None
     finally:
         engine.dispose()
 

@@ -73,3 +73,12 @@ def test_dash_h_is_help_on_every_command(path):
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith("Usage: ")
     assert "-h, --help" in result.stdout
+
+
+def test_a_flag_replaces_a_bad_variable(tmp_path):
+    """The flag wins, so the variable it replaces is not validated (nor used)."""
+    from parley.config import from_env
+
+    env = {"PARLEY_MAX_READ_LIMIT": "0", "PORT": "abc", "PARLEY_DATABASE_URL": "sqlite://"}
+    settings = from_env(env, max_read_limit=7, port=0, database_url="sqlite:///x.db")
+    assert (settings.max_read_limit, settings.port, settings.database_url) == (7, 0, "sqlite:///x.db")
