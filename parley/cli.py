@@ -1,4 +1,4 @@
-"""The ``parley`` command line: serve, db, token, journal, bench."""
+"""The ``parley`` command line: serve, db, token, journal, bench, post, read."""
 
 from __future__ import annotations
 
@@ -36,11 +36,11 @@ def main() -> None:
 @cli_options.database_url_option(default=None)
 @click.option("--read-auth", type=cli_options.READ_AUTH, default=None, envvar="PARLEY_READ_AUTH", show_envvar=True,
               help="Reads 'open' (default) or 'token'-gated.")
-@cli_options.int_option("max_posts_per_minute", "Appends per minute per token.")
+@cli_options.int_option("max_posts_per_minute", "Appends per minute per (channel, agent).")
 @cli_options.int_option("max_messages_per_channel")
 @cli_options.int_option("max_channels")
 @cli_options.int_option("max_read_limit", "Largest read page.")
-@cli_options.int_option("max_streams", "Live tails per token.")
+@cli_options.int_option("max_streams", "Concurrent SSE/WebSocket tails.")
 @cli_options.int_option("workers", "Worker processes sharing the port; >1 needs Postgres.")
 @click.option("--fd", "listen_fd", type=int, default=None, hidden=True)
 @click.option("--log-level", default="INFO", show_default=True)
