@@ -33,14 +33,10 @@ def fail(message: str) -> NoReturn:
 
 
 def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database-url",
-        envvar="PARLEY_DATABASE_URL",
-        default=DEFAULT_DATABASE_URL,
-        show_default=True,
-        show_envvar=True,
-        help="SQLAlchemy URL of the journal database.",
-    )(fn)
+    """``--database-url`` checked by the one URL parser (see :mod:`parley.cli_options`)."""
+    from .cli_options import database_url_option as option
+
+    return option(fn)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -64,6 +60,7 @@ def opened_store(url: str, *, require_schema: bool = True) -> Iterator[JournalSt
     """Open the journal at ``url``; any failure inside becomes ``fail(one line)``."""
     from sqlalchemy import exc as sa_exc
 
+    from .journal import diagnose
     from .journal.errors import ConcurrencyError, JournalUnavailable
     from .journal.store import unavailable
     from .journal.tools import ToolError, open_store
@@ -72,17 +69,19 @@ def opened_store(url: str, *, require_schema: bool = True) -> Iterator[JournalSt
     try:
         store = open_store(url, require_schema=require_schema)
         yield store
-    except ToolError as e:
+    except (ToolError, JournalUnavailable, ConcurrencyError, sa_exc.SQLAlchemyError) as e:
+        line = diagnose.explain(e, url)  # the driver's cause, when there is one
+        if line is not None:
+            fail(line)
+        if isinstance(e, sa_exc.SQLAlchemyError):
+            e = unavailable(e)
         fail(_scrub(str(e), url))
-    except (JournalUnavailable, ConcurrencyError) as e:
-        fail(_scrub(str(e), url))
-    except sa_exc.SQLAlchemyError as e:
-        fail(_scrub(str(unavailable(e)), url))
     except OSError as e:
         fail(_scrub(f"{e.strerror or type(e).__name__}: {e.filename or ''}".rstrip(": "), url))
     except Exception as e:  # noqa: BLE001 - never a traceback
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        fail(_scrub(f"internal error: {type(e).__name__}: {first}", url))
+        from .cli_errors import explain
+
+        fail(explain(e, url))
     finally:
         if store is not None:
             store.dispose()

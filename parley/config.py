@@ -33,7 +33,7 @@ class SeedToken:
 class Settings:
     host: str = "127.0.0.1"
     port: int = 4317
-    database_url: str = "sqlite:///parley.db"
+    database_url: str = "sqlite:///parley.db"  # parley.database_url.DEFAULT
     tokens: tuple[SeedToken, ...] = ()
     admin_token: str | None = None
     admin_audit: bool = True
@@ -112,31 +112,87 @@ def _get(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
+def _shown(raw: str) -> str:
+    return raw if len(raw) <= 20 else raw[:20] + "\u2026"
+
+
+def parse_int(name: str, raw: str, *, low: int = 1, high: int | None = None) -> int:
+    """The one integer validator of flags and env vars; ``name`` is the flag or variable."""
+    text = raw.strip()
+    # ASCII digits only: str.isdigit() and int() also accept other scripts' digits.
+    digits = text[1:] if text.startswith("-") else text
+    value = int(text) if digits.isascii() and digits.isdigit() else None
+    if value is None or value < low or (high is not None and value > high):
+        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ConfigError(f'invalid {name} "{_shown(raw)}": must be an integer {bound}')
+    return value
+
+
+def parse_port(name: str, raw: str) -> int:
+    return parse_int(name, raw, low=0, high=65535)
+
+
+def parse_database_url(name: str, raw: str) -> str:
+    """Check ``raw`` with the one URL parser (:mod:`parley.database_url`); keep it as given."""
+    from .database_url import DatabaseURLError, normalise
+
+    try:
+        normalise(raw)
+    except DatabaseURLError as exc:
+        raise ConfigError(f"invalid {name}: {exc}") from None
+    return raw
+
+
+def parse_read_auth(name: str, raw: str) -> bool:
+    """``open`` / ``token`` → whether reads need a token."""
+    value = raw.strip().lower()
+    if value not in ("open", "token"):
+        raise ConfigError(f"invalid {name}: must be 'open' or 'token'")
+    return value == "token"
+
+
+#: Integer settings: field -> (env var, default, lowest, highest). Flags of
+#: ``parley serve`` are generated from this table (parley/cli_options.py).
+INT_SETTINGS: dict[str, tuple[str, int, int, int | None]] = {
+    "max_posts_per_minute": ("PARLEY_MAX_POSTS_PER_MINUTE", 30, 1, None),
+    "max_channel_creates_per_minute": ("PARLEY_MAX_CHANNEL_CREATES_PER_MINUTE", 10, 1, None),
+    "max_messages_per_channel": ("PARLEY_MAX_MESSAGES_PER_CHANNEL", 10_000, 1, None),
+    "max_channels": ("PARLEY_MAX_CHANNELS", 1_000, 1, None),
+    "max_read_limit": ("PARLEY_MAX_READ_LIMIT", 500, 1, None),
+    "max_streams": ("PARLEY_MAX_STREAMS", 32, 1, None),
+    "max_artifact_bytes": ("PARLEY_MAX_ARTIFACT_BYTES", 1_048_576, 1, None),
+    "max_channel_artifact_bytes": ("PARLEY_MAX_CHANNEL_ARTIFACT_BYTES", 16_777_216, 1, None),
+    "max_total_artifact_bytes": ("PARLEY_MAX_TOTAL_ARTIFACT_BYTES", 134_217_728, 1, None),
+    "max_sessions_per_identity": ("PARLEY_MAX_SESSIONS_PER_IDENTITY", 1_000, 1, None),
+    "workers": ("PARLEY_WORKERS", 1, 1, None),
+}
+
+
+#: Settings field -> the variables a flag for it replaces.
+_FIELD_VARIABLES: dict[str, tuple[str, ...]] = {
+    "host": ("PARLEY_HOST", "HOST"),
+    "port": ("PARLEY_PORT", "PORT"),
+    "database_url": ("PARLEY_DATABASE_URL",),
+    "read_auth": ("PARLEY_READ_AUTH",),
+    **{field: (spec[0],) for field, spec in INT_SETTINGS.items()},
+}
+
+
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int = 1, high: int | None = None) -> int:
     raw = _get(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ConfigError(f"invalid {name}: must be an integer {bound}")
-    return value
+    return default if raw is None else parse_int(name, raw, low=low, high=high)
+
+
+def _int_setting(env: Mapping[str, str], field: str) -> int:
+    name, default, low, high = INT_SETTINGS[field]
+    return _int(env, name, default, low=low, high=high)
 
 
 def _port(env: Mapping[str, str]) -> int:
     for name in ("PARLEY_PORT", "PORT"):
         raw = env.get(name)
-        if raw is None or raw == "":
-            continue
-        text = raw.strip()
-        # ASCII digits only: str.isdigit() and int() also accept other scripts' digits.
-        if not (text.isascii() and text.isdigit()) or int(text) > 65535:
-            shown = raw if len(raw) <= 20 else raw[:20] + "…"
-            raise ConfigError(f'invalid {name} "{shown}": must be an integer in [0, 65535]')
-        return int(text)
+        if raw is not None and raw != "":
+            return parse_port(name, raw)
     return 4317
 
 
@@ -147,25 +203,19 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() not in FALSY
 
 
-def check_database_url(url: str) -> str:
-    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-    allowed = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
-    if scheme not in allowed:
-        shown = scheme or "(none)"
-        raise ConfigError(
-            f"invalid PARLEY_DATABASE_URL: unsupported scheme {shown!r} "
-            "(use sqlite:///path or postgresql://...)"
-        )
-    return url
+def check_database_url(url: str, name: str = "PARLEY_DATABASE_URL") -> str:
+    return parse_database_url(name, url)
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build :class:`Settings` from ``env`` (default ``os.environ``) plus flag overrides."""
     env = os.environ if env is None else env
+    overridden = {k for k, v in overrides.items() if v is not None}
+    shadowed = {name for field in overridden for name in _FIELD_VARIABLES.get(field, ())}
+    if shadowed:  # a flag wins over its variable, so a bad variable it replaces is not an error
+        env = {k: v for k, v in env.items() if k not in shadowed}
     raw_tokens_name = "PARLEY_TOKENS" if _get(env, "PARLEY_TOKENS") is not None else "CAUCUS_TOKENS"
-    read_auth_raw = (_get(env, "PARLEY_READ_AUTH") or "open").strip().lower()
-    if read_auth_raw not in ("open", "token"):
-        raise ConfigError("invalid PARLEY_READ_AUTH: must be 'open' or 'token'")
+    read_auth = parse_read_auth("PARLEY_READ_AUTH", _get(env, "PARLEY_READ_AUTH") or "open")
     failpoints = frozenset(
         p.strip() for p in (_get(env, "PARLEY_FAILPOINTS") or "").split(",") if p.strip()
     )
@@ -175,7 +225,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
     unknown = failpoints - {"turn-after-stream-open"}
     if unknown:
         raise ConfigError("invalid PARLEY_FAILPOINTS: unknown failpoint")
-    per_minute = _int(env, "PARLEY_MAX_POSTS_PER_MINUTE", 30)
+    per_minute = _int_setting(env, "max_posts_per_minute")
     global_raw = _get(env, "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE")
     settings = Settings(
         host=_get(env, "PARLEY_HOST", "HOST") or "127.0.0.1",
@@ -184,29 +234,29 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         tokens=parse_tokens(_get(env, raw_tokens_name), raw_tokens_name),
         admin_token=_get(env, "PARLEY_ADMIN_TOKEN", "CAUCUS_ADMIN_TOKEN"),
         admin_audit=_flag(env, "PARLEY_ADMIN_AUDIT", _flag(env, "CAUCUS_ADMIN_AUDIT", True)),
-        read_auth=read_auth_raw == "token",
+        read_auth=read_auth,
         websockets=_flag(env, "PARLEY_WEBSOCKETS", True),
         max_posts_per_minute=per_minute,
         global_max_posts_per_minute=(
             _int(env, "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE", 4 * per_minute) if global_raw else None
         ),
-        max_channel_creates_per_minute=_int(env, "PARLEY_MAX_CHANNEL_CREATES_PER_MINUTE", 10),
-        max_messages_per_channel=_int(env, "PARLEY_MAX_MESSAGES_PER_CHANNEL", 10_000),
-        max_channels=_int(env, "PARLEY_MAX_CHANNELS", 1_000),
-        max_read_limit=_int(env, "PARLEY_MAX_READ_LIMIT", 500),
-        max_streams=_int(env, "PARLEY_MAX_STREAMS", 32),
-        max_artifact_bytes=_int(env, "PARLEY_MAX_ARTIFACT_BYTES", 1_048_576),
-        max_channel_artifact_bytes=_int(env, "PARLEY_MAX_CHANNEL_ARTIFACT_BYTES", 16_777_216),
-        max_total_artifact_bytes=_int(env, "PARLEY_MAX_TOTAL_ARTIFACT_BYTES", 134_217_728),
+        max_channel_creates_per_minute=_int_setting(env, "max_channel_creates_per_minute"),
+        max_messages_per_channel=_int_setting(env, "max_messages_per_channel"),
+        max_channels=_int_setting(env, "max_channels"),
+        max_read_limit=_int_setting(env, "max_read_limit"),
+        max_streams=_int_setting(env, "max_streams"),
+        max_artifact_bytes=_int_setting(env, "max_artifact_bytes"),
+        max_channel_artifact_bytes=_int_setting(env, "max_channel_artifact_bytes"),
+        max_total_artifact_bytes=_int_setting(env, "max_total_artifact_bytes"),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
-        max_sessions_per_identity=_int(env, "PARLEY_MAX_SESSIONS_PER_IDENTITY", 1_000),
+        max_sessions_per_identity=_int_setting(env, "max_sessions_per_identity"),
         failpoints=failpoints,
         testing=testing,
         actor_idle_s=float(_int(env, "PARLEY_ACTOR_IDLE_SECONDS", 300)),
         presence_ttl_s=float(_int(env, "PARLEY_PRESENCE_TTL_SECONDS", 300)),
-        workers=_int(env, "PARLEY_WORKERS", 1),
+        workers=_int_setting(env, "workers"),
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "database_url" in overrides:
-        check_database_url(overrides["database_url"])
+        check_database_url(overrides["database_url"], "--database-url")
     return settings.replace(**overrides)

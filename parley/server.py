@@ -32,11 +32,22 @@ class StartupError(Exception):
 
 
 def prepare_database(settings: Settings) -> None:
-    """Upgrade an embedded SQLite database; refuse an un-migrated Postgres one."""
-    engine = make_engine(settings.database_url)
+    """Upgrade an embedded SQLite database; refuse an un-migrated Postgres one.
+
+    A SQLite file must also take a write (the server's first one, the session
+    secret, would otherwise fail after the banner). A failure becomes one
+    :class:`StartupError` line naming the cause (:mod:`parley.journal.diagnose`).
+    """
+    from .journal import diagnose
+
+    try:
+        engine = make_engine(settings.database_url)
+    except ValueError as exc:  # a URL the one parser refuses (normally caught by the CLI first)
+        raise StartupError(f"invalid PARLEY_DATABASE_URL: {exc}") from None
     try:
         if settings.is_sqlite:
             migrate.upgrade(engine)
+            diagnose.check_writable(engine)
         elif not migrate.is_at_head(engine):
             raise StartupError(
                 "the database schema is not at the current revision; run `parley db upgrade` first"
@@ -44,7 +55,10 @@ def prepare_database(settings: Settings) -> None:
     except StartupError:
         raise
     except Exception as exc:
-        raise StartupError(f"cannot use the database: {type(exc).__name__}") from None
+        line = diagnose.explain(exc, settings.database_url)
+        raise StartupError(
+            line or f"cannot use the database ({type(exc).__name__}); check that it is running and the database URL"
+        ) from None
     finally:
         engine.dispose()
 

@@ -17,6 +17,10 @@ SAVEPOINTs and transactional DDL work. Plain connections begin with a deferred
 ``BEGIN`` (readers never take the write lock); connections from
 :func:`write_engine` begin with ``BEGIN IMMEDIATE`` so concurrent writer
 processes queue on the busy timeout instead of deadlocking on a lock upgrade.
+
+Every engine is made with ``hide_parameters=True``: a database error's text
+then never carries the statement's values (a session secret, a token digest,
+a message body) into a log line or onto a terminal.
 """
 
 from __future__ import annotations
@@ -26,38 +30,26 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine, make_url
 
+from .. import database_url
+
 #: Execution option read by the SQLite ``begin`` hook.
 SQLITE_BEGIN_OPTION = "parley_sqlite_begin"
 
-_SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite"}
-_PG_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 _SYNC_LEVELS = {"OFF", "NORMAL", "FULL", "EXTRA"}
 
 
 def url_scheme(url: str) -> str:
     """The part before ``://`` (lower-cased), or ``""``."""
-    head, sep, _ = url.partition("://")
-    return head.lower() if sep else ""
+    return database_url.scheme(url)
 
 
 def normalise_url(url: str) -> str:
-    """Return ``url`` with a driver SQLAlchemy should use; raise ValueError."""
-    if not isinstance(url, str):
-        raise ValueError("database URL must be a string")
-    scheme = url_scheme(url)
-    rest = url.partition("://")[2]
-    if scheme in _PG_SCHEMES:
-        return "postgresql+psycopg://" + rest
-    if scheme in _SQLITE_SCHEMES:
-        path = rest[1:] if rest.startswith("/") else rest
-        path = path.split("?", 1)[0]
-        if path in ("", ":memory:") or "mode=memory" in rest:
-            raise ValueError("in-memory SQLite is not supported by the journal; use a file")
-        return "sqlite://" + rest
-    raise ValueError(
-        f"unsupported database URL scheme {scheme or '(none)'!r}; "
-        "use sqlite:///path, postgresql:// or postgresql+psycopg://"
-    )
+    """Return ``url`` with a driver SQLAlchemy should use; raise ValueError.
+
+    The parsing lives in :func:`parley.database_url.normalise`, shared with the
+    configuration, so both accept and refuse the same URLs.
+    """
+    return database_url.normalise(url)
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -74,6 +66,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", **kwargs: Any) ->
     Extra keyword arguments go to :func:`sqlalchemy.create_engine`.
     """
     normalised = normalise_url(url)
+    kwargs.setdefault("hide_parameters", True)
     if normalised.startswith("sqlite"):
         sync = sqlite_synchronous.upper()
         if sync not in _SYNC_LEVELS:

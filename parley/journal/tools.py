@@ -38,6 +38,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
 from . import migrate, queries, schema
+from ..database_url import sqlite_path
 from .engine import is_postgres, make_engine, normalise_url, write_engine
 from .store import GENESIS_HASH, WRITE_LOCK_KEY, JournalStore, compute_hash, set_meta, unavailable
 from .types import VerifyReport
@@ -89,9 +90,11 @@ def open_store(url: str, *, require_schema: bool = True) -> JournalStore:
     except ValueError as e:
         raise ToolError(str(e)) from None
     if normalised.startswith("sqlite"):
-        path = sa.engine.make_url(normalised).database or ""
+        path = sqlite_path(normalised) or ""
         if not os.path.exists(path):
-            raise ToolError(f"database file not found: {path}")
+            raise ToolError(
+                f"no SQLite database at {path}; fix --database-url, or create one with `parley db upgrade`"
+            )
     try:
         store = JournalStore(make_engine(url))
     except Exception as e:  # noqa: BLE001 - bad URL parts, missing driver, ...

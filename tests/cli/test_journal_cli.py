@@ -467,7 +467,7 @@ def test_replay_refuses_other_streams(migrated_url):
 
 def test_errors_are_one_line_without_secrets(tmp_path, monkeypatch):
     missing = tmp_path / "missing.db"
-    assert_one_line_error(run("journal", "stats", "--database-url", f"sqlite:///{missing}"), "database file not found")
+    assert_one_line_error(run("journal", "stats", "--database-url", f"sqlite:///{missing}"), "no SQLite database at")
     assert not missing.exists()  # never created by a typo
 
     unmigrated = tmp_path / "empty.db"
@@ -477,7 +477,7 @@ def test_errors_are_one_line_without_secrets(tmp_path, monkeypatch):
     line = assert_one_line_error(run("journal", "verify", "--database-url", "mysql://u:hunter2@h/x"), "unsupported")
     assert "hunter2" not in line
     line = assert_one_line_error(
-        run("journal", "export", "--database-url", "postgresql://u:hunter2@127.0.0.1:9/x"), "unavailable"
+        run("journal", "export", "--database-url", "postgresql://u:hunter2@127.0.0.1:9/x"), "connection refused"
     )
     assert "hunter2" not in line
 

@@ -202,8 +202,8 @@ def test_identity_arguments_are_checked(migrated_url):
 
 def test_token_commands_need_a_migrated_database(tmp_path):
     missing = tmp_path / "none.db"
-    assert_one_line_error(run("token", "list", "--database-url", f"sqlite:///{missing}"), "not found")
-    assert_one_line_error(run("token", "mint", "a", "o", "--database-url", f"sqlite:///{missing}"), "not found")
+    assert_one_line_error(run("token", "list", "--database-url", f"sqlite:///{missing}"), "no SQLite database at")
+    assert_one_line_error(run("token", "mint", "a", "o", "--database-url", f"sqlite:///{missing}"), "no SQLite database at")
 
 
 async def test_a_running_server_sees_cli_token_changes(migrated_url):

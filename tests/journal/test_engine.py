@@ -63,3 +63,20 @@ def test_sqlite_pragmas_and_begin_immediate(sqlite_url):
         assert any(s.startswith("SAVEPOINT") for s in statements)
     finally:
         engine.dispose()
+
+
+def test_a_database_error_never_carries_the_statement_parameters(tmp_path):
+    """A failed write's text (logged, or printed by the CLI) must not hold its values."""
+    path = tmp_path / "ro.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k TEXT)")
+    engine.dispose()
+    engine = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(sa.exc.OperationalError) as info:
+            with engine.begin() as conn:
+                conn.execute(sa.text("INSERT INTO t (k) VALUES (:k)"), {"k": "s3cret-value"})
+    finally:
+        engine.dispose()
+    assert "s3cret-value" not in str(info.value)
