@@ -71,8 +71,8 @@ def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tup
 def test_dash_h_is_help_on_every_command(path):
     result = run(*path, "-h")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.startswith("Usage: ")
-    assert "-h, --help" in result.stdout
+    assert result.stdout.lower().startswith("usage: ")  # `parley init` parses its flags with argparse (§7)
+    assert "-h, --help" in result.stdout or "[-h]" in result.stdout
 
 
 def test_a_flag_replaces_a_bad_variable(tmp_path):
