@@ -5,11 +5,13 @@ from __future__ import annotations
 import gc
 import hashlib
 import sys
+import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 import trio
+import trio.testing
 
 from parley.journal import ConcurrencyError, Journal, JournalUnavailable, NewEvent, migrate
 from parley.journal import store as jstore
@@ -20,10 +22,23 @@ def ev(type_: str = "tick", **data) -> NewEvent:
     return NewEvent(type_, data)
 
 
-async def block_writer(journal: Journal, seconds: float, nursery: trio.Nursery) -> None:
-    """Occupy the writer thread so that the next submissions form one batch."""
-    nursery.start_soon(journal.write, lambda conn: time.sleep(seconds))
-    await trio.sleep(0.05)  # the writer has picked up the sleeper
+async def hold_writer(journal: Journal, nursery: trio.Nursery) -> threading.Event:
+    """Occupy the writer thread until the returned event is set, so that the
+    submissions made meanwhile form the next batch."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(conn) -> None:
+        inside.set()
+        release.wait(30)
+
+    nursery.start_soon(journal.write, hold)
+    await trio.to_thread.run_sync(inside.wait, 30)  # the writer thread is inside ``hold``
+    return release
+
+
+async def submitted() -> None:
+    """Every task started so far is waiting on the writer (its request is queued)."""
+    await trio.testing.wait_all_tasks_blocked()
 
 
 # --------------------------------------------------------------------------- basics
@@ -207,7 +222,7 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
 
     before = journal.statistics()["batches"]
     async with trio.open_nursery() as nursery:
-        await block_writer(journal, 0.3, nursery)
+        release = await hold_writer(journal, nursery)
         # submitted one after the other (trio may run sibling tasks in any order)
         for args in [
             ("ok1", "s1", [ev(n=1)], 0),
@@ -217,7 +232,8 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
             ("ok2", "s1", [ev(n=2)], 1),  # same stream as ok1, same batch
         ]:
             nursery.start_soon(run, *args)
-            await trio.sleep(0.01)
+            await submitted()
+        release.set()
     stats = journal.statistics()
     assert stats["batches"] - before == 2  # the sleeper, then all five together
     assert stats["last_batch_size"] == 5
@@ -308,8 +324,14 @@ async def test_on_commit_callbacks_see_committed_events_before_the_ack(journal: 
 async def test_cancelled_appender_still_learns_the_outcome(journal: Journal):
     result = []
     async with trio.open_nursery() as nursery:
-        await block_writer(journal, 0.2, nursery)
-        with trio.move_on_after(0.01):
+        release = await hold_writer(journal, nursery)
+
+        async def release_once_waiting() -> None:
+            await submitted()  # the append below is queued, and its caller cancelled
+            release.set()
+
+        nursery.start_soon(release_once_waiting)
+        with trio.move_on_after(0):
             result.append(await journal.append("s", [ev()], 0))
     # the wait was shielded: the append completed and its result was delivered
     assert [e.seq for e in result[0]] == [1]
@@ -373,10 +395,11 @@ async def test_stale_head_cache_is_detected_and_repaired(journal: Journal, migra
             results[name] = e
 
     async with trio.open_nursery() as nursery:
-        await block_writer(journal, 0.2, nursery)
+        release = await hold_writer(journal, nursery)
         for args in [("fresh", "unrelated", 0), ("stale", "shared", 1), ("after", "unrelated", 1)]:
             nursery.start_soon(run, *args)
-            await trio.sleep(0.01)
+            await submitted()
+        release.set()
     assert isinstance(results["stale"], ConcurrencyError) and results["stale"].actual_seq == 2
     assert [e.seq for e in results["fresh"]] == [1]
     assert [e.seq for e in results["after"]] == [1 + 1]
@@ -398,9 +421,11 @@ async def test_batch_positions_match_storage(journal: Journal):
         returned.extend(await journal.append(f"p{i % 5}:{i}", [ev(i=i, k=k) for k in range(i % 3 + 1)], 0))
 
     async with trio.open_nursery() as nursery:
-        await block_writer(journal, 0.1, nursery)
+        release = await hold_writer(journal, nursery)
         for i in range(40):
             nursery.start_soon(one, i)
+        await submitted()
+        release.set()
     stored = await journal.read_all(limit=1000)
     assert sorted(returned, key=lambda e: e.position) == stored
     for a, b in zip(stored, stored[1:]):
@@ -432,10 +457,12 @@ async def test_writer_survives_a_failed_batch(journal: Journal):
             results[name] = e
 
     async with trio.open_nursery() as nursery:
-        await block_writer(journal, 0.2, nursery)
+        release = await hold_writer(journal, nursery)
         nursery.start_soon(run, "victim", journal.append, "s", [ev(n=2)], 1)
+        await submitted()
         nursery.start_soon(run, "killer", journal.write, kill_my_connection)
-        await trio.sleep(0.05)
+        await submitted()
+        release.set()
     assert isinstance(results["victim"], JournalUnavailable)
     assert isinstance(results["killer"], JournalUnavailable)
     assert "postgresql" not in str(results["victim"])  # no URL in the message
