@@ -192,8 +192,16 @@ function appendMessage(m, cursor) {
       entry.last = t;
       entry.seenHead = cursor;
       entry.desc.head = Math.max(entry.desc.head, cursor);
+      scheduleChannels();
     }
   }
+}
+
+let channelsTimer = null;
+
+function scheduleChannels() {
+  // The backlog arrives as a burst: redraw the list once after it.
+  if (channelsTimer === null) channelsTimer = setTimeout(() => { channelsTimer = null; renderChannels(); }, 200);
 }
 
 // -- claims --------------------------------------------------------------------
