@@ -8,6 +8,7 @@ the same port and the same database file. Screenshots go to tests/artifacts/ui/.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import uuid
@@ -104,6 +105,9 @@ def console(tmp_path_factory):
             with c.http("tok-b") as bob:
                 claim = {"type": "claim", "body": "I take the db", "msg_id": ulid(), "target": "db-migration", "lease_ttl": 600}
                 assert bob.post(f"/channels/{CHANNEL}/claim", json=claim).json()["outcome"] == "granted"
+            with c.http("tok-a") as alice:
+                session = {"actions": [{"subscribe": {"channel": CHANNEL, "from": "start"}}]}
+                assert alice.post("/v1/session", json=session).status_code == 200
             c.page.goto(f"{c.server.url}/ui#/c/{CHANNEL}")
             yield c
         finally:
@@ -126,8 +130,31 @@ def test_console_loads_with_no_console_errors(console, expect):
     expect(page.locator("#stream-state")).to_have_text("live")
     expect(log_items(page)).to_have_count(2)
     expect(log_items(page).first).to_contain_text("finding")
-    expect(page.locator("#peers")).to_contain_text("sess-b")
+    expect(page.locator("#peers li", has_text="sess-b")).to_contain_text("active")
+    spark = page.locator(f'button[data-channel="{CHANNEL}"] svg')
+    expect(spark).to_have_attribute("aria-label", f"2 messages in the last hour in #{CHANNEL}")
     assert console.console_errors == []
+
+
+def test_a_new_channel_appears_in_the_list_without_a_reload(console, expect):
+    with console.http("tok-b") as bob:
+        assert bob.post("/channels", json={"channel": "side-quest", "purpose": "later"}).status_code == 201
+    expect(console.page.locator('button[data-channel="side-quest"]')).to_contain_text("later")
+
+
+def test_channels_open_from_the_keyboard(console, expect):
+    page = console.page
+    page.locator('button[data-channel="side-quest"]').focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#log-title")).to_have_text("#side-quest")
+    order = page.locator("#channel-list button").evaluate_all("els => els.map(e => e.dataset.channel)")
+    # Focus survives the list's redraws; the neighbour is one Tab away.
+    page.keyboard.press("Tab" if order.index(CHANNEL) > order.index("side-quest") else "Shift+Tab")
+    expect(page.locator(f'button[data-channel="{CHANNEL}"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#log-title")).to_have_text(f"#{CHANNEL}")
+    expect(page.locator(f'button[data-channel="{CHANNEL}"]')).to_have_attribute("aria-current", "true")
+    expect(log_items(page)).to_have_count(2)
 
 
 def test_a_message_appended_over_http_appears_without_a_reload(console, expect):
@@ -147,6 +174,25 @@ def test_a_claim_and_its_holder_are_visible(console, expect):
     expect(claim).to_contain_text("(bob)")
     expect(claim.locator(".lease")).to_have_text(re.compile(r"^\d+m \d\ds left$"))
     expect(console.page.locator("#claims-chart svg")).to_have_attribute("aria-label", "1 open, 0 resolved claims")
+    with console.http("tok-b") as bob:
+        for op in ("claim", "done"):
+            msg = {"type": "claim", "body": f"{op} the cache", "msg_id": ulid(), "target": "cache"}
+            assert bob.post(f"/channels/{CHANNEL}/{op}", json=msg).json()["outcome"] == "granted"
+    expect(console.page.locator("#claims-resolved li")).to_contain_text(["cache by sess-b"])
+    expect(console.page.locator("#claims-chart svg")).to_have_attribute("aria-label", "1 open, 1 resolved claims")
+
+
+def test_an_artifact_has_a_download_link(console, expect):
+    blob = b"trace bytes"
+    sha = hashlib.sha256(blob).hexdigest()
+    with console.http("tok-a") as alice:
+        assert alice.put(f"/channels/{CHANNEL}/artifacts/{sha}", content=blob).status_code == 201
+    sent = console.append("trace attached", artifact=f"caucus://artifact/{CHANNEL}/{sha}")
+    link = console.page.locator(f'li.msg[data-msg-id="{sent["message"]["msg_id"]}"] a.artifact')
+    expect(link).to_have_attribute("href", f"/channels/{CHANNEL}/artifacts/{sha}")
+    with console.page.expect_download() as download:
+        link.click()
+    assert Path(download.value.path()).read_bytes() == blob
 
 
 def test_a_body_with_script_is_shown_as_text(console, expect):
@@ -165,6 +211,7 @@ def test_a_steer_posted_through_the_page_reads_back_anchored_to_the_token(consol
     page.get_by_label("Bearer token").fill("tok-a")
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who")).to_contain_text("sess-a")
+    expect(page.locator("#sessions li")).to_contain_text([re.compile(rf"inbox · 1 turn · idle.*#{CHANNEL} @\d+")])
     page.get_by_role("textbox", name="Steer").fill("stop the rollout, check the canary first")
     page.get_by_role("button", name="Send steer").click()
     expect(page.locator("#steer-result")).to_contain_text("Posted as #")

@@ -108,6 +108,8 @@ function renderChannels() {
   const list = $("channel-list");
   const now = Date.now();
   const entries = [...state.channels.values()].sort((a, b) => (b.last || 0) - (a.last || 0) || a.desc.channel.localeCompare(b.desc.channel));
+  // Keyboard users keep their place across redraws.
+  const focused = list.contains(document.activeElement) ? document.activeElement.dataset.channel : null;
   clear(list);
   $("channels-empty").hidden = entries.length > 0;
   for (const entry of entries) {
@@ -126,6 +128,7 @@ function renderChannels() {
       location.hash = "#/c/" + encodeURIComponent(d.channel);
     });
     list.appendChild(h("li", {}, button));
+    if (d.channel === focused) button.focus();
   }
 }
 
