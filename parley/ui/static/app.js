@@ -25,7 +25,6 @@ const state = {
   tail: null,
   claims: [],
   resolved: [], // newest last: {target, agent_id, owner, ts}
-  shown: new Set(), // msg_ids rendered in the open log
 };
 
 // -- sign-in -----------------------------------------------------------------
@@ -138,9 +137,9 @@ async function openChannel(name) {
   if (state.tail) state.tail.stop();
   state.tail = null;
   state.current = name;
-  state.shown = new Set();
   state.resolved = [];
   state.claims = [];
+  pending = [];
   clear($("log"));
   $("log-title").textContent = name ? "#" + name : "Pick a channel";
   $("channel-purpose").textContent = "";
@@ -163,7 +162,21 @@ async function openChannel(name) {
     $("log-earlier").hidden = false;
     $("log-earlier").textContent = `${start} earlier messages are not shown.`;
   }
-  state.tail = new Tail(name, start, { onMessage: appendMessage, onState: streamState }).start();
+  // The backlog in read pages (a few requests), then the live tail from where they end.
+  let cursor = start;
+  try {
+    for (;;) {
+      const page = await api("POST", channelPath(name, "read"), { cursor, limit: 500 });
+      if (state.current !== name) return;
+      page.messages.forEach((m, i) => appendMessage(m, cursor + i + 1));
+      cursor = page.cursor;
+      if (page.messages.length === 0) break;
+    }
+  } catch (_) {
+    /* the tail picks up from the last page read */
+  }
+  if (state.current !== name) return;
+  state.tail = new Tail(name, cursor, { onMessage: appendMessage, onState: streamState }).start();
   refreshClaims();
 }
 
@@ -175,12 +188,23 @@ function streamState(s) {
   node.dataset.state = s;
 }
 
-function appendMessage(m, cursor) {
+// Messages are drawn in batches: a backlog of hundreds costs one layout, not one each.
+let pending = [];
+
+function flushLog() {
+  const batch = pending;
+  pending = [];
   const log = $("log");
   const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
-  log.appendChild(messageItem(m, cursor));
-  if (m.msg_id) state.shown.add(m.msg_id);
+  const fragment = document.createDocumentFragment();
+  for (const [m, cursor] of batch) fragment.appendChild(messageItem(m, cursor));
+  log.appendChild(fragment);
   if (nearBottom) log.scrollTop = log.scrollHeight;
+}
+
+function appendMessage(m, cursor) {
+  if (pending.length === 0) setTimeout(flushLog, 0);
+  pending.push([m, cursor]);
   if (m.type === "claim") {
     if (m.status === "resolved") {
       state.resolved.push({ target: m.target, agent_id: m.agent_id, owner: m.owner, ts: m.ts });
