@@ -248,7 +248,8 @@ def test_screenshots_and_no_horizontal_overflow(console, expect, width, height):
     page.set_viewport_size({"width": width, "height": height})
     expect(page.locator("#log li.msg").last.get_by_role("button", name="Show full message")).to_be_visible()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"console-{width}x{height}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"console-{width}x{height}.png"))
+    page.screenshot(path=str(ARTIFACTS / f"console-{width}x{height}-full.png"), full_page=True)
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {width}px"
 

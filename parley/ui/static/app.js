@@ -120,7 +120,7 @@ function renderChannels() {
       { type: "button", class: "channel", "data-channel": d.channel, "aria-current": d.channel === state.current ? "true" : null },
       h("span", { class: "name", text: "#" + d.channel }),
       d.purpose ? h("span", { class: "purpose-line", text: d.purpose }) : null,
-      h("span", { class: "stats" }, h("span", { text: `head ${d.head}` }), " · ", h("span", { text: "active " + ago(entry.last, now) })),
+      h("span", { class: "stats" }, h("span", { text: `head ${d.head}` }), " · ", h("span", { text: (d.head ? "active " : "created ") + ago(entry.last, now) })),
       sparkline(counts, `${total} messages in the last hour in #${d.channel}`),
     );
     button.addEventListener("click", () => {
