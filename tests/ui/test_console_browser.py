@@ -254,6 +254,35 @@ def test_screenshots_and_no_horizontal_overflow(console, expect, width, height):
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {width}px"
 
 
+CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+    .reduce((acc, v, i) => acc + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = (el) => {
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const box = el.getBoundingClientRect();
+    if (!box.width || !box.height || el.closest("[hidden], button:disabled, svg")) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) bad.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+def test_text_has_readable_contrast(console):
+    # WCAG AA for normal text (4.5:1) on every visible text element, against its painted background.
+    assert console.page.evaluate(CONTRAST) == []
+
+
 def test_the_page_makes_no_request_to_another_host(console):
     origin = console.server.url
     assert console.requests, "no request was recorded"
