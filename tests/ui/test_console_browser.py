@@ -308,6 +308,10 @@ def test_with_read_auth_the_page_asks_for_a_token_before_it_shows_anything(conso
             msg = {"type": "note", "body": "only for token holders", "msg_id": ulid()}
             assert bob.post("/channels/secret-ops/append", json=msg).status_code == 201
         expect(page.locator("#log li.msg")).to_contain_text(["only for token holders"], timeout=SHOWN_WITHIN_MS)
+        page.get_by_role("button", name="Sign out").click()  # signed out, the page shows nothing again
+        expect(page.locator("#gate")).to_be_visible()
+        expect(page.locator("#log li")).to_have_count(0)
+        assert page.evaluate("() => sessionStorage.length") == 0
     finally:
         page.close()
         server.close()

@@ -374,6 +374,10 @@ async function postSteer(event) {
 // -- wiring ------------------------------------------------------------------------------
 
 function showGate() {
+  if ($("gate").hidden) {
+    state.channels.clear(); // drop what was shown, and stop the tail
+    openChannel(null);
+  }
   $("gate").hidden = false;
   $("app").hidden = true;
 }
