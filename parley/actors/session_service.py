@@ -80,6 +80,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley.sessions")
 
 LEASE_SLACK_S = 30.0
+#: Most sessions ``GET /v1/sessions`` describes (the newest ones).
+LIST_LIMIT = 100
 SHUTDOWN_GRACE_S = 4.0
 _SESSION_ID = re.compile(r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")
 _HISTORY_ALL = 1 << 62
@@ -290,6 +292,24 @@ class SessionService:
             lease is not None and lease.holder and lease.expires_at > now and not holder_is_dead(lease.holder)
         )
         return S.describe(state, in_turn=in_flight or live)
+
+    async def list_for(self, identity: Identity, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
+        """The identity's open sessions, newest first, each as :meth:`describe` shows it.
+
+        The ids come from the open-session index this process already keeps
+        (its own starts and closes plus the tailer's); session ids sort by
+        their start time, so the newest ``limit`` are described.
+        """
+        ident = (identity.agent_id, identity.owner)
+        ids = sorted((sid for sid, owner in self.owners.items() if owner == ident), reverse=True)
+        out = []
+        for sid in ids[:limit]:
+            try:
+                out.append(await self.describe(sid, identity))
+            except ParleyError as error:
+                if error.code != "unknown_session":  # closed meanwhile: leave it out
+                    raise
+        return out
 
     async def close(self, session_id: str, identity: Identity, token: str | None) -> dict[str, Any]:
         if not self.known_id(session_id):

@@ -22,7 +22,7 @@ from werkzeug.routing import BaseConverter
 
 from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, Unavailable, UpgradeRequired
 from ..journal.errors import JournalUnavailable
-from . import admin, channels, ops, stream
+from . import admin, channels, ops, stream, ui
 from .metrics import Metrics
 from .wire import error_response, json_response, parse_json, read_body, split_path, unread_body
 
@@ -148,6 +148,9 @@ async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
         if method != "GET":
             raise MethodNotAllowed()
         return await _run("stream", stream.open_stream(request, backbone, segments[1]))
+    # The web console's static files (ADR-0017): a path that was a 404 before.
+    if n >= 1 and segments[0] == "ui":
+        return await _run("ui", ui.serve(request, segments[1:]))
     # 3. JSON dispatch: the body is buffered (and must parse) on every route.
     raw = await read_body(request, backbone.settings.max_body_bytes)
     ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw), raw != b"")

@@ -76,6 +76,13 @@ TURN = (
 
 # -- reusable parameters -------------------------------------------------------------
 
+ASSET_PARAM = {
+    "name": "asset",
+    "in": "path",
+    "required": True,
+    "description": "A file of the web console (ADR-0017), e.g. `app.js`.",
+    "schema": {"type": "string"},
+}
 CHANNEL_PARAM = {
     "name": "channel",
     "in": "path",
@@ -205,6 +212,12 @@ ROUTES: list[Route] = [
                      "properties": {"agent_id": {"type": "string"}, "owner": {"type": "string"},
                                     "last_seen": {"type": "string"},
                                     "status": {"enum": ["active", "idle"]}}}}}})}, READ),
+    # the web console (ADR-0017): static files, same-origin only (a strict Content-Security-Policy)
+    Route("GET", "/ui", "consolePage", "The web console's page", "ops", "none",
+          {200: ("The console's HTML page.", "text/html", {"type": "string"})}, ("not_found", "internal_error")),
+    Route("GET", "/ui/{asset}", "consoleAsset", "A static file of the web console", "ops", "none",
+          {200: ("The file (JavaScript, CSS or SVG, by its extension).", None, None)},
+          ("not_found", "internal_error")),
     # channels
     Route("POST", "/channels", "createChannel", "Create a channel", "channels", "write",
           {201: ("The new channel's descriptor.", JSON, ref("ChannelDescriptor"))},
@@ -302,6 +315,10 @@ ROUTES: list[Route] = [
           {200: ("Closed; later requests get 404 `unknown_session`.", JSON, ref("Closed"))},
           (*SESSION, "unknown_session", "missing_token", "stale_token", "turn_in_flight"),
           request=(JSON, ref("CloseRequest")), request_required=False, headers=(CONTINUATION_HEADER,)),
+    Route("GET", "/v1/sessions", "listSessions", "The bearer's own open sessions, newest first (ADR-0017)",
+          "sessions", "session",
+          {200: ("The identity and its open sessions (at most 100, each as describe shows it).", JSON,
+                 ref("SessionList"))}, SESSION),
     Route("GET", "/v1/ws", "sessionWebSocket", "Session turns over one WebSocket", "sessions", "session",
           {101: ("Switching protocols; each client text frame is a turn input.", None, None)},
           ("unauthorized", "upgrade_required"), websocket=True,
@@ -606,6 +623,15 @@ SCHEMAS: dict[str, Any] = {
         "required": ["code", "message"],
         "properties": {"code": _STR, "message": _STR},
     },
+    "SessionList": {
+        "type": "object",
+        "required": ["agent_id", "owner", "sessions"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "owner": {"type": "string"},
+            "sessions": {"type": "array", "items": ref("SessionDescription")},
+        },
+    },
     "SessionDescription": {
         "type": "object",
         "required": ["sessionId", "agent_id", "owner", "handler", "turns", "subscriptions", "status"],
@@ -691,6 +717,8 @@ def _operation(route: Route) -> dict[str, Any]:
         params.append(SHA_PARAM)
     if "{id}" in route.path:
         params.append(SESSION_PARAM)
+    if "{asset}" in route.path:
+        params.append(ASSET_PARAM)
     params.extend(route.query)
     params.extend(route.headers)
     if route.idempotent_key:

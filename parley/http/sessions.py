@@ -47,6 +47,10 @@ def _handler(segments: list[str], method: str):
             if method == "POST":
                 return "session_message", continue_
             raise MethodNotAllowed()
+    if n == 2 and s[1] == "sessions":
+        if method == "GET":
+            return "session_list", await list_sessions(ctx)
+        raise MethodNotAllowed()
     if n == 2 and s[1] == "ws":
         # A plain HTTP request on the WebSocket route.
         raise UpgradeRequired("this route needs a WebSocket upgrade")
@@ -100,6 +104,13 @@ async def continue_(ctx, session_id: str):
 async def describe(ctx, session_id: str):
     identity = _identity(ctx)
     return json_response(200, await ctx.backbone.sessions.describe(session_id, identity))
+
+
+async def list_sessions(ctx):
+    """``GET /v1/sessions``: the bearer's own open sessions, newest first (ADR-0017)."""
+    identity = _identity(ctx)
+    sessions = await ctx.backbone.sessions.list_for(identity)
+    return json_response(200, {"agent_id": identity.agent_id, "owner": identity.owner, "sessions": sessions})
 
 
 async def close(ctx, session_id: str):

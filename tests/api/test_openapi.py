@@ -58,6 +58,9 @@ DISPATCHER_ROUTES = {
     ("POST", "/admin/tokens/revoke"),
     ("POST", "/admin/tokens/rotate"),
     ("POST", "/v1/session"),
+    ("GET", "/v1/sessions"),
+    ("GET", "/ui"),
+    ("GET", "/ui/{asset}"),
     ("POST", "/v1/session/{id}/message"),
     ("GET", "/v1/session/{id}"),
     ("DELETE", "/v1/session/{id}"),
@@ -239,7 +242,7 @@ async def test_every_documented_route_is_served(server):
         assert (await alice.put(f"/channels/probe/artifacts/{sha}", content=blob)).status_code == 201
         started = await alice.post("/v1/session", json={})
         assert started.status_code == 200, started.text
-        values = {"channel": "probe", "sha256": sha, "id": started.json()["sessionId"]}
+        values = {"channel": "probe", "sha256": sha, "id": started.json()["sessionId"], "asset": "app.js"}
 
         served = await anon.get("/openapi.json")
         assert served.status_code == 200 and served.json() == openapi.document()

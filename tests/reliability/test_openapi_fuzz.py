@@ -114,7 +114,8 @@ def live(tmp_path_factory):
             assert c.put(f"/channels/fuzz/artifacts/{sha}", content=blob).status_code == 201
             started = c.post("/v1/session", json={"actions": [{"subscribe": {"channel": "fuzz", "from": "start"}}]})
             assert started.status_code == 200, started.text
-        server.known = {"channel": "fuzz", "sha256": sha, "id": started.json()["sessionId"], "blob": blob}
+        server.known = {"channel": "fuzz", "sha256": sha, "id": started.json()["sessionId"], "blob": blob,
+                        "asset": "app.js"}
         try:
             yield server
         finally:
