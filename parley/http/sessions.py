@@ -49,7 +49,7 @@ def _handler(segments: list[str], method: str):
             raise MethodNotAllowed()
     if n == 2 and s[1] == "sessions":
         if method == "GET":
-            return "session_list", await list_sessions(ctx)
+            return "session_list", list_sessions
         raise MethodNotAllowed()
     if n == 2 and s[1] == "ws":
         # A plain HTTP request on the WebSocket route.
