@@ -136,6 +136,9 @@ main.add_command(cli_token.token)
 from .cli_bench import bench  # noqa: E402
 
 main.add_command(bench)
+from .mcp.cli import mcp_command  # noqa: E402
+
+main.add_command(mcp_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -504,9 +504,13 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
+        created_by: str | None = None,
     ) -> dict[str, Any]:
-        """``POST /channels`` → the descriptor (idempotent across retries)."""
-        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
+        """``POST /channels`` → the descriptor (idempotent across retries).
+
+        ``created_by`` is a placeholder: parley anchors it to the token's owner.
+        """
+        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars, "created_by": created_by}
         return await self._do(self._requests.create_channel(channel, purpose, extra))
 
     async def list_channels(self) -> list[dict[str, Any]]:

@@ -126,8 +126,9 @@ class Parley(_sessions.SyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
+        created_by: str | None = None,
     ) -> dict[str, Any]:
-        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
+        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars, "created_by": created_by}
         return self._do(self._requests.create_channel(channel, purpose, extra))
 
     def list_channels(self) -> list[dict[str, Any]]:

@@ -1,0 +1,50 @@
+"""Fixtures for the MCP tests: a real ``parley serve`` and the SDK's stdio client spawning ``parley mcp``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.support.process import clean_env, serve, sqlite_url
+
+
+@pytest.fixture
+def server(tmp_path):
+    with serve(sqlite_url(tmp_path), tmp_path) as srv:
+        yield srv
+
+
+def mcp_env(url: str, token: str, channel: str, state_dir: Path, **extra: str) -> dict[str, str]:
+    return clean_env(PARLEY_URL=url, PARLEY_TOKEN=token, PARLEY_CHANNEL=channel, PARLEY_STATE_DIR=str(state_dir), **extra)
+
+
+@asynccontextmanager
+async def stdio_mcp(url: str, token: str, channel: str, state_dir: Path, *, mode: str = "legacy", **kw):
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "parley", "mcp"], env=mcp_env(url, token, channel, state_dir), cwd=str(state_dir)
+    )
+    async with Client(params, mode=mode, **kw) as client:
+        yield client
+
+
+class Result:
+    """A tool result: its text, whether it is an error, and the JSON it holds."""
+
+    def __init__(self, raw) -> None:
+        assert len(raw.content) == 1 and raw.content[0].type == "text"
+        self.text = raw.content[0].text
+        self.is_error = bool(raw.is_error)
+
+    @property
+    def json(self):
+        assert not self.is_error, self.text
+        return json.loads(self.text)
+
+
+async def call(client, name: str, **arguments) -> Result:
+    return Result(await client.call_tool(name, arguments))
