@@ -24,10 +24,10 @@ def mcp_env(url: str, token: str, channel: str, state_dir: Path, **extra: str) -
 
 
 @asynccontextmanager
-async def stdio_mcp(url: str, token: str, channel: str, state_dir: Path, *, mode: str = "legacy", **kw):
-    params = StdioServerParameters(
-        command=sys.executable, args=["-m", "parley", "mcp"], env=mcp_env(url, token, channel, state_dir), cwd=str(state_dir)
-    )
+async def stdio_mcp(url: str, token: str, channel: str, cwd: Path, *, mode: str = "legacy", env_state: Path | None = None, **kw):
+    """``parley mcp`` spawned by the SDK's stdio client (state dir ``env_state``, default ``cwd``)."""
+    env = mcp_env(url, token, channel, env_state or cwd)
+    params = StdioServerParameters(command=sys.executable, args=["-m", "parley", "mcp"], env=env, cwd=str(cwd))
     async with Client(params, mode=mode, **kw) as client:
         yield client
 
@@ -48,3 +48,26 @@ class Result:
 
 async def call(client, name: str, **arguments) -> Result:
     return Result(await client.call_tool(name, arguments))
+
+
+def append(http, channel: str, **fields) -> dict:
+    """Append over plain HTTP (not through MCP) → the server's ``{"message", "cursor"}``."""
+    from parley.client import new_ulid
+
+    body = {"type": "note", "msg_id": new_ulid(), "agent_id": "x", "owner": "x", **fields}
+    response = http.post(f"/channels/{channel}/append", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def open_streams(http, at_least: int) -> None:
+    """Return once the server's ``parley_open_streams`` gauge reaches ``at_least`` (a condition, polled)."""
+    import trio
+
+    with trio.fail_after(10):
+        while True:
+            text = await trio.to_thread.run_sync(lambda: http.get("/metrics").text)
+            gauge = next(line for line in text.splitlines() if line.startswith("parley_open_streams "))
+            if float(gauge.split()[1]) >= at_least:
+                return
+            await trio.sleep(0.02)
