@@ -4,8 +4,8 @@ One pass reads each watched channel from its wait cursor (so nothing
 committed before the call is missed). If nothing deliverable is there, one
 SSE tail per channel (``/channels/:c/stream?since=<cursor>``, the SDK's
 :meth:`~parley.client.AsyncParley.tail`) is opened and the first deliverable
-frame wakes the call, which then reads again to return everything committed
-by then, grouped by channel. No polling loop: the server pushes the frame
+frame wakes the call and is its result (whatever else landed meanwhile comes
+with the next call's first read). No polling loop: the server pushes the frame
 after its commit. Own posts advance the cursor but never wake or appear.
 Cursors are committed only when the call returns, so a cancelled wait
 advances nothing.
@@ -47,19 +47,33 @@ async def _collect(
     return items, cursors
 
 
-async def _first_frame(agent: Agent, channels: list[str], cursors: dict[str, int]) -> None:
-    """Return once any tail delivers a frame that is not one of our own posts."""
+async def _first_frame(
+    agent: Agent, channels: list[str], start: dict[str, int]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Tail every channel; return with the first frame that is not one of our own posts.
+
+    The frame itself is the result (no second read): own posts before it only
+    advance that channel's cursor.
+    """
+    found: list[dict[str, Any]] = []
+    cursors = dict(start)
     async with trio.open_nursery() as nursery:
 
         async def watch(channel: str) -> None:
-            async with agent.client.tail(channel, since=cursors[channel]) as tail:
+            async with agent.client.tail(channel, since=start[channel]) as tail:
                 async for item in tail:
-                    if item["message"].get("msg_id") not in agent.written:
+                    if found:
+                        return
+                    message = item["message"]
+                    cursors[channel] = item["cursor"]
+                    if message.get("msg_id") not in agent.written:
+                        found.append({"channel": channel, "cursor": item["cursor"], "message": sanitize.message(message)})
                         nursery.cancel_scope.cancel()
                         return
 
         for channel in channels:
             nursery.start_soon(watch, channel)
+    return found, cursors
 
 
 async def _progress(ctx: Any, timeout: float) -> None:
@@ -82,9 +96,7 @@ async def wait_tool(agent: Agent, args: dict[str, Any], ctx: Any) -> dict[str, A
             async with trio.open_nursery() as nursery:
                 if ctx is not None and getattr(ctx, "progress", None) is not None:
                     nursery.start_soon(_progress, ctx, timeout)
-                while not items:
-                    await _first_frame(agent, channels, cursors)
-                    items, cursors = await _collect(agent, channels, cursors)
+                items, cursors = await _first_frame(agent, channels, cursors)
                 nursery.cancel_scope.cancel()
         timed_out = scope.cancelled_caught and not items
     elif not items:
