@@ -21,6 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from .actors.backbone import Backbone
 from .config import Settings
 from .http.app import create_app
+from .mcp.http import McpMount
 from .journal import migrate
 from .journal.engine import make_engine
 
@@ -92,6 +93,7 @@ async def run_server(
     if stop is None:
         stop = trio.Event()
     app = create_app(backbone)
+    app = McpMount(app, backbone)  # /mcp: the MCP server over Streamable HTTP (ADR-0015)
 
     async def watch_signals(task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
