@@ -85,6 +85,10 @@ class McpMount:
                 raise RuntimeError("the /mcp mount needs the ASGI lifespan (Hypercorn sends it)")
             from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
+            # parley's access log already records requests; the SDK's and httpx's INFO lines are noise here.
+            for name in ("mcp", "httpx"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
             from .server import SERVER_NAME, build_server
 
             manager = StreamableHTTPSessionManager(app=build_server(self._agent_for), stateless=False)

@@ -19,10 +19,11 @@ from typing import Any
 import trio
 
 from . import sanitize
-from .agent import Agent
+from .agent import Agent, ToolError
 
 MAX_ITEMS = 100
 PROGRESS_EVERY = 10.0
+STREAM_ENDED = "The backbone closed the stream (restarting?); call parley_wait again."
 
 
 async def _collect(
@@ -73,6 +74,8 @@ async def _first_frame(
 
         for channel in channels:
             nursery.start_soon(watch, channel)
+    if not found:  # every tail ended without a frame: the backbone is going away
+        raise ToolError(STREAM_ENDED)
     return found, cursors
 
 
