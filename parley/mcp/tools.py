@@ -261,6 +261,32 @@ def validate(tool: ToolDef, arguments: Mapping[str, Any]) -> str | None:
     return "Invalid arguments: " + "; ".join(clauses) + "."
 
 
+def _describe_arg(name: str, schema: Mapping[str, Any], required: bool) -> str:
+    if "anyOf" in schema:
+        kind = '"head", "start" or an integer ≥ 0'
+    elif "enum" in schema:
+        kind = "one of " + ", ".join(f"`{v}`" for v in schema["enum"])
+    else:
+        kind = schema.get("type", "any")
+        if kind == "array":
+            kind = "array of string"
+    return f"`{name}`{' (required)' if required else ''}: {kind}"
+
+
+def markdown_table() -> str:
+    """The docs' tool table (docs/connect-an-agent.md), generated from :data:`TOOLS`."""
+    lines = ["| tool | arguments | what it does |", "|---|---|---|"]
+    for tool in TOOLS:
+        args = "; ".join(_describe_arg(n, s, n in tool.required) for n, s in tool.properties.items()) or "none"
+        description = tool.description.replace("|", "\\|")
+        lines.append(f"| `{tool.name}` | {args} | {description} |")
+    return "\n".join(lines)
+
+
 def normalise_int(value: Any) -> Any:
     """An integral float (``3.0``) as the int it spells."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+if __name__ == "__main__":  # python -m parley.mcp.tools: print the table for the docs
+    print(markdown_table())
