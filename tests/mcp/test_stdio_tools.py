@@ -199,3 +199,9 @@ def test_start_up_failures_are_one_line_and_exit_1(server, tmp_path):
     alias = run_cli(["mcp"], clean_env(CAUCUS_URL=server.url, CAUCUS_TOKEN="wrong", CAUCUS_CHANNEL="war-room"), tmp_path)
     assert alias.stderr == "parley mcp failed to start: UnauthorizedError: missing or invalid token\n"
     assert mcp_env  # (imported for the other tests)
+
+
+async def test_the_2026_era_probe_also_works_over_stdio(server, tmp_path):
+    async with stdio_mcp(server.url, "tok-a", "war-room", tmp_path, mode="auto") as mcp:
+        assert len((await mcp.list_tools()).tools) == 20
+        assert (await call(mcp, "parley_status")).json["channel"] == "war-room"
