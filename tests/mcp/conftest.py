@@ -71,3 +71,23 @@ async def open_streams(http, at_least: int) -> None:
             if float(gauge.split()[1]) >= at_least:
                 return
             await trio.sleep(0.02)
+
+
+def mcp_children() -> list[int]:
+    """Live ``parley mcp`` processes started by this test process (Linux ``/proc``)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == os.getpid() and argv[1:4] == [b"-m", b"parley", b"mcp"]:
+            found.append(int(entry))
+    return found

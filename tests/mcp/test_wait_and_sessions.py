@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 
 import trio
 
-from .conftest import append, call, open_streams, stdio_mcp
+from .conftest import append, call, mcp_children, open_streams, stdio_mcp
 
 
 async def test_wait_returns_a_message_appended_over_http_and_empty_at_its_timeout(server, tmp_path):
@@ -51,12 +52,21 @@ async def test_wait_returns_a_message_appended_over_http_and_empty_at_its_timeou
 async def test_a_session_resumes_after_the_mcp_process_is_restarted(server, tmp_path):
     http = server.client("tok-b")
     state = tmp_path / "state"
-    async with stdio_mcp(server.url, "tok-a", "war-room", tmp_path, env_state=state) as mcp:
-        started = (await call(mcp, "parley_session_start", **{"from": "start"})).json
-        append(http, "war-room", body="one")
-        first = (await call(mcp, "parley_session_continue")).json
-        assert [i["message"]["body"] for i in first["messages"]] == ["one"]
-    # the MCP process is gone; the resume file holds the session (0600, token never shown)
+    killed = False
+    try:
+        async with stdio_mcp(server.url, "tok-a", "war-room", tmp_path, env_state=state) as mcp:
+            started = (await call(mcp, "parley_session_start", **{"from": "start"})).json
+            append(http, "war-room", body="one")
+            first = (await call(mcp, "parley_session_continue")).json
+            assert [i["message"]["body"] for i in first["messages"]] == ["one"]
+            (pid,) = mcp_children()
+            os.kill(pid, signal.SIGKILL)
+            killed = True
+    except BaseException:  # the SDK's client may complain about the dead pipe on the way out
+        if not killed:
+            raise
+    assert killed and mcp_children() == []
+    # the MCP process is gone (kill -9); the resume file holds the session (0600, token never shown)
     files = list((state / "sessions").iterdir())
     assert [f.name for f in files] == ["session__war-room.json"]
     assert stat.S_IMODE(os.stat(files[0]).st_mode) == 0o600
