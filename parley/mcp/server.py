@@ -17,6 +17,7 @@ import click
 import mcp_types as types
 from mcp.server.lowlevel import Server
 
+from .. import __version__
 from ..client import AsyncParley, ParleyError
 from . import config, handlers, resources
 from .agent import Agent
@@ -40,7 +41,7 @@ def _text(text: str, is_error: bool) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=is_error)
 
 
-def build_server(agent_for: AgentProvider, version: str = "") -> Server:
+def build_server(agent_for: AgentProvider, version: str = __version__) -> Server:
     async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
         return types.ListToolsResult(
             tools=[types.Tool(name=t.name, description=t.description, input_schema=t.input_schema) for t in TOOLS]

@@ -13,7 +13,6 @@ advances nothing.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import trio
@@ -95,7 +94,7 @@ async def wait_tool(agent: Agent, args: dict[str, Any], ctx: Any) -> dict[str, A
     items, cursors = await _collect(agent, channels, cursors)
     timed_out = False
     if not items and timeout > 0:
-        with trio.move_on_after(timeout if math.isfinite(timeout) else None) as scope:
+        with trio.move_on_after(timeout) as scope:
             async with trio.open_nursery() as nursery:
                 if ctx is not None and getattr(ctx, "progress", None) is not None:
                     nursery.start_soon(_progress, ctx, timeout)

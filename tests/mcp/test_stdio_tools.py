@@ -11,9 +11,9 @@ import json
 
 import trio
 
-from tests.support.process import run_cli
+from tests.support.process import clean_env, run_cli
 
-from .conftest import call, mcp_env, stdio_mcp
+from .conftest import call, stdio_mcp
 
 
 def _messages(http, channel: str) -> list[dict]:
@@ -45,7 +45,6 @@ async def test_every_channel_tool_has_its_effect_over_http(server, tmp_path):
         ]
         assert [m["msg_id"] for m in stored] == [note["msg_id"], finding["msg_id"], steer["msg_id"]]
         assert stored[1]["to"] == ["bob-agent"] and stored[2]["status"] == "needs-response"
-        assert "cache looks fine ✓" in (await call(mcp, "parley_post", type="note", body="x ✓")).text or True
 
         page = (await call(mcp, "parley_read_channel", since=1, limit=1)).json
         assert page["count"] == 1 and page["messages"][0]["msg_id"] == finding["msg_id"]
@@ -188,8 +187,6 @@ def test_start_up_failures_are_one_line_and_exit_1(server, tmp_path):
          'InvalidChannelNameError: Invalid channel name: "Bad_Name" (must match ^[a-z0-9][a-z0-9-]{0,63}$)'),
     ]
     for env, expected in cases:
-        from tests.support.process import clean_env
-
         result = run_cli(["mcp"], clean_env(**env), tmp_path)
         assert result.returncode == 1, result
         assert result.stderr == f"parley mcp failed to start: {expected}\n"
@@ -198,7 +195,6 @@ def test_start_up_failures_are_one_line_and_exit_1(server, tmp_path):
     # the CAUCUS_* aliases are accepted
     alias = run_cli(["mcp"], clean_env(CAUCUS_URL=server.url, CAUCUS_TOKEN="wrong", CAUCUS_CHANNEL="war-room"), tmp_path)
     assert alias.stderr == "parley mcp failed to start: UnauthorizedError: missing or invalid token\n"
-    assert mcp_env  # (imported for the other tests)
 
 
 async def test_the_2026_era_probe_also_works_over_stdio(server, tmp_path):
