@@ -12,7 +12,7 @@ import pytest
 from .conftest import append, call, open_streams, stdio_mcp
 
 # resources/subscribe is the handshake-era API (the 2026-07-28 era replaces it with subscriptions/listen).
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
 
 async def test_a_subscribed_channel_resource_notifies_when_a_message_lands(server, tmp_path):
