@@ -226,4 +226,7 @@ async def call(agent: Agent, name: str, arguments: dict[str, Any] | None, ctx: A
         return refusal.text, True
     except ParleyError as error:
         return error_text(error), True
+    except Exception as error:  # a bug: one line on stderr, one line for the model, no traceback
+        log.error("parley mcp: internal error in %s (%s)", name, type(error).__name__)
+        return f"internal error in parley mcp ({type(error).__name__}); the call may be retried", True
     return (result if isinstance(result, str) else dumps(result)), False

@@ -96,7 +96,9 @@ async def _main(cfg: config.McpConfig, state_dir: str) -> None:
         try:
             await agent.ensure_home()  # before answering `initialize` (§1)
         except ParleyError as error:
-            _fail(error, handlers.error_text(error) if error.code == "transport_error" else error.message)
+            _fail(error, handlers.error_text(error) if error.code in ("transport_error", "http_error") else error.message)
+        except Exception as error:  # value-free: no URL or token in the line
+            _fail(error, "unexpected failure while contacting the backbone")
         await _serve_stdio(agent)
 
 

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import httpx2
+import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -95,3 +96,26 @@ async def test_posts_are_anchored_and_two_tokens_never_share_session_state(serve
         tools = [t.name for t in (await alice.list_tools()).tools]
         assert len(tools) == 20
     assert json.loads(json.dumps(started))["sessionId"].startswith("ses_")
+
+
+async def test_the_mcp_get_stream_counts_against_the_stream_cap(tmp_path):
+    from tests.support.process import serve, sqlite_url
+
+    with serve(sqlite_url(tmp_path), tmp_path, PARLEY_MAX_STREAMS="1") as srv:
+        auth = {**MCP_HEADERS, "Authorization": "Bearer tok-a"}
+        async with httpx.AsyncClient(base_url=srv.url, timeout=10) as http:
+            opened = await http.post("/mcp?channel=war-room", json=INIT, headers=auth)
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"], "Mcp-Protocol-Version": "2025-11-25"}
+            note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert (await http.post("/mcp", json=note, headers={**auth, **session})).status_code == 202
+            stream_headers = {"Authorization": "Bearer tok-a", "Accept": "text/event-stream", **session}
+            async with http.stream("GET", "/mcp", headers=stream_headers) as stream:
+                assert stream.status_code == 200
+                tail = await http.get("/channels/war-room/stream")
+                assert tail.status_code == 503 and tail.json()["error"]["code"] == "stream_capacity"
+                assert "parley_open_streams 1.0" in (await http.get("/metrics")).text
+                # ending the MCP session ends its stream and frees the slot
+                assert (await http.delete("/mcp", headers={"Authorization": "Bearer tok-a", **session})).status_code == 200
+                with trio.fail_after(10):
+                    while "parley_open_streams 0.0" not in (await http.get("/metrics")).text:
+                        await trio.sleep(0.02)
