@@ -12,6 +12,6 @@ import click
 def mcp_command() -> None:
     """Run the MCP server over stdio (env PARLEY_URL, PARLEY_TOKEN, PARLEY_CHANNEL)."""
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
-    from .server import run_stdio
+    from .stdio import run
 
-    run_stdio()
+    run()
