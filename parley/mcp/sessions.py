@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from ..client import AsyncResumableSession, ParleyError
+from ..client import AsyncResumableSession, ParleyError, SessionFile, SessionState
 from . import sanitize
 from .agent import Agent, ToolError
 
@@ -44,11 +44,8 @@ class HeldSession:
                 self.resumable = None
 
     def _open(self, handler: str | None = None) -> AsyncResumableSession:
-        if self.path is None:  # HTTP transport: in memory only
-            import tempfile
-
-            directory = tempfile.mkdtemp(prefix="parley-mcp-session-")
-            return AsyncResumableSession(Path(directory) / "session.json", self.agent.client, handler=handler)
+        if self.path is None:  # HTTP transport: held in memory, never on the server's disk
+            return AsyncResumableSession(os.devnull, self.agent.client, handler=handler, file=_MemoryFile())
         return AsyncResumableSession(self.path, self.agent.client, handler=handler)
 
     def drop(self) -> None:
@@ -68,7 +65,29 @@ class HeldSession:
         return response
 
 
+class _MemoryFile(SessionFile):
+    """A :class:`SessionFile` that keeps the state in memory (the ``/mcp`` transport)."""
+
+    def __init__(self) -> None:
+        super().__init__(os.devnull)
+        self._state: SessionState | None = None
+
+    def exists(self) -> bool:
+        return self._state is not None
+
+    def load(self) -> SessionState | None:
+        return self._state
+
+    def save(self, state: SessionState) -> None:
+        self._state = SessionState.from_json(state.to_json())
+
+    def delete(self) -> None:
+        self._state = None
+
+
 def _restrict(path: Path) -> None:
+    if str(path) == os.devnull:
+        return
     try:
         os.chmod(path, 0o600)
     except OSError:  # the file was removed by a close
