@@ -6,6 +6,7 @@ import json
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 import httpx2
 import trio
 from mcp import Client
@@ -119,3 +120,26 @@ async def test_the_mcp_get_stream_counts_against_the_stream_cap(tmp_path):
                 with trio.fail_after(10):
                     while "parley_open_streams 0.0" not in (await http.get("/metrics")).text:
                         await trio.sleep(0.02)
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_resource_subscriptions_notify_over_http_too(server):
+    import mcp_types as types
+
+    from .conftest import append, open_streams
+
+    landed = trio.Event()
+
+    async def on_message(message) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            landed.set()
+
+    target = f"{server.url}/mcp?channel=war-room"
+    async with httpx2.AsyncClient(headers={"Authorization": "Bearer tok-a"}, timeout=30) as http2:
+        async with Client(streamable_http_client(target, http_client=http2), message_handler=on_message) as mcp:
+            await mcp.subscribe_resource("parley://channel/war-room")
+            http = server.client("tok-b")
+            await open_streams(http, 2)  # the MCP GET stream and the subscription's tail
+            append(http, "war-room", body="hello")
+            with trio.fail_after(10):
+                await landed.wait()
