@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import trio
 
-from ..errors import Forbidden, InvalidRequest, ParleyError, StreamCapacity, Unauthorized, Unavailable
+from ..errors import Forbidden, InternalError, InvalidRequest, ParleyError, StreamCapacity, Unauthorized, Unavailable
 from ..http.auth import bearer
 
 log = logging.getLogger("parley.mcp")
@@ -70,7 +70,13 @@ class McpMount:
             return
         path = scope.get("path", "")
         if scope["type"] == "http" and (path == PATH or path == PATH + "/"):
-            status = await self._handle(scope, receive, _StatusSend(send))
+            status = _StatusSend(send)
+            try:
+                await self._handle(scope, receive, status)
+            except Exception as error:  # a bug: one log line, the 500 envelope if nothing was sent yet
+                log.error("internal error on %s /mcp (%s)", scope.get("method"), type(error).__name__)
+                if status.status == 0:
+                    await _send_error(status, InternalError())
             if self.metrics is not None:
                 self.metrics.requests.labels("mcp", str(status.status)).inc()
             return
