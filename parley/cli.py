@@ -151,6 +151,9 @@ from .cli_client import post, read  # noqa: E402  (talk to a running server)
 
 main.add_command(post)
 main.add_command(read)
+from .mcp.cli import mcp_command  # noqa: E402
+
+main.add_command(mcp_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from .actors.backbone import Backbone
 from .config import Settings
 from .http import serving
 from .http.app import create_app
+from .mcp.http import McpMount
 from .journal import migrate
 from .journal.engine import make_engine
 
@@ -105,7 +106,8 @@ async def run_server(
     backbone = backbone or Backbone(settings)
     if stop is None:
         stop = trio.Event()
-    app = create_app(backbone)
+    quart_app = create_app(backbone)
+    app = McpMount(quart_app, backbone)  # /mcp: the MCP server over Streamable HTTP (ADR-0015)
 
     async def watch_signals(task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -139,7 +141,7 @@ async def run_server(
                     app,
                     hypercorn_config(settings),
                     shutdown_trigger=stop.wait,
-                    on_connection_error=app.extensions["parley.metrics"].connection_errors.inc,
+                    on_connection_error=quart_app.extensions["parley.metrics"].connection_errors.inc,
                     task_status=task_status,
                 )
             finally:

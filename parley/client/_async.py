@@ -525,12 +525,14 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
+        created_by: str | None = None,
     ) -> ChannelDescriptor:
         """``POST /channels`` → the descriptor (idempotent across retries).
 
         Raises :class:`ChannelExists` if the name is taken (by anyone).
+        ``created_by`` is a placeholder: parley anchors it to the token's owner.
         """
-        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
+        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars, "created_by": created_by}
         return await self._do(self._requests.create_channel(channel, purpose, extra))
 
     async def list_channels(self) -> list[ChannelDescriptor]:

@@ -420,8 +420,16 @@ def _definitive(error: ParleyError) -> bool:
 
 
 class _ResumableBase:
-    def __init__(self, path: str | os.PathLike[str], client: Any, *, handler: str | None = None) -> None:
-        self.file = SessionFile(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        client: Any,
+        *,
+        handler: str | None = None,
+        file: SessionFile | None = None,
+    ) -> None:
+        #: Where the state lives; ``file`` replaces the JSON file at ``path`` (e.g. an in-memory store).
+        self.file = file if file is not None else SessionFile(path)
         self.client = client
         self.handler = handler
         loaded = self.file.load()

@@ -142,9 +142,10 @@ class Parley(_sessions.SyncSessionsMixin):
         purpose: str | None = None,
         verbosity: str | None = None,
         render_budget_chars: int | None = None,
+        created_by: str | None = None,
     ) -> ChannelDescriptor:
         """``POST /channels`` → the descriptor; :class:`ChannelExists` if the name is taken."""
-        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars}
+        extra = {"verbosity": verbosity, "renderBudgetChars": render_budget_chars, "created_by": created_by}
         return self._do(self._requests.create_channel(channel, purpose, extra))
 
     def list_channels(self) -> list[ChannelDescriptor]:
