@@ -217,6 +217,31 @@ def _stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+#: At most this long per prompt is spent sending queued posts (the turn still fits the timeout).
+OUTBOX_PATIENCE = 1.0
+
+
+def flush_outbox(env: Mapping[str, str], client: Parley, warn: Callable[[str], None]) -> None:
+    """With ``PARLEY_OUTBOX`` set, send the posts queued while parley was down.
+
+    Every prompt is a chance to deliver what ``parley mcp`` queued, even after
+    that process ended; a drain that cannot finish leaves the rest pending.
+    """
+    path = (env.get("PARLEY_OUTBOX") or "").strip()
+    if not path:
+        return
+    from ..client import Outbox
+
+    try:
+        with Outbox(path) as outbox:
+            result = outbox.drain(client, patience=OUTBOX_PATIENCE)
+    except Exception as exc:  # the turn itself must still run
+        warn(f"parley-hook: could not drain the outbox this turn ({type(exc).__name__})")
+        return
+    if result.dead:
+        warn(f"parley-hook: {len(result.dead)} queued post(s) were refused; see `parley outbox list --dead`")
+
+
 def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None] = _stderr) -> str:
     """The whole hook: the stdout text ("" or one envelope). Never raises."""
     try:
@@ -227,6 +252,7 @@ def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None
             warn(NO_TOKEN)
             return ""
         with Parley(config.url, config.token, retries=0, timeout=REQUEST_TIMEOUT) as client:
+            flush_outbox(env, client, warn)
             return HookRun(config, session_id_of(stdin_text), client, warn).run()
     except Exception as exc:  # fail open, always
         warn(f"parley-hook: fatal, skipped this turn ({type(exc).__name__})")

@@ -47,6 +47,8 @@ class Agent:
     task_group: Any = None
     #: Resource subscriptions: uri → the cancel scope of its watcher.
     watchers: dict[str, Any] = field(default_factory=dict)
+    #: ``PARLEY_OUTBOX``'s :class:`parley.client.Outbox`: posts go through it (stdio only).
+    outbox: Any = None
 
     async def ensure_home(self) -> dict[str, Any]:
         """Describe the home channel, creating it if missing (§1); sets the home wait cursor."""

@@ -78,10 +78,32 @@ def _post(fixed_type: str | None) -> Handler:
             if args.get(name) is not None:
                 message[name] = args[name]
         channel = agent.guard(args.get("channel"))
+        if agent.outbox is not None:
+            return await _post_through_outbox(agent, channel, _stamp(agent, message))
         answer = await agent.client.append(channel, _stamp(agent, message))
         return {"msg_id": answer["message"]["msg_id"], "cursor": answer["cursor"]}
 
     return post
+
+
+async def _post_through_outbox(agent: Agent, channel: str, message: dict[str, Any]) -> dict[str, Any]:
+    """With ``PARLEY_OUTBOX`` set: durable on disk first, then one delivery attempt.
+
+    The result says which happened (``"delivery": "delivered" | "queued"``); a
+    queued post is sent by a later call or ``parley outbox drain``, with the same
+    ``msg_id``, so it is stored once (ADR-0018). A refusal is the wire message.
+    """
+    client_id = agent.outbox.enqueue(channel, message)
+    delivery = await agent.outbox.deliver(agent.client, client_id)
+    if delivery.outcome == "delivered":
+        return {"msg_id": client_id, "cursor": delivery.row.cursor, "delivery": "delivered"}
+    if delivery.outcome == "queued":
+        return {"msg_id": client_id, "cursor": None, "delivery": "queued"}
+    row = delivery.row
+    if row.error_status == 401:
+        raise ToolError("missing or invalid token")
+    text = row.last_error or f"the post was {delivery.outcome}"
+    raise ToolError(text.split(": ", 1)[1] if text.startswith("HTTP ") and ": " in text else text)
 
 
 async def status(agent: Agent, args: dict[str, Any], _ctx: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ line: ``parley mcp failed to start: <ErrorName>: <message>``.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -52,7 +53,7 @@ async def _serve(agent: Agent) -> None:
 
 async def _main(cfg: config.McpConfig, state_dir: str) -> None:
     async with AsyncParley(cfg.url, cfg.token) as client:
-        agent = Agent(client, cfg.home, cfg.identity, state_dir=state_dir)
+        agent = Agent(client, cfg.home, cfg.identity, state_dir=state_dir, outbox=_outbox())
         try:
             await agent.ensure_home()  # before answering `initialize` (§1)
         except ParleyError as error:
@@ -60,6 +61,16 @@ async def _main(cfg: config.McpConfig, state_dir: str) -> None:
         except Exception as error:  # value-free: no URL or token in the line
             _fail(error, "unexpected failure while contacting the backbone")
         await _serve(agent)
+
+
+def _outbox():
+    """``PARLEY_OUTBOX``'s outbox, or None (posts then go straight to the backbone)."""
+    path = os.environ.get("PARLEY_OUTBOX", "").strip()
+    if not path:
+        return None
+    from ..client import Outbox
+
+    return Outbox(path)
 
 
 def run() -> None:

@@ -233,3 +233,22 @@ def test_a_state_file_that_cannot_be_written_is_one_line(server, tmp_path):
     hook = Hook(tmp_path, server.url, server.room)
     hook.env["PARLEY_STATE_DIR"] = str(blocker / "state")
     quiet(hook.run(), "parley-hook: could not persist checkpoint this turn\n")
+
+
+def test_with_an_outbox_each_prompt_sends_the_posts_queued_while_parley_was_down(server, tmp_path):
+    """Posts ``parley mcp`` queued (here enqueued directly) go out at the next prompt."""
+    from parley.client import Outbox
+
+    path = tmp_path / "outbox.db"
+    with Outbox(path) as outbox:
+        queued = [outbox.enqueue(server.room, {"type": "note", "body": f"queued {i}"}) for i in range(3)]
+    hook = Hook(tmp_path, server.url, server.room, PARLEY_OUTBOX=str(path))
+    quiet(hook.run())  # the first run: sends the queue, starts the session at the head
+    with Parley(server.url, "tok-a") as client:
+        stored = [m for page in client.read_all(server.room) for m in page["messages"]]
+    assert [m["msg_id"] for m in stored] == queued
+    with Outbox(path) as outbox:
+        assert {row.state for row in outbox.rows()} == {"done"}
+    quiet(hook.run())  # nothing left to send, nothing new: quiet, and nothing sent twice
+    with Parley(server.url, "tok-a") as client:
+        assert len([m for page in client.read_all(server.room) for m in page["messages"]]) == 3
