@@ -21,6 +21,7 @@ the network.
     ├── UnknownSession          404 unknown_session
     ├── NotFound                404 not_found
     ├── MethodNotAllowed        405 method_not_allowed
+    ├── RequestTimeout          408 request_timeout
     ├── ChannelExists           409 channel_exists
     ├── DuplicatePost           409 duplicate_post
     ├── ChannelFull             409 channel_full
@@ -102,6 +103,9 @@ UnknownChannel = _leaf("UnknownChannel", "unknown_channel", 404)
 UnknownSession = _leaf("UnknownSession", "unknown_session", 404)
 NotFound = _leaf("NotFound", "not_found", 404, "no such route")
 MethodNotAllowed = _leaf("MethodNotAllowed", "method_not_allowed", 405, "method not allowed")
+RequestTimeout = _leaf(
+    "RequestTimeout", "request_timeout", 408, "request body not received in time; resend it"
+)
 ChannelExists = _leaf("ChannelExists", "channel_exists", 409)
 DuplicatePost = _leaf(
     "DuplicatePost",

@@ -16,11 +16,12 @@ from functools import partial
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from .actors.backbone import Backbone
 from .config import Settings
+from .http.admission import connection_cap
 from .http.app import create_app
+from .http.serve import serve as serve_capped
 from .journal import migrate
 from .journal.engine import make_engine
 
@@ -65,6 +66,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.h11_max_incomplete_size = 16 * 1024
+    # Bursts of connects queue here while the event loop is busy; the old
+    # default of 100 overflowed under 200 concurrent connects (ADR-0021).
+    config.backlog = 4096
+    # One frame cap on every WebSocket, enforced before the app sees a frame (ADR-0022).
+    config.websocket_max_message_size = 4 * 1024 * 1024
     return config
 
 
@@ -121,8 +127,13 @@ async def run_server(
 
         async def web(task_status=trio.TASK_STATUS_IGNORED) -> None:
             try:
-                await hypercorn_serve(
-                    app, hypercorn_config(settings), shutdown_trigger=stop.wait, task_status=task_status
+                await serve_capped(
+                    app,
+                    hypercorn_config(settings),
+                    max_connections=connection_cap(settings.max_connections),
+                    write_timeout=settings.write_timeout_s,
+                    shutdown_trigger=stop.wait,
+                    task_status=task_status,
                 )
             finally:
                 # Hypercorn has drained its connections: now drain the actors.
