@@ -25,6 +25,7 @@ from quart import websocket
 from ..domain.message import sanitize_message_fields
 from ..errors import InvalidCursor, ParleyError, StreamCapacity, UpgradeRequired
 from .auth import bearer, require_identity
+from .revocation import TokenWatch
 from .stream import _since, tail
 from .wire import error_response, loads_bounded
 
@@ -47,7 +48,9 @@ def register(app, backbone, metrics) -> None:
         except ParleyError as error:
             metrics.requests.labels("channel_ws", str(error.status)).inc()
             return error_response(error)
-        identity = backbone.tokens.resolve(bearer(websocket.headers.get("authorization")))
+        token = bearer(websocket.headers.get("authorization"))
+        identity = backbone.tokens.resolve(token)
+        watch = TokenWatch(backbone.tokens, token if identity is not None else None)
         want_tail = websocket.args.get("tail", "1") not in ("0", "false")
         backbone.open_streams += 1
         send_lock = trio.Lock()
@@ -67,8 +70,10 @@ def register(app, backbone, metrics) -> None:
             async with trio.open_nursery() as nursery:
                 if want_tail:
                     nursery.start_soon(stream_tail)
-                await ingest(backbone, slug, identity, send, nursery)
+                nursery.start_soon(watch.cancel_on_revoke, nursery.cancel_scope)
+                await ingest(backbone, slug, identity, send, nursery, watch)
                 nursery.cancel_scope.cancel()
+            await watch.close_if_revoked(websocket)
         finally:
             backbone.open_streams -= 1
 
@@ -81,7 +86,7 @@ def register(app, backbone, metrics) -> None:
 MAX_IN_FLIGHT = 256
 
 
-async def ingest(backbone, channel: str, identity, send, nursery) -> None:
+async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> None:
     """Read client frames until the socket closes; each write frame runs as its own task."""
     from ..errors import InvalidRequest, Unauthorized
 
@@ -89,7 +94,7 @@ async def ingest(backbone, channel: str, identity, send, nursery) -> None:
 
     async def run(frame_id, op: str, body) -> None:
         try:
-            if identity is None:
+            if identity is None or watch.revoked:
                 raise Unauthorized()
             if not isinstance(body, dict):
                 raise InvalidRequest("request body must be a JSON object")
