@@ -23,10 +23,10 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, ParleyError, StreamCapacity, UpgradeRequired
-from .auth import bearer, require_identity
+from ..errors import InvalidCursor, ParleyError, UpgradeRequired
+from .auth import bearer
 from .revocation import TokenWatch
-from .stream import _since, tail
+from .stream import _since, bound_tail_connection, tail, tail_identity
 from .wire import error_response, loads_bounded
 
 
@@ -36,23 +36,20 @@ def register(app, backbone, metrics) -> None:
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
-            if backbone.settings.read_auth:
-                require_identity(backbone.tokens, websocket.headers.get("authorization"))
+            identity = tail_identity(backbone, websocket.headers)
             since = _since(websocket)
             slug = backbone.check_channel(channel)
             head = backbone.directory.head(slug)
             if since is not None and since > head:
                 raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-            if backbone.open_streams >= backbone.settings.max_streams:
-                raise StreamCapacity(retry_after=1)
+            slot = backbone.streams.acquire(identity)
         except ParleyError as error:
             metrics.requests.labels("channel_ws", str(error.status)).inc()
             return error_response(error)
         token = bearer(websocket.headers.get("authorization"))
-        identity = backbone.tokens.resolve(token)
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
         want_tail = websocket.args.get("tail", "1") not in ("0", "false")
-        backbone.open_streams += 1
+        bound_tail_connection(backbone.settings)
         send_lock = trio.Lock()
 
         async def send(payload: dict) -> None:
@@ -65,17 +62,19 @@ def register(app, backbone, metrics) -> None:
                 if message is not None:
                     await send({"cursor": cursor, "message": sanitize_message_fields(message)})
 
+        close_code = None
         try:
             await websocket.accept()
             async with trio.open_nursery() as nursery:
                 if want_tail:
                     nursery.start_soon(stream_tail)
                 nursery.start_soon(watch.cancel_on_revoke, nursery.cancel_scope)
-                await ingest(backbone, slug, identity, send, nursery, watch)
+                close_code = await ingest(backbone, slug, identity, send, nursery, watch)
                 nursery.cancel_scope.cancel()
-            await watch.close_if_revoked(websocket)
+            if not await watch.close_if_revoked(websocket) and close_code is not None:
+                await websocket.close(close_code, "write frames need a token")
         finally:
-            backbone.open_streams -= 1
+            slot.release()
 
     if getattr(backbone, "sessions", None) is not None:
         from . import session_ws
@@ -86,8 +85,31 @@ def register(app, backbone, metrics) -> None:
 MAX_IN_FLIGHT = 256
 
 
-async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> None:
-    """Read client frames until the socket closes; each write frame runs as its own task."""
+#: Closes a connection without a token after its first frame (ADR-0022).
+CLOSE_POLICY = 1008
+#: An anonymous frame up to this size is parsed for its ``id`` (echoed in the refusal).
+ANONYMOUS_FRAME_PEEK = 4096
+
+
+async def _refuse_anonymous(raw: str | bytes, send) -> None:
+    """Answer a frame on a connection without a token: ``unauthorized``, without
+    parsing a large frame; the caller then closes the socket, so such a
+    connection can hand the server at most one frame."""
+    frame_id = None
+    if len(raw) <= ANONYMOUS_FRAME_PEEK:
+        try:
+            frame = loads_bounded(raw)
+            frame_id = frame.get("id") if isinstance(frame, dict) else None
+        except orjson.JSONDecodeError:
+            pass
+    await send({"type": "error", "id": frame_id, "code": "unauthorized", "message": "missing or invalid token"})
+
+
+async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> int | None:
+    """Read client frames until the socket closes; each write frame runs as its own task.
+
+    Returns the close code to end with when the server ends the connection.
+    """
     from ..errors import InvalidRequest, Unauthorized
 
     limiter = trio.Semaphore(MAX_IN_FLIGHT)
@@ -113,6 +135,9 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
 
     while True:
         raw = await websocket.receive()
+        if identity is None:
+            await _refuse_anonymous(raw, send)
+            return CLOSE_POLICY
         try:
             frame = loads_bounded(raw)
         except orjson.JSONDecodeError:
