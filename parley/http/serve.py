@@ -3,7 +3,9 @@
 ``hypercorn.trio.serve`` builds its listeners itself and offers no hook to
 wrap them, so this is the same loop (lifespan, accept, graceful drain) over
 Hypercorn's own connection handler (``TCPServer``), with each listening
-socket wrapped in a :class:`~parley.http.admission.CappedListener`.
+socket wrapped in a :class:`~parley.http.admission.CappedListener`, and
+with Hypercorn's WebSocket stream replaced by
+:class:`~parley.http.ws_frames.BoundedWSStream`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
 
+from . import ws_frames
 from .admission import CappedListener
 
 
@@ -32,6 +35,7 @@ async def serve(
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` on ``config.bind`` until ``shutdown_trigger`` returns; reports the bound URLs."""
+    ws_frames.install()
     asgi = wrap_app(app, config.wsgi_max_body_size, None)
     state: dict = {}
     lifespan = Lifespan(asgi, config, state)

@@ -26,6 +26,7 @@ from ..domain.message import sanitize_message_fields
 from ..errors import InvalidCursor, ParleyError, UpgradeRequired
 from .auth import bearer
 from .revocation import TokenWatch
+from .ws_frames import FRAME_CAP
 from .stream import _since, bound_tail_connection, tail, tail_identity
 from .wire import error_response, loads_bounded
 
@@ -48,6 +49,9 @@ def register(app, backbone, metrics) -> None:
             return error_response(error)
         token = bearer(websocket.headers.get("authorization"))
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
+        if identity is None:
+            # Its frames can only be refused: refuse them before they are buffered.
+            websocket.scope[FRAME_CAP] = ANONYMOUS_FRAME_PEEK
         want_tail = websocket.args.get("tail", "1") not in ("0", "false")
         bound_tail_connection(backbone.settings)
         send_lock = trio.Lock()
