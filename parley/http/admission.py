@@ -73,6 +73,11 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         self._listener = listener
         self.write_timeout = write_timeout
         self._released = False
+        # Hypercorn sends from the request's task but half-closes from the
+        # reader's without its send lock: trio then raised BusyResourceError in
+        # the request's send ("Error in ASGI Framework" after an early 413).
+        self._sending = trio.Lock()
+        self._eof_sent = False
 
     @property
     def socket(self):
@@ -87,7 +92,10 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
 
     async def send_all(self, data) -> None:
         with trio.move_on_after(self.write_timeout) as scope:
-            await self._inner.send_all(data)
+            async with self._sending:
+                if self._eof_sent:
+                    raise trio.ClosedResourceError("the connection is half-closed")
+                await self._inner.send_all(data)
         if scope.cancelled_caught:
             log.info("dropped a connection whose client read nothing for %.0f s", self.write_timeout)
             await trio.aclose_forcefully(self._inner)
@@ -105,8 +113,13 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         # may already be cancelled when the response ended early (a 408/413
         # with the body unread); a cancelled send_eof skipped the close and
         # left the connection open until the client sent more.
-        with trio.CancelScope(shield=True):
-            await self._inner.send_eof()
+        # A send stuck on a client that does not read holds the lock: give up
+        # on the half-close after a second (the close follows anyway).
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            async with self._sending:
+                if not self._eof_sent:
+                    self._eof_sent = True
+                    await self._inner.send_eof()
 
     async def aclose(self) -> None:
         try:
