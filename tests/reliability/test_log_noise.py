@@ -3,6 +3,7 @@
 * An early 413 raced Hypercorn's half-close: two tasks sent on one trio
   stream and the request's send raised ``BusyResourceError``, logged as an
   ``Error in ASGI Framework`` traceback.
+  The same race in Hypercorn's reader task took the whole server down.
 * A WebSocket protocol error closed the TCP connection with no close frame.
 """
 
@@ -61,6 +62,10 @@ async def test_a_half_close_racing_a_response_is_no_error():
 
 
 async def test_early_413s_with_clients_vanishing_log_no_traceback(tmp_path):
+    """Without the fix the same race also hit Hypercorn's reader task (its own
+    error response to a reset connection): that BusyResourceError was not
+    caught at all and stopped the whole server (measured: 'connection
+    refused' after the first round)."""
     body = b'{"type":"note","body":"' + b"a" * 300_000 + b'"}'
     request = b"POST /channels/x/append HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer tok-a\r\nContent-Length: %d\r\n\r\n" % len(body) + body
     with serve(sqlite_url(tmp_path), tmp_path) as server:
@@ -77,8 +82,8 @@ async def test_early_413s_with_clients_vanishing_log_no_traceback(tmp_path):
                     with trio.move_on_after(0.5):
                         await stream.receive_some(100)
                 await stream.aclose()
-            except OSError:
-                pass
+            except (OSError, trio.BrokenResourceError):
+                pass  # the server's close may reach us as a reset: fine
 
         with trio.fail_after(60):
             for _ in range(3):
