@@ -21,6 +21,7 @@ from ..domain.message import sanitize_message_fields
 from ..errors import InvalidCursor, InvalidRequest
 from . import admission
 from .auth import bearer, require_identity
+from .revocation import TokenWatch
 
 _CURSOR = re.compile(r"^\d+$")
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -98,11 +99,15 @@ async def open_stream(request, backbone, channel: str) -> Response:
         start = since
     slot = backbone.streams.acquire(identity)
     bound_tail_connection(backbone.settings)
+    token = bearer(request.headers.get("authorization"))
+    watch = TokenWatch(backbone.tokens, token if identity is not None else None)
 
     async def body() -> AsyncIterator[bytes]:
         try:
             yield KEEP_ALIVE
             async for cursor, message in tail(backbone, slug, start):
+                if watch.revoked:
+                    return  # ends at the next message or keep-alive (ADR-0022)
                 yield KEEP_ALIVE if message is None else frame(message, cursor)
         finally:
             slot.release()
