@@ -10,7 +10,9 @@ a frame that has neither ``sessionId`` nor ``continuationToken``, or resumes
 one with both; the connection is then bound to that session and later frames
 need no token (the held connection authorizes; a presented token must still
 be current). Server frames: ``record``, ``delta``, ``outcome`` and ``error``.
-An error never closes the socket; a frame over 4 MiB closes it with 1009.
+An error never closes the socket; a frame over 4 MiB closes it with 1009,
+and a revoke or rotate of the upgrade's token closes it with 4401 "token
+revoked" (the next frame is not run; ADR-0022).
 One turn at a time per connection: a frame while a turn runs gets
 ``turn_in_flight``.
 """

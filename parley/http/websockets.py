@@ -14,6 +14,14 @@ answered by ``{"type": "ack", "id", "status", "body"}`` once it has committed
 or ``{"type": "error", "id", "code", "message"[, "issues"]}``. Frames are
 processed concurrently (up to 256 in flight), so they reach the channel
 actor's mailbox together and commit in shared batches.
+
+Bounds (ADR-0022): frames over 4 MiB close with 1009 before they are
+buffered; a connection without a token may send frames of 4 KiB at most,
+and its first frame is answered ``unauthorized`` and closes it with 1008.
+When the upgrade's token is revoked or rotated, the next frame is refused
+and the socket closes with 4401 "token revoked". The tail holds a stream
+slot (per identity; anonymous tails share a pool) and is dropped if its
+client stops reading; it resumes with ``?since=<cursor>``.
 """
 
 from __future__ import annotations
