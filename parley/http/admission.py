@@ -8,10 +8,11 @@ every 0.1 s (issue 20, item 3). :class:`CappedListener` admits at most
 cap gets one canned ``503`` with ``Retry-After: 1`` and is closed, while
 the admitted ones are served as before (ADR-0021).
 
-Each admitted connection is an :class:`AdmittedStream`: its ``send_all``
-gives up after a write deadline (a client that stops reading is dropped,
-not held forever: Hypercorn's own send is shielded from cancellation), and
-closing it gives its slot back. The connection a request arrived on is
+Each admitted connection is an :class:`AdmittedStream`: a send that has
+not completed within its write deadline gets the connection closed by the
+listener's watchdog (a client that stops reading is dropped, not held
+forever: Hypercorn's own send is shielded from cancellation), and closing
+it gives its slot back. The connection a request arrived on is
 reachable as :func:`current`, so a live tail can shrink its kernel send
 buffer and tighten its deadline (ADR-0022).
 """
@@ -31,6 +32,8 @@ log = logging.getLogger("parley.admission")
 
 #: File descriptors kept free for the database, log files and the refusals in flight.
 MIN_RESERVE = 64
+#: How often the write deadlines are checked (a deadline is met within this much).
+WATCHDOG_INTERVAL = 0.5
 #: Over-cap connections answered at once; while that many are being answered,
 #: accepting pauses and new connects wait in the kernel's backlog.
 REFUSING_AT_ONCE = 16
@@ -66,17 +69,21 @@ def connection_cap(configured: int | None, limit: int | None = None) -> int:
 
 
 class AdmittedStream(trio.abc.HalfCloseableStream):
-    """A socket stream holding one admission slot, with a deadline on each write."""
+    """A socket stream holding one admission slot, with a deadline on each write.
+
+    The deadline costs nothing per send: ``send_all`` only notes when it
+    started, and the listener's watchdog closes a connection whose send has
+    been pending too long (the blocked send then fails like a lost peer). A
+    cancel scope per send cost measurable CPU on busy connections.
+    """
 
     def __init__(self, inner: trio.SocketStream, listener: CappedListener, write_timeout: float) -> None:
         self._inner = inner
         self._listener = listener
         self.write_timeout = write_timeout
         self._released = False
-        # Hypercorn sends from the request's task but half-closes from the
-        # reader's without its send lock: trio then raised BusyResourceError in
-        # the request's send ("Error in ASGI Framework" after an early 413).
-        self._sending = trio.Lock()
+        #: ``trio.current_time()`` when the pending send began; ``None`` when idle.
+        self.sending_since: float | None = None
         self._eof_sent = False
 
     @property
@@ -91,16 +98,27 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
             pass
 
     async def send_all(self, data) -> None:
-        with trio.move_on_after(self.write_timeout) as scope:
-            async with self._sending:
-                if self._eof_sent:
-                    raise trio.ClosedResourceError("the connection is half-closed")
-                await self._inner.send_all(data)
-        if scope.cancelled_caught:
-            log.info("dropped a connection whose client read nothing for %.0f s", self.write_timeout)
-            await trio.aclose_forcefully(self._inner)
-            self._release()
-            raise trio.BrokenResourceError("write deadline passed")
+        # Hypercorn sends from the request's task but half-closes from the
+        # reader's without its send lock; two sends at once made trio raise
+        # BusyResourceError ("Error in ASGI Framework" after an early 413, or
+        # an uncaught error that stopped the server). After the half-close a
+        # send fails the way Hypercorn expects of a closing connection.
+        if self._eof_sent:
+            raise trio.ClosedResourceError("the connection is half-closed")
+        self.sending_since = trio.current_time()
+        try:
+            await self._inner.send_all(data)
+        finally:
+            self.sending_since = None
+
+    def overdue(self, now: float) -> bool:
+        return self.sending_since is not None and now - self.sending_since > self.write_timeout
+
+    async def drop(self) -> None:
+        """Close a connection whose client stopped reading (called by the watchdog)."""
+        log.info("dropped a connection whose client read nothing for %.0f s", self.write_timeout)
+        await trio.aclose_forcefully(self._inner)
+        self._release()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._inner.wait_send_all_might_not_block()
@@ -109,17 +127,17 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         return await self._inner.receive_some(max_bytes)
 
     async def send_eof(self) -> None:
+        if self._eof_sent:
+            return
+        self._eof_sent = True
+        if self.sending_since is not None:
+            return  # a send is in flight: skip the half-close, the close follows
         # Shielded: Hypercorn half-closes from inside the request's task, which
         # may already be cancelled when the response ended early (a 408/413
         # with the body unread); a cancelled send_eof skipped the close and
         # left the connection open until the client sent more.
-        # A send stuck on a client that does not read holds the lock: give up
-        # on the half-close after a second (the close follows anyway).
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
-            async with self._sending:
-                if not self._eof_sent:
-                    self._eof_sent = True
-                    await self._inner.send_eof()
+        with trio.CancelScope(shield=True):
+            await self._inner.send_eof()
 
     async def aclose(self) -> None:
         try:
@@ -130,7 +148,7 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
     def _release(self) -> None:
         if not self._released:
             self._released = True
-            self._listener.open -= 1
+            self._listener._forget(self)
 
 
 class CappedListener(trio.abc.Listener[AdmittedStream]):
@@ -141,17 +159,32 @@ class CappedListener(trio.abc.Listener[AdmittedStream]):
         self.cap = cap
         self.write_timeout = write_timeout
         self._nursery = nursery
-        self.open = 0
         self.refused = 0
         self._refusing = trio.Semaphore(REFUSING_AT_ONCE)
         self._last_warning = -math.inf
+        self._admitted: set[AdmittedStream] = set()
+
+    @property
+    def open(self) -> int:
+        return len(self._admitted)
+
+    def _forget(self, stream: AdmittedStream) -> None:
+        self._admitted.discard(stream)
+
+    async def watchdog(self) -> None:
+        """Run while accepting (:mod:`parley.http.serve`): every half second, drop the connections whose pending send is past its deadline."""
+        while True:
+            await trio.sleep(WATCHDOG_INTERVAL)
+            now = trio.current_time()
+            for stream in [s for s in self._admitted if s.overdue(now)]:
+                await stream.drop()
 
     async def accept(self) -> AdmittedStream:
         while True:
             stream = await self._inner.accept()
             if self.open < self.cap:
-                self.open += 1
                 admitted = AdmittedStream(stream, self, self.write_timeout)
+                self._admitted.add(admitted)
                 # The handler task is started from this task's context: it and
                 # the request tasks under it see their own connection.
                 _current.set(admitted)

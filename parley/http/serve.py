@@ -60,6 +60,8 @@ async def serve(
                     accepting.start_soon(raise_shutdown, shutdown_trigger)
                     accepting.start_soon(raise_shutdown, context.terminate.wait)
                     accepting.start_soon(partial(trio.serve_listeners, handler, listeners, handler_nursery=connections))
+                    for listener in listeners:
+                        accepting.start_soon(listener.watchdog)
                     await trio.sleep_forever()
             except BaseExceptionGroup as error:
                 _, others = error.split((ShutdownError, KeyboardInterrupt))
