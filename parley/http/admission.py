@@ -172,7 +172,10 @@ class CappedListener(trio.abc.Listener[AdmittedStream]):
         self._admitted.discard(stream)
 
     async def watchdog(self) -> None:
-        """Run while accepting (:mod:`parley.http.serve`): every half second, drop the connections whose pending send is past its deadline."""
+        """Every half second, drop the connections whose pending send is past its deadline.
+
+        Runs while the server accepts (:mod:`parley.http.serve`).
+        """
         while True:
             await trio.sleep(WATCHDOG_INTERVAL)
             now = trio.current_time()
