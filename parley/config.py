@@ -54,6 +54,18 @@ class Settings:
     stream_heartbeat_s: float = 15.0
     #: An idle keep-alive connection is closed after this long.
     keep_alive_s: float = 5.0
+    #: Open tails per identity (``None``: up to ``max_streams``) and the pool the
+    #: anonymous tails of ``read_auth=open`` share (``None``: half of ``max_streams``).
+    max_streams_per_identity: int | None = None
+    max_anonymous_streams: int | None = None
+    #: A tail whose client stops reading is dropped after this long (ADR-0022).
+    tail_write_timeout_s: float = 10.0
+    tail_send_buffer_bytes: int = 65_536
+    # Connections (ADR-0021).
+    body_timeout_s: float = 30.0
+    write_timeout_s: float = 30.0
+    #: Open connections admitted at once (``None``: derived from the file limit).
+    max_connections: int | None = None
     # Sessions.
     session_secret: str | None = None
     max_sessions_per_identity: int = 1_000
@@ -188,6 +200,10 @@ def _int_setting(env: Mapping[str, str], field: str) -> int:
     return _int(env, name, default, low=low, high=high)
 
 
+def _optional_int(env: Mapping[str, str], name: str, *, low: int = 1) -> int | None:
+    return _int(env, name, 0, low=low) if _get(env, name) is not None else None
+
+
 def _port(env: Mapping[str, str]) -> int:
     for name in ("PARLEY_PORT", "PORT"):
         raw = env.get(name)
@@ -248,6 +264,13 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_artifact_bytes=_int_setting(env, "max_artifact_bytes"),
         max_channel_artifact_bytes=_int_setting(env, "max_channel_artifact_bytes"),
         max_total_artifact_bytes=_int_setting(env, "max_total_artifact_bytes"),
+        max_streams_per_identity=_optional_int(env, "PARLEY_MAX_STREAMS_PER_IDENTITY"),
+        max_anonymous_streams=_optional_int(env, "PARLEY_MAX_ANONYMOUS_STREAMS", low=0),
+        tail_write_timeout_s=float(_int(env, "PARLEY_TAIL_WRITE_TIMEOUT_SECONDS", 10)),
+        tail_send_buffer_bytes=_int(env, "PARLEY_TAIL_SEND_BUFFER_BYTES", 65_536, low=4096),
+        body_timeout_s=float(_int(env, "PARLEY_BODY_TIMEOUT_SECONDS", 30)),
+        write_timeout_s=float(_int(env, "PARLEY_WRITE_TIMEOUT_SECONDS", 30)),
+        max_connections=_optional_int(env, "PARLEY_MAX_CONNECTIONS"),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
         max_sessions_per_identity=_int_setting(env, "max_sessions_per_identity"),
         failpoints=failpoints,

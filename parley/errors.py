@@ -37,6 +37,7 @@ the network.
     │       ├── TurnInFlight        409 turn_in_flight
     │       └── SessionLimit        409 session_limit
     ├── Retryable                   nothing was applied; the same request may succeed after ``retry_after``
+    │   ├── RequestTimeout          408 request_timeout (the body did not arrive in time)
     │   ├── RateLimited             429 rate_limited (+ retry_after)
     │   └── ServiceUnavailable      503: the server cannot take it right now
     │       ├── StreamCapacity      503 stream_capacity (+ retry_after)
@@ -139,6 +140,9 @@ UnknownChannel = _leaf("UnknownChannel", "unknown_channel", 404)
 UnknownSession = _leaf("UnknownSession", "unknown_session", 404)
 NotFound = _leaf("NotFound", "not_found", 404, "no such route")
 MethodNotAllowed = _leaf("MethodNotAllowed", "method_not_allowed", 405, "method not allowed")
+RequestTimeout = _leaf(
+    "RequestTimeout", "request_timeout", 408, "request body not received in time; resend it", base=Retryable
+)
 ChannelExists = _leaf("ChannelExists", "channel_exists", 409)
 DuplicatePost = _leaf(
     "DuplicatePost",

@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from .actors.backbone import Backbone
 from .config import Settings
 from .http import serving
+from .http.admission import connection_cap
 from .http.app import create_app
 from .mcp.http import McpMount
 from .journal import migrate
@@ -80,6 +81,11 @@ def hypercorn_config(settings: Settings) -> HypercornConfig:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.h11_max_incomplete_size = 16 * 1024
+    # Bursts of connects queue here while the event loop is busy; the old
+    # default of 100 overflowed under 200 concurrent connects (ADR-0021).
+    config.backlog = 4096
+    # One frame cap on every WebSocket, enforced before the app sees a frame (ADR-0022).
+    config.websocket_max_message_size = 4 * 1024 * 1024
     return config
 
 
@@ -140,6 +146,8 @@ async def run_server(
                 await serving.serve(
                     app,
                     hypercorn_config(settings),
+                    max_connections=connection_cap(settings.max_connections),
+                    write_timeout=settings.write_timeout_s,
                     shutdown_trigger=stop.wait,
                     on_connection_error=quart_app.extensions["parley.metrics"].connection_errors.inc,
                     task_status=task_status,

@@ -39,6 +39,7 @@ from .presence import Presence
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
 from .tailer import JournalTailer
+from .streams import StreamSlots
 from .tokens import TokenStore
 
 log = logging.getLogger("parley.backbone")
@@ -73,7 +74,7 @@ class Backbone:
             mailbox_size=settings.mailbox_size,
             idle_timeout=settings.actor_idle_s,
         )
-        self.open_streams = 0
+        self.streams = StreamSlots.from_settings(settings)
         #: Channel commits lost to another process's append (then decided again).
         self.lost_races = 0
         self.tailer = JournalTailer(self)
@@ -110,6 +111,11 @@ class Backbone:
         finally:
             with trio.CancelScope(shield=True):
                 await self.journal.aclose()
+
+    @property
+    def open_streams(self) -> int:
+        """Open SSE and WebSocket tails (their slots: :class:`StreamSlots`)."""
+        return self.streams.open
 
     async def _heartbeat(self) -> None:
         """One timer for every live tail's keep-alive (``stream_heartbeat_s``).

@@ -5,6 +5,10 @@ Only sha256 digests are kept, in memory and in the journal (stream
 semantics); minted, rotated and revoked tokens are journaled so they survive
 a restart (D9). Changes are serialised by a lock and committed before they
 are answered; a lost cross-process race reloads the stream and decides again.
+
+A revocation also reaches what was authorized earlier: :meth:`revoked_event`
+gives an open connection an event that is set the moment its token stops
+resolving, here or (through the journal tailer) in another process.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class TokenStore:
         self._dynamic: dict[str, Identity] = {}
         self._seq = 0
         self._lock = trio.Lock()
+        #: Token digest → the event set when that token stops resolving.
+        self._watchers: dict[str, trio.Event] = {}
         #: Called with every identity a token resolves to (presence).
         self.on_resolve = None
 
@@ -39,6 +45,7 @@ class TokenStore:
         for event in await self._journal.read_stream(STREAM):
             self._apply(event.type, event.data)
             self._seq = event.seq
+        self._fire_revoked()
 
     def _apply(self, type_: str, data: dict) -> None:
         if type_ == "token_minted":
@@ -46,6 +53,25 @@ class TokenStore:
         elif type_ == "token_revoked":
             for digest in data["digests"]:
                 self._dynamic.pop(digest, None)
+            self._fire_revoked()
+
+    def _fire_revoked(self) -> None:
+        for digest in [d for d in self._watchers if not self.is_current(d)]:
+            self._watchers.pop(digest).set()
+
+    def is_current(self, digest: str) -> bool:
+        """The token with this digest still resolves (no presence side effect)."""
+        return digest in self._dynamic or digest in self._seed
+
+    def revoked_event(self, token: str) -> trio.Event:
+        """An event set once ``token`` no longer resolves (already set if it does not now)."""
+        digest = token_digest(token)
+        event = self._watchers.get(digest)
+        if event is None:
+            event = self._watchers[digest] = trio.Event()
+            if not self.is_current(digest):
+                self._watchers.pop(digest).set()
+        return event
 
     def observe(self, event) -> None:
         """An event of the ``tokens`` stream committed by another process."""

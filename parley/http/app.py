@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+import trio
 from quart import request, websocket
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
@@ -24,7 +26,7 @@ from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, Una
 from ..journal.errors import JournalUnavailable
 from . import admin, channels, ops, stream, ui
 from .metrics import Metrics
-from .wire import error_response, json_response, parse_json, read_body, split_path, unread_body
+from .wire import REQUEST_STARTED, error_response, json_response, parse_json, read_body, split_path, unread_body
 
 log = logging.getLogger("parley.http")
 access_log = logging.getLogger("parley.access")
@@ -85,6 +87,7 @@ def create_app(backbone) -> QuartTrio:
 
 async def handle(backbone, metrics: Metrics):
     started = time.perf_counter()
+    request.scope[REQUEST_STARTED] = trio.current_time()
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     route = "unmatched"
     try:
@@ -152,7 +155,7 @@ async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
     if n >= 1 and segments[0] == "ui":
         return await _run("ui", ui.serve(request, segments[1:]))
     # 3. JSON dispatch: the body is buffered (and must parse) on every route.
-    raw = await read_body(request, backbone.settings.max_body_bytes)
+    raw = await read_body(request, backbone.settings.max_body_bytes, timeout=backbone.settings.body_timeout_s)
     ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw), raw != b"")
     return await _route_json(ctx)
 

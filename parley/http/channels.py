@@ -138,7 +138,9 @@ async def put_artifact(request, backbone, channel: str, sha256: str):
     # Caucus order: token → body with its running cap (413) → the backbone
     # (slug → channel → sha format → …), so the channel is not checked here.
     cap = backbone.limits.max_artifact_bytes
-    data = await read_body(request, cap, ArtifactTooLarge(f"artifact exceeds {cap} bytes"))
+    data = await read_body(
+        request, cap, ArtifactTooLarge(f"artifact exceeds {cap} bytes"), timeout=backbone.settings.body_timeout_s
+    )
     result = await backbone.put_artifact(channel, sha256, data)
     return json_response(result.status, result.body)
 

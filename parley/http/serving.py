@@ -16,8 +16,12 @@ changes:
   guard that logs an unexpected error as one line, counts it, and closes
   only that connection.
 
-Everything else is Hypercorn's: its sans-IO HTTP/1.1 and WebSocket protocol
-code and its per-connection ``TCPServer``.
+Each listening socket is also wrapped in a
+:class:`~parley.http.admission.CappedListener` (a connection cap below the
+file limit, a deadline on every write, ADR-0021), and Hypercorn's WebSocket
+stream is replaced by :class:`~parley.http.ws_frames.BoundedWSStream`
+(ADR-0022). Everything else is Hypercorn's: its sans-IO HTTP/1.1 and
+WebSocket protocol code and its per-connection ``TCPServer``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
+
+from . import ws_frames
+from .admission import CappedListener
 
 log = logging.getLogger("parley.http.serving")
 
@@ -130,11 +137,14 @@ async def serve(
     app,
     config: Config,
     *,
+    max_connections: int,
+    write_timeout: float,
     shutdown_trigger: Callable[[], Awaitable[None]],
     on_connection_error: Callable[[], None] = lambda: None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns, then drain for ``graceful_timeout``."""
+    ws_frames.install()
     asgi = wrap_app(app, config.wsgi_max_body_size, "asgi")
     state: dict = {}
     lifespan = Lifespan(asgi, config, state)
@@ -148,7 +158,8 @@ async def serve(
             binds = []
             for sock in sockets.insecure_sockets:
                 sock.listen(config.backlog)
-                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                inner = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+                listeners.append(CappedListener(inner, max_connections, write_timeout=write_timeout, nursery=connections))
                 binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
             handler = guarded(
                 partial(HTTP11Connection, asgi, config, context, ConnectionState(state.copy())),
@@ -157,6 +168,8 @@ async def serve(
             task_status.started(binds)
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(partial(trio.serve_listeners, handler, listeners, handler_nursery=connections))
+                for listener in listeners:
+                    accepting.start_soon(listener.watchdog)
                 await shutdown_trigger()
                 accepting.cancel_scope.cancel()
             await context.terminated.set()

@@ -10,7 +10,9 @@ a frame that has neither ``sessionId`` nor ``continuationToken``, or resumes
 one with both; the connection is then bound to that session and later frames
 need no token (the held connection authorizes; a presented token must still
 be current). Server frames: ``record``, ``delta``, ``outcome`` and ``error``.
-An error never closes the socket; a frame over 4 MiB closes it with 1009.
+An error never closes the socket; a frame over 4 MiB closes it with 1009,
+and a revoke or rotate of the upgrade's token closes it with 4401 "token
+revoked" (the next frame is not run; ADR-0022).
 One turn at a time per connection: a frame while a turn runs gets
 ``turn_in_flight``.
 """
@@ -27,7 +29,8 @@ from ..actors.session_actor import TurnHandle, TurnRequest
 from ..domain import session as S
 from ..domain.identity import Identity
 from ..errors import InvalidRequest, MissingSession, ParleyError, TurnInFlight, Unauthorized, UpgradeRequired
-from .auth import require_identity
+from .auth import bearer, require_identity
+from .revocation import TokenWatch
 from .sessions import record_of
 from .wire import error_response, loads_bounded
 
@@ -35,16 +38,16 @@ MAX_FRAME_BYTES = 4 * 1024 * 1024
 CLOSE_TOO_BIG = 1009
 
 
-def _authenticate(backbone) -> tuple[Identity, str | None]:
-    """The identity of the upgrade and the subprotocol to accept (``bearer`` or none)."""
+def _authenticate(backbone) -> tuple[Identity, str | None, str]:
+    """The identity of the upgrade, the subprotocol to accept (``bearer`` or none) and the token."""
     header = websocket.headers.get("authorization")
     if header is not None:
-        return require_identity(backbone.tokens, header), None
+        return require_identity(backbone.tokens, header), None, bearer(header) or ""
     protocols = [p.strip() for p in (websocket.requested_subprotocols or [])]
     if len(protocols) >= 2 and protocols[0].lower() == "bearer":
         identity = backbone.tokens.resolve(protocols[1])
         if identity is not None:
-            return identity, protocols[0]
+            return identity, protocols[0], protocols[1]
     raise Unauthorized()
 
 
@@ -54,18 +57,21 @@ def register(app, backbone, metrics) -> None:
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
-            identity, subprotocol = _authenticate(backbone)
+            identity, subprotocol, token = _authenticate(backbone)
         except ParleyError as error:
             metrics.requests.labels("session_ws", str(error.status)).inc()
             return error_response(error)
         metrics.requests.labels("session_ws", "101").inc()
         await websocket.accept(subprotocol=subprotocol)
-        await _Connection(backbone, identity).serve()
+        watch = TokenWatch(backbone.tokens, token)
+        await _Connection(backbone, identity, watch).serve()
+        await watch.close_if_revoked(websocket)
 
 
 class _Connection:
-    def __init__(self, backbone, identity: Identity) -> None:
+    def __init__(self, backbone, identity: Identity, watch: TokenWatch) -> None:
         self.backbone = backbone
+        self.watch = watch
         self.service = backbone.sessions
         self.identity = identity
         self.bound: str | None = None
@@ -81,8 +87,12 @@ class _Connection:
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.watch.cancel_on_revoke, nursery.cancel_scope)
             while True:
                 data = await websocket.receive()
+                if self.watch.revoked:
+                    nursery.cancel_scope.cancel()
+                    return
                 size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
                 if size > MAX_FRAME_BYTES:
                     await websocket.close(CLOSE_TOO_BIG)

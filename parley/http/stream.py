@@ -3,7 +3,9 @@
 Frames are ``id: <cursor>`` + ``data: <sanitised JSON>``; the backlog comes
 first, then every message the moment its append commits (the reader waits
 on the channel's commit signal, no polling). ``Last-Event-ID`` resumes like
-``since``. A ``: keep-alive`` comment goes out every 15 s.
+``since``. A ``: keep-alive`` comment goes out every 15 s. A tail holds one
+stream slot (per identity, anonymous ones in their own pool) and is dropped
+when its client stops reading (ADR-0022).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import orjson
 from quart import Response
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, InvalidRequest, StreamCapacity
-from .auth import require_identity
+from ..errors import InvalidCursor, InvalidRequest
+from . import admission
+from .auth import bearer, require_identity
+from .revocation import TokenWatch
 
 _CURSOR = re.compile(r"^\d+$")
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -63,9 +67,27 @@ async def tail(backbone, channel: str, cursor: int) -> AsyncIterator[tuple[int, 
             yield cursor, None
 
 
-async def open_stream(request, backbone, channel: str) -> Response:
+def tail_identity(backbone, headers):
+    """Who a tail counts against: the bearer's identity, ``None`` (anonymous) under
+    open reads; a tail with a bad token under ``read_auth=token`` is 401."""
+    header = headers.get("authorization")
     if backbone.settings.read_auth:
-        require_identity(backbone.tokens, request.headers.get("authorization"))
+        return require_identity(backbone.tokens, header)
+    return backbone.tokens.resolve(bearer(header))
+
+
+def bound_tail_connection(settings) -> None:
+    """A tail's connection: a small kernel send buffer and a short write deadline,
+    so a client that stops reading is dropped (it resumes with ``Last-Event-ID``
+    or ``?since=``) instead of holding its slot forever (ADR-0022)."""
+    connection = admission.current()
+    if connection is not None:
+        connection.limit_send_buffer(settings.tail_send_buffer_bytes)
+        connection.write_timeout = settings.tail_write_timeout_s
+
+
+async def open_stream(request, backbone, channel: str) -> Response:
+    identity = tail_identity(backbone, request.headers)
     since = _since(request)
     slug = backbone.check_channel(channel)
     head = backbone.directory.head(slug)
@@ -75,17 +97,20 @@ async def open_stream(request, backbone, channel: str) -> Response:
         if since > head:
             raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
         start = since
-    if backbone.open_streams >= backbone.settings.max_streams:
-        raise StreamCapacity(retry_after=1)
-    backbone.open_streams += 1
+    slot = backbone.streams.acquire(identity)
+    bound_tail_connection(backbone.settings)
+    token = bearer(request.headers.get("authorization"))
+    watch = TokenWatch(backbone.tokens, token if identity is not None else None)
 
     async def body() -> AsyncIterator[bytes]:
         try:
             yield KEEP_ALIVE
             async for cursor, message in tail(backbone, slug, start):
+                if watch.revoked:
+                    return  # ends at the next message or keep-alive (ADR-0022)
                 yield KEEP_ALIVE if message is None else frame(message, cursor)
         finally:
-            backbone.open_streams -= 1
+            slot.release()
 
     response = Response(body(), status=200)
     response.headers["content-type"] = "text/event-stream; charset=utf-8"

@@ -14,6 +14,14 @@ answered by ``{"type": "ack", "id", "status", "body"}`` once it has committed
 or ``{"type": "error", "id", "code", "message"[, "issues"]}``. Frames are
 processed concurrently (up to 256 in flight), so they reach the channel
 actor's mailbox together and commit in shared batches.
+
+Bounds (ADR-0022): frames over 4 MiB close with 1009 before they are
+buffered; a connection without a token may send frames of 4 KiB at most,
+and its first frame is answered ``unauthorized`` and closes it with 1008.
+When the upgrade's token is revoked or rotated, the next frame is refused
+and the socket closes with 4401 "token revoked". The tail holds a stream
+slot (per identity; anonymous tails share a pool) and is dropped if its
+client stops reading; it resumes with ``?since=<cursor>``.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, ParleyError, StreamCapacity, UpgradeRequired
-from .auth import bearer, require_identity
-from .stream import _since, tail
+from ..errors import InvalidCursor, ParleyError, UpgradeRequired
+from .auth import bearer
+from .revocation import TokenWatch
+from .ws_frames import FRAME_CAP
+from .stream import _since, bound_tail_connection, tail, tail_identity
 from .wire import error_response, loads_bounded
 
 
@@ -35,21 +45,23 @@ def register(app, backbone, metrics) -> None:
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
-            if backbone.settings.read_auth:
-                require_identity(backbone.tokens, websocket.headers.get("authorization"))
+            identity = tail_identity(backbone, websocket.headers)
             since = _since(websocket)
             slug = backbone.check_channel(channel)
             head = backbone.directory.head(slug)
             if since is not None and since > head:
                 raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-            if backbone.open_streams >= backbone.settings.max_streams:
-                raise StreamCapacity(retry_after=1)
+            slot = backbone.streams.acquire(identity)
         except ParleyError as error:
             metrics.requests.labels("channel_ws", str(error.status)).inc()
             return error_response(error)
-        identity = backbone.tokens.resolve(bearer(websocket.headers.get("authorization")))
+        token = bearer(websocket.headers.get("authorization"))
+        watch = TokenWatch(backbone.tokens, token if identity is not None else None)
+        if identity is None:
+            # Its frames can only be refused: refuse them before they are buffered.
+            websocket.scope[FRAME_CAP] = ANONYMOUS_FRAME_PEEK
         want_tail = websocket.args.get("tail", "1") not in ("0", "false")
-        backbone.open_streams += 1
+        bound_tail_connection(backbone.settings)
         send_lock = trio.Lock()
 
         async def send(payload: dict) -> None:
@@ -62,15 +74,19 @@ def register(app, backbone, metrics) -> None:
                 if message is not None:
                     await send({"cursor": cursor, "message": sanitize_message_fields(message)})
 
+        close_code = None
         try:
             await websocket.accept()
             async with trio.open_nursery() as nursery:
                 if want_tail:
                     nursery.start_soon(stream_tail)
-                await ingest(backbone, slug, identity, send, nursery)
+                nursery.start_soon(watch.cancel_on_revoke, nursery.cancel_scope)
+                close_code = await ingest(backbone, slug, identity, send, nursery, watch)
                 nursery.cancel_scope.cancel()
+            if not await watch.close_if_revoked(websocket) and close_code is not None:
+                await websocket.close(close_code, "write frames need a token")
         finally:
-            backbone.open_streams -= 1
+            slot.release()
 
     if getattr(backbone, "sessions", None) is not None:
         from . import session_ws
@@ -81,15 +97,38 @@ def register(app, backbone, metrics) -> None:
 MAX_IN_FLIGHT = 256
 
 
-async def ingest(backbone, channel: str, identity, send, nursery) -> None:
-    """Read client frames until the socket closes; each write frame runs as its own task."""
+#: Closes a connection without a token after its first frame (ADR-0022).
+CLOSE_POLICY = 1008
+#: An anonymous frame up to this size is parsed for its ``id`` (echoed in the refusal).
+ANONYMOUS_FRAME_PEEK = 4096
+
+
+async def _refuse_anonymous(raw: str | bytes, send) -> None:
+    """Answer a frame on a connection without a token: ``unauthorized``, without
+    parsing a large frame; the caller then closes the socket, so such a
+    connection can hand the server at most one frame."""
+    frame_id = None
+    if len(raw) <= ANONYMOUS_FRAME_PEEK:
+        try:
+            frame = loads_bounded(raw)
+            frame_id = frame.get("id") if isinstance(frame, dict) else None
+        except orjson.JSONDecodeError:
+            pass
+    await send({"type": "error", "id": frame_id, "code": "unauthorized", "message": "missing or invalid token"})
+
+
+async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> int | None:
+    """Read client frames until the socket closes; each write frame runs as its own task.
+
+    Returns the close code to end with when the server ends the connection.
+    """
     from ..errors import InvalidRequest, Unauthorized
 
     limiter = trio.Semaphore(MAX_IN_FLIGHT)
 
     async def run(frame_id, op: str, body) -> None:
         try:
-            if identity is None:
+            if identity is None or watch.revoked:
                 raise Unauthorized()
             if not isinstance(body, dict):
                 raise InvalidRequest("request body must be a JSON object")
@@ -108,6 +147,9 @@ async def ingest(backbone, channel: str, identity, send, nursery) -> None:
 
     while True:
         raw = await websocket.receive()
+        if identity is None:
+            await _refuse_anonymous(raw, send)
+            return CLOSE_POLICY
         try:
             frame = loads_bounded(raw)
         except orjson.JSONDecodeError:

@@ -247,7 +247,7 @@ async def test_slowloris_connections_do_not_block_other_clients(live):
 
 
 async def test_a_thousand_sse_connections_hit_stream_capacity_and_the_server_stays_responsive(live):
-    cap = live.backbone.settings.max_streams
+    cap = live.backbone.streams.anonymous  # these tails carry no token: they share the anonymous pool
     request = b"GET /channels/x/stream HTTP/1.1\r\nHost: x\r\n\r\n"
     streams: list[trio.SocketStream] = []
     statuses: list[int] = []
@@ -293,7 +293,8 @@ async def test_a_thousand_sse_connections_hit_stream_capacity_and_the_server_sta
             t0 = time.monotonic()
             assert (await a.post("/channels/x/append", json=note(body="with 1000 sockets open"))).status_code == 201
             assert time.monotonic() - t0 < 1.0
-            assert_error(await a.get("/channels/x/stream"), 503, "stream_capacity")
+        async with live.client() as anonymous:
+            assert_error(await anonymous.get("/channels/x/stream"), 503, "stream_capacity")
     finally:
         for stream in streams:
             await stream.aclose()
@@ -301,7 +302,7 @@ async def test_a_thousand_sse_connections_hit_stream_capacity_and_the_server_sta
     with trio.fail_after(5):
         while live.backbone.open_streams:
             await trio.sleep(0.05)
-    print(f"\n1000 SSE connections: {cap} streams, {1000 - cap} x 503 stream_capacity (Retry-After: 1) "
+    print(f"\n1000 SSE connections: {cap} anonymous streams, {1000 - cap} x 503 stream_capacity (Retry-After: 1) "
           f"in {opened:.1f} s; slots released after close")
 
 

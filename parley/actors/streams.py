@@ -1,0 +1,62 @@
+"""Live-tail slots: the process-wide cap, a cap per identity, and the anonymous pool.
+
+Every SSE or WebSocket tail holds one slot while it is open. Under
+``read_auth=open`` a tail needs no token, so without a separate bound 32
+idle anonymous clients took every slot and locked out everyone with a token
+(issue 20 item 8). Anonymous tails now share a pool of their own
+(``PARLEY_MAX_ANONYMOUS_STREAMS``, default half of ``PARLEY_MAX_STREAMS``),
+and each identity may hold at most ``PARLEY_MAX_STREAMS_PER_IDENTITY``
+(default: all of them). A refusal is ``503 stream_capacity`` with
+``Retry-After`` (ADR-0022).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from ..domain.identity import Identity
+from ..errors import StreamCapacity
+
+
+class StreamSlots:
+    def __init__(self, total: int, per_identity: int | None = None, anonymous: int | None = None) -> None:
+        self.total = total
+        self.per_identity = total if per_identity is None else per_identity
+        self.anonymous = total // 2 if anonymous is None else min(anonymous, total)
+        self.open = 0
+        self._held: Counter[tuple[str, str] | None] = Counter()
+
+    @classmethod
+    def from_settings(cls, settings) -> StreamSlots:
+        return cls(settings.max_streams, settings.max_streams_per_identity, settings.max_anonymous_streams)
+
+    def acquire(self, identity: Identity | None) -> StreamSlot:
+        """Take a slot for a tail of ``identity`` (``None``: anonymous) or raise ``StreamCapacity``."""
+        key = None if identity is None else (identity.agent_id, identity.owner)
+        limit = self.anonymous if key is None else self.per_identity
+        if self.open >= self.total or self._held[key] >= limit:
+            raise StreamCapacity(retry_after=1)
+        self.open += 1
+        self._held[key] += 1
+        return StreamSlot(self, key)
+
+    def held_by(self, identity: Identity | None) -> int:
+        return self._held[None if identity is None else (identity.agent_id, identity.owner)]
+
+    def _release(self, key) -> None:
+        self.open -= 1
+        self._held[key] -= 1
+        if not self._held[key]:
+            del self._held[key]
+
+
+class StreamSlot:
+    def __init__(self, slots: StreamSlots, key) -> None:
+        self._slots = slots
+        self._key = key
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots._release(self._key)

@@ -1,0 +1,77 @@
+"""WebSocket frame handling in front of the app: the frame cap and protocol errors.
+
+Hypercorn's ``WSStream`` (0.17-0.18) gets three things wrong that parley
+cannot fix from inside the ASGI app, because the app only ever sees whole
+messages (issue 20 items 4 and 11, ADR-0022):
+
+* A message over ``websocket_max_message_size`` is answered with close 1009,
+  but the buffer is never cleared and the rest of the message is still
+  appended to it (a 16 MB frame is buffered whole), and the peer's close
+  reply queued behind it is never read, so the connection stays open.
+* A connection with no token on the channel WebSocket can only ever be
+  refused, yet its frames were buffered up to the server-wide cap.
+* A protocol error (bad opcode, unmasked frame, invalid UTF-8) closed the TCP
+  connection without a close frame.
+
+:class:`BoundedWSStream` fixes these: the cap in force is the connection's
+own (``scope["parley.frame_cap"]``, set by the route; else the server-wide
+cap), a message over it is dropped as it arrives, the connection is closed
+with 1009 and nothing more is buffered; a protocol error is answered with
+a close frame carrying wsproto's code (1002 or 1007). :func:`install` puts
+it where Hypercorn's HTTP/1.1 and HTTP/2 protocols build their streams.
+"""
+
+from __future__ import annotations
+
+from hypercorn.protocol import h2 as hypercorn_h2
+from hypercorn.protocol import h11 as hypercorn_h11
+from hypercorn.protocol import ws_stream
+from hypercorn.protocol.events import StreamClosed
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Message, Ping
+from wsproto.frame_protocol import CloseReason
+
+#: Set in a WebSocket scope by a route to lower that connection's frame cap.
+FRAME_CAP = "parley.frame_cap"
+
+
+class BoundedWSStream(ws_stream.WSStream):
+    """Hypercorn's WebSocket stream with a per-connection cap that stops buffering."""
+
+    _refusing = False
+
+    def _frame_cap(self) -> int:
+        cap = self.scope.get(FRAME_CAP) if getattr(self, "scope", None) else None
+        return self.config.websocket_max_message_size if cap is None else cap
+
+    async def _handle_events(self) -> None:
+        for event in self.connection.events():
+            if isinstance(event, Message):
+                if self._refusing:
+                    continue  # the rest of a message already refused: dropped, not buffered
+                if self.buffer.length + len(event.data) > self._frame_cap():
+                    self.buffer.clear()
+                    self._refusing = True
+                    await self._send_wsproto_event(CloseConnection(code=CloseReason.MESSAGE_TOO_BIG))
+                    continue  # keep reading: the peer's close reply comes after the message
+                self.buffer.extend(event)
+                if event.message_finished:
+                    await self.app_put(self.buffer.to_message())
+                    self.buffer.clear()
+            elif isinstance(event, Ping):
+                await self._send_wsproto_event(event.response())
+            elif isinstance(event, CloseConnection):
+                if self.connection.state == ConnectionState.REMOTE_CLOSING:
+                    await self._send_wsproto_event(event.response())
+                elif self.connection.state == ConnectionState.OPEN:
+                    # wsproto reports a protocol error as a close it did not
+                    # receive: tell the peer why before the TCP close.
+                    await self._send_wsproto_event(CloseConnection(code=event.code, reason=event.reason))
+                await self.send(StreamClosed(stream_id=self.stream_id))
+                return
+
+
+def install() -> None:
+    """Make Hypercorn's HTTP/1.1 and HTTP/2 protocols build :class:`BoundedWSStream`s."""
+    hypercorn_h11.WSStream = BoundedWSStream
+    hypercorn_h2.WSStream = BoundedWSStream
