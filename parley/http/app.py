@@ -16,7 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import trio
 from quart import request, websocket
 from quart_trio import QuartTrio
