@@ -23,6 +23,7 @@ from ..errors import ParleyError, Unavailable, UnknownChannel
 from ..journal import queries
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent
+from ..journal.windows import WindowCharge, WindowFull, charge_windows
 from .runtime import Actor, Envelope
 
 if TYPE_CHECKING:
@@ -188,6 +189,21 @@ class ChannelActor(Actor):
             try:
                 await self._decide_and_commit(batch)
                 return
+            except WindowFull:
+                # Another process filled a seatbelt window first: the state
+                # and our seatbelt were put back and the window now holds
+                # every process's stamps, so deciding again refuses the
+                # over-cap posts exactly (ADR-0025).
+                if self._stale:
+                    try:
+                        await self.activate()
+                    except JournalUnavailable:
+                        for envelope in batch:
+                            envelope.reply.set_error(Unavailable(retry_after=1))
+                        return
+                if trio.current_time() >= deadline:
+                    break
+                continue
             except ConcurrencyError:
                 self.backbone.lost_races += 1
                 losses += 1
@@ -243,23 +259,29 @@ class ChannelActor(Actor):
                     backbone.artifact_bytes += len(command.data)
                 answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
         if events:
+            effects = [_store_blobs(self.name, blobs)] if blobs else []
+            if backbone.shared_windows and posts:
+                effects.append(window_side_effect(backbone.seatbelt, posts))
             try:
                 committed = await backbone.journal.append(
                     stream_id(self.name),
                     events,
                     expected_seq,
-                    side_effect=_store_blobs(self.name, blobs) if blobs else None,
+                    side_effect=_chain(effects),
                 )
             except Exception as exc:
                 backbone.seatbelt.undo(posts)
                 for _sha, data in blobs:
                     backbone.artifact_bytes -= len(data)
-                if isinstance(exc, ConcurrencyError) and all(t is not None for t in take_backs):
+                retry = isinstance(exc, (ConcurrencyError, WindowFull))
+                if retry and all(t is not None for t in take_backs):
                     for take_back in reversed(take_backs):
                         take_back()  # the committed state again: the caller folds the other's events in
                 else:
                     self._stale = True
-                if isinstance(exc, ConcurrencyError):
+                if isinstance(exc, WindowFull):
+                    backbone.seatbelt.adopt(exc.scope, exc.key, exc.stamps)
+                if retry:
                     raise
                 if not isinstance(exc, JournalUnavailable):
                     log.exception("append to %s failed", self.name)
@@ -316,6 +338,27 @@ class ChannelActor(Actor):
         if isinstance(command, Archive):
             return rules.decide_archive(state, command.identity)
         raise TypeError(f"unknown command {type(command).__name__}")
+
+
+def window_side_effect(seatbelt, log: list[tuple]):
+    """The append side effect charging the stamps ``log`` recorded to the shared windows."""
+    charges = [WindowCharge(*charge) for charge in seatbelt.charges(log)]
+    return charge_windows(charges, seatbelt.window_ms) if charges else None
+
+
+def _chain(effects: list[Any]):
+    """One side effect running ``effects`` in order (None if there are none)."""
+    effects = [e for e in effects if e is not None]
+    if not effects:
+        return None
+    if len(effects) == 1:
+        return effects[0]
+
+    def run(conn) -> None:
+        for effect in effects:
+            effect(conn)
+
+    return run
 
 
 def _store_blobs(channel: str, blobs: list[tuple[str, bytes]]):
