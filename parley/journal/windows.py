@@ -94,8 +94,8 @@ def _slot_prefix(agent_id: str, owner: str) -> str:
     return f"session-slot/{_digest(agent_id + chr(0) + owner)}/"
 
 
-def _open_sessions_of(conn: Connection, agent_id: str, owner: str, started: str, closed: str) -> set[str]:
-    """Stream ids of the identity's sessions that are started and not closed (Postgres)."""
+def _sessions_of(conn: Connection, agent_id: str, owner: str, started: str, closed: str) -> tuple[set[str], set[str]]:
+    """Stream ids of the identity's started sessions, and of those not closed (Postgres)."""
     e = schema.events
     data = sa.cast(e.c.data, JSONB)
     streams = set(
@@ -108,13 +108,14 @@ def _open_sessions_of(conn: Connection, agent_id: str, owner: str, started: str,
             )
         ).scalars()
     )
+    open_streams = set(streams)
     if streams:
-        streams -= set(
+        open_streams -= set(
             conn.execute(
                 sa.select(e.c.stream_id).where(schema.NOT_MESSAGE, e.c.type == closed, e.c.stream_id.in_(streams))
             ).scalars()
         )
-    return streams
+    return streams, open_streams
 
 
 def reserve_session_slot(
@@ -138,8 +139,8 @@ def reserve_session_slot(
     def reserve(conn: Connection) -> bool:
         m = schema.meta
         prefix = _slot_prefix(agent_id, owner)
-        open_streams = _open_sessions_of(conn, agent_id, owner, started_type, closed_type)
-        started = {s.removeprefix("session:") for s in open_streams}
+        all_streams, open_streams = _sessions_of(conn, agent_id, owner, started_type, closed_type)
+        started = {s.removeprefix("session:") for s in all_streams}
         stale, pending = [], 0
         for key, value in conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.startswith(prefix, autoescape=True))):
             sid = key[len(prefix) :]

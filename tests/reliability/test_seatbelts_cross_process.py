@@ -139,3 +139,31 @@ async def test_one_owner_creating_channels_through_two_processes_gets_exactly_th
         finally:
             for server in servers:
                 server.close()
+
+
+async def test_one_identity_starting_sessions_through_two_processes_gets_exactly_the_session_limit(tmp_path):
+    limit = 3
+    with database("postgres", tmp_path) as url:
+        servers = _two_servers(url, tmp_path, PARLEY_MAX_SESSIONS_PER_IDENTITY=str(limit))
+        try:
+            clients = await _clients(servers, "tok-a")
+            answers = await _post_concurrently(clients, "/v1/session", [{} for _ in range(limit + 5)])
+            _assert_exact(answers, 200, limit, "session_limit", 409)
+            refused = next(r for r in answers if r.status_code == 409)
+            assert refused.json()["error"]["message"] == (
+                f"session limit reached: at most {limit} open sessions per identity"
+            )
+            # Closing one session (on either process) frees exactly one slot.
+            opened = [r.json() for r in answers if r.status_code == 200]
+            closed = await clients[1].request(
+                "DELETE", f"/v1/session/{opened[0]['sessionId']}",
+                json={"continuationToken": opened[0]["continuationToken"]},
+            )
+            assert closed.status_code == 200, closed.text
+            again = await _post_concurrently(clients, "/v1/session", [{} for _ in range(4)])
+            _assert_exact(again, 200, 1, "session_limit", 409)
+            for client in clients:
+                await client.aclose()
+        finally:
+            for server in servers:
+                server.close()
