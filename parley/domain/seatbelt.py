@@ -17,6 +17,9 @@ Caucus's ``seatbelt.ts`` exactly (contracts/channels.md §3 "Seatbelts"):
 
 The state is deliberately in-memory and not journaled: Caucus loses it on
 restart too, and a budget is advisory back-pressure, not a durable fact.
+With several processes on Postgres, the rate and create windows are also
+kept in the database and checked with each append (``charges`` and
+``adopt``, ADR-0025); this class stays the one place that decides.
 """
 
 from __future__ import annotations
