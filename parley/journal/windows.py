@@ -30,7 +30,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from . import schema
-from .store import get_meta, set_meta
+from .store import _dialect_insert, set_meta
 
 __all__ = [
     "WindowCharge",
@@ -74,18 +74,25 @@ def charge_windows(charges: Sequence[WindowCharge], window_ms: int) -> Callable[
 
     Pruning and the cap follow the in-memory seatbelt: stamps ``<= now -
     window`` are dropped (now = the newest stamp charged) and a window may
-    hold at most ``cap`` live stamps.
+    hold at most ``cap`` live stamps. Two statements per append whatever the
+    number of windows: one read of every row, one multi-row upsert.
     """
 
     def charge(conn: Connection) -> None:
-        for item in charges:
-            meta_key = window_key(item.scope, item.key)
-            stored = get_meta(conn, meta_key)
+        m = schema.meta
+        keys = {window_key(item.scope, item.key): item for item in charges}
+        stored = dict(conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.in_(keys))).all())
+        rows = []
+        for meta_key, item in keys.items():
             now_ms = max(item.stamps)
-            live = [s for s in (orjson.loads(stored) if stored else []) if s > now_ms - window_ms]
+            old = stored.get(meta_key)
+            live = [s for s in (orjson.loads(old) if old else []) if s > now_ms - window_ms]
             if len(live) + len(item.stamps) > item.cap:
                 raise WindowFull(item.scope, item.key, sorted(live))
-            set_meta(conn, meta_key, orjson.dumps(sorted(live + list(item.stamps))).decode())
+            rows.append({"key": meta_key, "value": orjson.dumps(sorted(live + list(item.stamps))).decode()})
+        if rows:
+            stmt = _dialect_insert(conn, m).values(rows)
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
 
     return charge
 
