@@ -57,6 +57,9 @@ class Settings:
     # Sessions.
     session_secret: str | None = None
     max_sessions_per_identity: int = 1_000
+    #: On Postgres, seatbelt windows and session slots live in the database,
+    #: exact across processes (ADR-0025); off = per process (one process only).
+    shared_seatbelts: bool = True
     failpoints: frozenset[str] = field(default_factory=frozenset)
     testing: bool = False
     # Runtime.
@@ -200,6 +203,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_total_artifact_bytes=_int(env, "PARLEY_MAX_TOTAL_ARTIFACT_BYTES", 134_217_728),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
         max_sessions_per_identity=_int(env, "PARLEY_MAX_SESSIONS_PER_IDENTITY", 1_000),
+        shared_seatbelts=_flag(env, "PARLEY_SHARED_SEATBELTS", True),
         failpoints=failpoints,
         testing=testing,
         actor_idle_s=float(_int(env, "PARLEY_ACTOR_IDLE_SECONDS", 300)),

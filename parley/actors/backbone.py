@@ -58,7 +58,7 @@ class Backbone:
         )
         #: On Postgres several processes share the journal: seatbelt windows are
         #: checked and recorded in the database with every append (ADR-0025).
-        self.shared_windows = self.journal.store.is_postgres
+        self.shared_windows = self.journal.store.is_postgres and settings.shared_seatbelts
         self.limits = rules.Limits(
             max_messages_per_channel=settings.max_messages_per_channel,
             max_read_limit=settings.max_read_limit,

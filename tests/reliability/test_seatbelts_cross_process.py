@@ -167,3 +167,25 @@ async def test_one_identity_starting_sessions_through_two_processes_gets_exactly
         finally:
             for server in servers:
                 server.close()
+
+
+async def test_shared_seatbelts_off_counts_per_process(tmp_path):
+    # PARLEY_SHARED_SEATBELTS=0 is the pre-ADR-0025 tolerance, for one process:
+    # each of two processes then admits the full cap on its own.
+    cap = 3
+    with database("postgres", tmp_path) as url:
+        servers = _two_servers(url, tmp_path, PARLEY_MAX_POSTS_PER_MINUTE=str(cap), PARLEY_SHARED_SEATBELTS="0")
+        try:
+            clients = await _clients(servers, "tok-a")
+            assert (await clients[0].post("/channels", json={"channel": "loose"})).status_code == 201
+            await _until_known(clients, "loose")
+            statuses = []
+            for n in range(2 * cap):
+                body = {"type": "note", "body": f"post {n}", "msg_id": ulid(n)}
+                statuses.append((await clients[n % 2].post("/channels/loose/append", json=body)).status_code)
+            assert statuses == [201] * (2 * cap)
+            for client in clients:
+                await client.aclose()
+        finally:
+            for server in servers:
+                server.close()
