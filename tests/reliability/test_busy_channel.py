@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.reliability]
 
 SERVERS = 3
 CLIENTS_PER_SERVER = 8
-APPENDS_PER_CLIENT = 20
+APPENDS_PER_CLIENT = 30
 TOKENS = ",".join(f"tok-{i}:agent-{i}:owner-{i}" for i in range(SERVERS * CLIENTS_PER_SERVER))
 CAPS = {"PARLEY_MAX_POSTS_PER_MINUTE": "100000", "PARLEY_GLOBAL_MAX_POSTS_PER_MINUTE": "100000"}
 
 
-async def test_two_processes_racing_on_one_channel_answer_no_busy(tmp_path):
+async def test_three_processes_racing_on_one_channel_answer_no_busy(tmp_path):
     with database("postgres", tmp_path) as url:
         servers = [start_server(url, tmp_path, PARLEY_TOKENS=TOKENS, **CAPS) for _ in range(SERVERS)]
         try:
