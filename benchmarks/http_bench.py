@@ -1471,7 +1471,7 @@ async def scaleout_case(ctx: Ctx, n: int, n_channels: int, tag: str) -> dict[str
     result["channels"] = n_channels
     result["warmup_errors"] = warm["errors"]
     # 503 "the channel is busy": an append that lost the optimistic-concurrency race
-    # to another process three times; nothing was committed and the client is told
+    # to another process until its deadline (ADR-0025); nothing was committed and the client is told
     # to retry (Retry-After). Counted (and read back as absent), not a failure.
     # Any other non-201 answer is.
     busy = {k: v for k, v in {**warm["errors"], **result["errors"]}.items() if k.startswith("503:") and BUSY in k}
@@ -1523,7 +1523,7 @@ def print_scaleout_table(title: str, rows: dict[str, dict[str, Any]], legend: bo
     if legend:
         print(
             "  busy = 503 'the channel is busy; retry shortly' in the measured run (an append that lost the\n"
-            "  optimistic-concurrency race to another process 3 times; not committed; not counted in msgs/s);\n"
+            "  optimistic-concurrency race to another process until its deadline; not committed; not counted in msgs/s);\n"
             "  errors = any other non-201 (warm-up included). conns = client connections per worker process;\n"
             "  srv cpu = parent + workers; pg cpu = the local Postgres processes; rest = everything else on the\n"
             "  machine (other jobs: noise; compare runs only when it is low); 100% = one core.\n"

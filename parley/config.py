@@ -69,6 +69,9 @@ class Settings:
     # Sessions.
     session_secret: str | None = None
     max_sessions_per_identity: int = 1_000
+    #: On Postgres, seatbelt windows and session slots live in the database,
+    #: exact across processes (ADR-0025); off = per process (one process only).
+    shared_seatbelts: bool = True
     failpoints: frozenset[str] = field(default_factory=frozenset)
     testing: bool = False
     # Runtime.
@@ -273,6 +276,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_connections=_optional_int(env, "PARLEY_MAX_CONNECTIONS"),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
         max_sessions_per_identity=_int_setting(env, "max_sessions_per_identity"),
+        shared_seatbelts=_flag(env, "PARLEY_SHARED_SEATBELTS", True),
         failpoints=failpoints,
         testing=testing,
         actor_idle_s=float(_int(env, "PARLEY_ACTOR_IDLE_SECONDS", 300)),

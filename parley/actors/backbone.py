@@ -24,6 +24,7 @@ from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal import queries
 from ..journal.journal import Journal
 from ..journal.types import NewEvent, StoredEvent
+from ..journal.windows import WindowFull
 from .channel_actor import (
     Append,
     Archive,
@@ -33,6 +34,7 @@ from .channel_actor import (
     Query,
     Result,
     stream_id,
+    window_side_effect,
 )
 from .directory import Directory
 from .presence import Presence
@@ -55,6 +57,9 @@ class Backbone:
             global_max_posts_per_minute=settings.global_max_posts_per_minute,
             max_creates_per_minute=settings.max_channel_creates_per_minute,
         )
+        #: On Postgres several processes share the journal: seatbelt windows are
+        #: checked and recorded in the database with every append (ADR-0025).
+        self.shared_windows = self.journal.store.is_postgres and settings.shared_seatbelts
         self.limits = rules.Limits(
             max_messages_per_channel=settings.max_messages_per_channel,
             max_read_limit=settings.max_read_limit,
@@ -186,33 +191,44 @@ class Backbone:
                 replay = directory.replay_create(identity, idem_key, body)
                 if replay is not None:
                     return replay
-            with self.seatbelt.undo_log() as undo:
-                slug, descriptor = rules.decide_create(
-                    body.get("channel"),
-                    body,
-                    identity,
-                    exists=directory.exists,
-                    channel_count=directory.count(),
-                    max_channels=self.settings.max_channels,
-                    now_ms=self.clock.now_ms(),
-                    stamp=self.stamper.next,
-                    seatbelt=self.seatbelt,
-                )
-            data: dict[str, Any] = {"descriptor": descriptor}
-            if idem_key is not None:
-                data["idem"] = {
-                    "key": idem_key,
-                    "fp": directory.create_fingerprint(identity, body),
-                    "route": "create",
-                }
-            try:
-                committed = await self.journal.append(stream_id(slug), [NewEvent("channel_created", data)], 0)
-            except ConcurrencyError:
-                self.seatbelt.undo(undo)
-                raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
-            except JournalUnavailable:
-                self.seatbelt.undo(undo)
-                raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+            while True:
+                with self.seatbelt.undo_log() as undo:
+                    slug, descriptor = rules.decide_create(
+                        body.get("channel"),
+                        body,
+                        identity,
+                        exists=directory.exists,
+                        channel_count=directory.count(),
+                        max_channels=self.settings.max_channels,
+                        now_ms=self.clock.now_ms(),
+                        stamp=self.stamper.next,
+                        seatbelt=self.seatbelt,
+                    )
+                data: dict[str, Any] = {"descriptor": descriptor}
+                if idem_key is not None:
+                    data["idem"] = {
+                        "key": idem_key,
+                        "fp": directory.create_fingerprint(identity, body),
+                        "route": "create",
+                    }
+                effect = window_side_effect(self.seatbelt, undo) if self.shared_windows else None
+                try:
+                    committed = await self.journal.append(
+                        stream_id(slug), [NewEvent("channel_created", data)], 0, side_effect=effect
+                    )
+                    break
+                except WindowFull as full:
+                    # Another process spent this owner's create budget: decide
+                    # again against every process's stamps (raises rate_limited).
+                    self.seatbelt.undo(undo)
+                    self.seatbelt.adopt(full.scope, full.key, full.stamps)
+                    continue
+                except ConcurrencyError:
+                    self.seatbelt.undo(undo)
+                    raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
+                except JournalUnavailable:
+                    self.seatbelt.undo(undo)
+                    raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
             directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
             self.stamper.observe(committed[-1].position)
         out = dict(descriptor)

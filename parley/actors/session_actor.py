@@ -403,7 +403,7 @@ class SessionActor(Actor):
             if service.in_flight.get(sid) is handle:
                 del service.in_flight[sid]
             if start:
-                service.start_finished(req.identity, start_key, committed=committed_ok)
+                service.start_finished(req.identity, start_key, committed=committed_ok, session_id=sid)
             if not handle.done.is_set():  # cancelled (shutdown): never leave a waiter hanging
                 handle.fail(Unavailable("server is shutting down", retry_after=1))
 

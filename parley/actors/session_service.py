@@ -26,7 +26,10 @@ Decisions the contract leaves open (ADR material):
   start turn runs, first writer wins across processes; a concurrent start
   with the same key gets ``turn_in_flight``.
 * **Session limit** counts open sessions per identity in this process
-  (loaded from the journal at start); across processes it is approximate.
+  (loaded from the journal at start); on Postgres a start also reserves a
+  slot in the database, counted against the identity's open sessions in the
+  journal and every process's running starts, so the limit is exact across
+  processes (ADR-0025).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from ..errors import (
 from ..journal import queries, schema
 from ..journal.errors import ConcurrencyError
 from ..journal.store import cas_lease, get_lease, last_event, put_meta_if_absent
+from ..journal.windows import release_session_slot, reserve_session_slot
 from .runtime import Registry
 from .session_actor import (
     Close,
@@ -83,6 +87,9 @@ LEASE_SLACK_S = 30.0
 #: Most sessions ``GET /v1/sessions`` describes (the newest ones).
 LIST_LIMIT = 100
 SHUTDOWN_GRACE_S = 4.0
+#: A start's database slot stops counting after this long even if its
+#: process died before committing or giving it back (milliseconds).
+SESSION_SLOT_TTL_MS = 300_000
 _SESSION_ID = re.compile(r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")
 _HISTORY_ALL = 1 << 62
 
@@ -207,9 +214,13 @@ class SessionService:
                 rows.append((ident[0], ident[1], sid, channel, max(0, head(channel) - cursor)))
         return rows
 
-    def start_finished(self, identity: Identity, start_key: str | None, *, committed: bool) -> None:
+    def start_finished(
+        self, identity: Identity, start_key: str | None, *, committed: bool, session_id: str | None = None
+    ) -> None:
         ident = (identity.agent_id, identity.owner)
         self.pending_starts[ident] = max(0, self.pending_starts.get(ident, 0) - 1)
+        if not committed and session_id is not None and self.backbone.shared_windows:
+            self.spawn(self._release_slot, identity, session_id)
         if start_key is not None:
             self.starting.discard(start_key)
 
@@ -234,6 +245,7 @@ class SessionService:
                 raise TurnInFlight()
             self.starting.add(start_key)
         counted = False
+        slotted: str | None = None
         try:
             expected_old: str | None = None
             if start_key is not None:
@@ -251,12 +263,24 @@ class SessionService:
                         )
                     expected_old = existing
             limit = self.settings.max_sessions_per_identity
-            if self.open_counts.get(ident, 0) + self.pending_starts.get(ident, 0) >= limit:
+            # On Postgres the database slot below is the exact count; this
+            # process's own count may not have seen another's close yet.
+            shared = self.backbone.shared_windows
+            if not shared and self.open_counts.get(ident, 0) + self.pending_starts.get(ident, 0) >= limit:
                 noun = "session" if limit == 1 else "sessions"
                 raise SessionLimit(f"session limit reached: at most {limit} open {noun} per identity")
             self.pending_starts[ident] = self.pending_starts.get(ident, 0) + 1
             counted = True
-            sid = S.new_session_id(self.backbone.clock.now_ms())
+            now_ms = self.backbone.clock.now_ms()
+            sid = S.new_session_id(now_ms)
+            if shared:
+                reserve = reserve_session_slot(
+                    *ident, sid, limit=limit, now_ms=now_ms, expires_ms=now_ms + SESSION_SLOT_TTL_MS
+                )
+                if not await self.journal.write(reserve):
+                    noun = "session" if limit == 1 else "sessions"
+                    raise SessionLimit(f"session limit reached: at most {limit} open {noun} per identity")
+                slotted = sid
             if start_key is not None and not await self.journal.write(
                 _reserve_start_key(start_key, expected_old, sid)
             ):
@@ -266,9 +290,18 @@ class SessionService:
         except BaseException:
             if counted:
                 self.pending_starts[ident] = max(0, self.pending_starts.get(ident, 0) - 1)
+            if slotted is not None:
+                self.spawn(self._release_slot, req.identity, slotted)
             if start_key is not None:
                 self.starting.discard(start_key)
             raise
+
+    async def _release_slot(self, identity: Identity, session_id: str) -> None:
+        """Give back the slot of a start that did not commit (else it lapses after its TTL)."""
+        try:
+            await self.journal.write(release_session_slot(identity.agent_id, identity.owner, session_id))
+        except Exception:
+            log.warning("could not release the session slot of %s; it lapses on its own", session_id)
 
     async def continue_(self, session_id: str, req: TurnRequest) -> TurnHandle:
         if not self.known_id(session_id):

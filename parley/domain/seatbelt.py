@@ -17,6 +17,9 @@ Caucus's ``seatbelt.ts`` exactly (contracts/channels.md §3 "Seatbelts"):
 
 The state is deliberately in-memory and not journaled: Caucus loses it on
 restart too, and a budget is advisory back-pressure, not a durable fact.
+With several processes on Postgres, the rate and create windows are also
+kept in the database and checked with each append (``charges`` and
+``adopt``, ADR-0025); this class stays the one place that decides.
 """
 
 from __future__ import annotations
@@ -186,6 +189,28 @@ class Seatbelt:
                 track = tables[table].get(key)
                 if track is not None and now_ms in track.stamps:
                     track.stamps.remove(now_ms)
+
+    # -- windows shared through the database (ADR-0025) ----------------------------
+
+    def charges(self, log: list[tuple]) -> list[tuple[str, str, int, tuple[int, ...]]]:
+        """The stamps recorded in ``log`` as ``(scope, key, cap, stamps)``, one per window."""
+        caps = {"channel": self.max_posts, "global": self.global_max_posts, "create": self.max_creates}
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for entry in log:
+            if entry[0] == "stamp":
+                _, table, key, now_ms = entry
+                grouped.setdefault((table, key), []).append(now_ms)
+        return [(scope, key, caps[scope], tuple(stamps)) for (scope, key), stamps in grouped.items()]
+
+    def adopt(self, scope: str, key: str, stamps: list[int]) -> None:
+        """Replace one window's stamps with the shared ones (every process's posts)."""
+        table = {"channel": self._channel, "global": self._global, "create": self._create}[scope]
+        track = table.get(key)
+        if track is None:
+            track = table[key] = _Track()
+        track.stamps = sorted(stamps)
+        if stamps:
+            track.last_ms = max(track.last_ms, track.stamps[-1])
 
     def statistics(self) -> dict[str, int]:
         """Map sizes and eviction counters, for ``/metrics``."""

@@ -101,7 +101,7 @@ def test_below_cap_admits() -> None:
     ],
 )
 def test_retry_after_rounds_up(now: int, seconds: int, retry_after: float) -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     fill(sb, 2, at=0)
     with pytest.raises(RateLimited) as ei:
         sb.check_rate("c", "a", now)
@@ -110,7 +110,7 @@ def test_retry_after_rounds_up(now: int, seconds: int, retry_after: float) -> No
 
 
 def test_retry_after_uses_oldest_in_window_stamp() -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "x", 10_000)
     sb.admit_post("c", "a", "y", 30_000)
     with pytest.raises(RateLimited) as ei:
@@ -133,7 +133,7 @@ def test_stamp_exactly_window_old_is_pruned() -> None:
 
 
 def test_channel_budgets_are_independent_per_channel_and_agent() -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     fill(sb, 2, channel="c", agent="a")
     sb.admit_post("other", "a", "x", 0)
     sb.admit_post("c", "b", "x", 0)
@@ -241,7 +241,7 @@ def test_rate_limited_post_does_not_become_baseline_or_charge() -> None:
 
 
 def test_duplicate_rejection_charges_no_rate() -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "note A", 0)
     for i in range(5):
         with pytest.raises(DuplicatePost):
@@ -360,7 +360,7 @@ def test_sweep_runs_at_most_once_per_window() -> None:
 
 
 def test_sweep_keeps_entries_with_in_window_posts() -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "note A", 0)
     sb.admit_post("c", "a", "note B", 30_000)
     sb.admit_post("x", "b", "note z", 60_000)  # sweep: a has a post at 30 s
@@ -429,7 +429,7 @@ def test_lru_cap_applies_to_create_map() -> None:
 
 
 def test_backwards_clock_does_not_crash_and_future_stamps_count() -> None:
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "note A", 100_000)
     sb.admit_post("c", "a", "note B", 5_000)  # clock jumped back
     with pytest.raises(RateLimited) as ei:
@@ -544,7 +544,7 @@ def test_arbitrary_clock_never_crashes(ts: list[int], keys: list[str]) -> None:
 
 def test_undo_takes_back_posts_whose_commit_failed() -> None:
     """A post decided but never committed must not be a duplicate baseline nor spend budget."""
-    sb = Seatbelt(max_posts_per_minute=2)
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "first", 0)
     with sb.undo_log() as undo:
         sb.admit_post("c", "a", "second", 1)
@@ -600,3 +600,32 @@ def test_any_clock_order_matches_the_reference_window(ts: list[int], cap: int) -
         else:
             assert expected is None
             log = live + [t]
+
+
+# -- windows shared through the database (ADR-0025) ------------------------------
+
+
+def test_charges_group_the_logged_stamps_per_window_with_its_cap() -> None:
+    sb = Seatbelt(max_posts_per_minute=5, global_max_posts_per_minute=7, max_creates_per_minute=2)
+    with sb.undo_log() as log:
+        sb.admit_post("c", "a1", "note x", 1_000)
+        sb.record_rate("c", "a1", 1_001)
+        sb.admit_create("owner", 1_002)
+    assert sorted(sb.charges(log)) == [
+        ("channel", "c\0a1", 5, (1_000, 1_001)),
+        ("create", "owner", 2, (1_002,)),
+        ("global", "a1", 7, (1_000, 1_001)),
+    ]
+
+
+def test_adopting_the_shared_stamps_refuses_with_the_usual_message_and_hint() -> None:
+    sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
+    sb.adopt("channel", "c\0a1", [10_000, 5_000])  # two posts another process made
+    with pytest.raises(RateLimited) as caught:
+        sb.admit_post("c", "a1", "note y", 20_000)
+    assert str(caught.value).startswith("Rate limit exceeded: at most 2 posts/min per agent. Wait ~45s")
+    sb.admit_post("c", "a1", "note y", 65_001)  # the older stamp left the window
+    sb.adopt("create", "o", [1, 2, 3])
+    sb.adopt("global", "a1", [])
+    with pytest.raises(RateLimited):
+        sb.admit_create("o", 4)
