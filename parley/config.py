@@ -56,6 +56,10 @@ class Settings:
     keep_alive_s: float = 5.0
     # Sessions.
     session_secret: str | None = None
+    #: Previous secrets, still accepted to re-issue old tokens (rotation; ADR-0024).
+    session_secret_previous: tuple[str, ...] = ()
+    #: Where the session key lives when PARLEY_SESSION_SECRET is not set (ADR-0024).
+    session_key_file: str | None = None
     max_sessions_per_identity: int = 1_000
     failpoints: frozenset[str] = field(default_factory=frozenset)
     testing: bool = False
@@ -199,6 +203,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_channel_artifact_bytes=_int(env, "PARLEY_MAX_CHANNEL_ARTIFACT_BYTES", 16_777_216),
         max_total_artifact_bytes=_int(env, "PARLEY_MAX_TOTAL_ARTIFACT_BYTES", 134_217_728),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
+        session_secret_previous=tuple(
+            p.strip() for p in (_get(env, "PARLEY_SESSION_SECRET_PREVIOUS") or "").split(",") if p.strip()
+        ),
+        session_key_file=_get(env, "PARLEY_SESSION_KEY_FILE"),
         max_sessions_per_identity=_int(env, "PARLEY_MAX_SESSIONS_PER_IDENTITY", 1_000),
         failpoints=failpoints,
         testing=testing,

@@ -305,6 +305,12 @@ def put_meta_if_absent(conn: Connection, key: str, value: str) -> str:
     return stored
 
 
+def delete_meta(conn: Connection, key: str) -> bool:
+    """Remove a meta row; True if there was one."""
+    m = schema.meta
+    return conn.execute(sa.delete(m).where(m.c.key == key).returning(m.c.key)).first() is not None
+
+
 def set_meta(conn: Connection, key: str, value: str) -> None:
     stmt = _dialect_insert(conn, schema.meta).values(key=key, value=value)
     conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
