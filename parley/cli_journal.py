@@ -181,7 +181,7 @@ def verify(database_url: str, as_json: bool, anchor_in: str | None, anchor_out: 
         click.echo(f"checkpoint {report.checkpoint}")
     else:
         for line in report.problems[1:]:
-            click.echo(f"PROBLEM {line}", err=True)
+            click.echo(f"PROBLEM {line}")
     if not report.ok:
         fail(
             f"journal damaged: {report.problems[0]} ({len(report.problems)} problem(s); "

@@ -14,6 +14,7 @@ import signal
 import sys
 from functools import partial
 
+import sqlalchemy as sa
 import trio
 from hypercorn.config import Config as HypercornConfig
 
@@ -66,6 +67,8 @@ def prepare_session_keys(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("meta"):
+                return  # e.g. an in-memory SQLite database: nothing was ever stored
             legacy = store.get_meta(conn, session_keys.LEGACY_META_KEY)
         if legacy is None:
             return

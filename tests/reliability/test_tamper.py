@@ -50,6 +50,14 @@ def verify(url: str, cwd: Path, *args: str):
     return run_cli(["journal", "verify", "--database-url", url, *args], clean_env(), cwd)
 
 
+def damaged(result) -> str:
+    """A failed verify: exit 1, one stderr line (the first problem); the whole report."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("parley: ")
+    return result.stdout + result.stderr
+
+
 def seed(url: str, cwd: Path) -> None:
     """A channel with two messages and an artifact; a clean stop saves its snapshot."""
     with serve(url, cwd) as server, server.client("tok-a") as a:
@@ -76,7 +84,7 @@ def test_a_forged_snapshot_is_refused_by_the_server_and_found_by_verify(kind, tm
         assert touched == 1
         result = verify(url, tmp_path)
         assert result.returncode == 1
-        assert "snapshot of 'channel:ops'" in result.stderr
+        assert "snapshot of 'channel:ops'" in damaged(result)
         with serve(url, tmp_path) as server, server.client("tok-a") as a:
             messages = a.post("/channels/ops/read", json={"cursor": 0}).json()["messages"]
             assert [(m["body"], m["owner"]) for m in messages] == [("deploy at noon", "alice"), ("all clear", "alice")]
@@ -98,7 +106,7 @@ def test_a_forged_snapshot_with_a_recomputed_digest_is_found_by_verify(kind, tmp
         sql(url, "UPDATE snapshots SET data = :d, digest = :g WHERE stream_id = 'channel:ops'", d=forged, g=digest)
         result = verify(url, tmp_path)
         assert result.returncode == 1
-        assert "snapshot of 'channel:ops': snapshot at seq" in result.stderr
+        assert "snapshot of 'channel:ops': snapshot at seq" in damaged(result)
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -114,7 +122,7 @@ def test_replaced_artifact_bytes_are_not_served_and_verify_finds_them(kind, tmp_
             engine.dispose()
         result = verify(url, tmp_path)
         assert result.returncode == 1
-        assert f"artifact {SHA[:12]} of ops: bytes do not match the sha256" in result.stderr
+        assert f"artifact {SHA[:12]} of ops: bytes do not match the sha256" in damaged(result)
         with serve(url, tmp_path) as server, server.client("tok-a") as a:
             got = a.get(f"/channels/ops/artifacts/{SHA}")
             assert got.status_code == 500
@@ -146,15 +154,14 @@ def test_an_anchor_finds_deleted_tails_and_deleted_streams(kind, tmp_path):
         assert verify(url, tmp_path).returncode == 0  # every chain left is valid: nothing to see without an anchor
         result = verify(url, tmp_path, "--anchor", str(anchor))
         assert result.returncode == 1
-        assert f"stream 'channel:ops': truncated to seq {last - 1}" in result.stderr
+        assert f"stream 'channel:ops': truncated to seq {last - 1}" in damaged(result)
 
         # 2. Delete a whole stream.
         sql(url, "DELETE FROM events WHERE stream_id = 'channel:other'")
         result = verify(url, tmp_path, "--anchor", str(anchor))
-        assert "stream 'channel:other': deleted" in result.stderr
-
-        assert result.returncode == 1
-        assert "stream 'channel:other': deleted (the anchor has it at seq 1)" in result.stderr
+        report = damaged(result)
+        assert "stream 'channel:other': deleted (the anchor has it at seq 1)" in report
+        assert f"stream 'channel:ops': truncated to seq {last - 1}" in report
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
@@ -168,14 +175,14 @@ def test_an_anchor_finds_a_consistently_rewritten_chain(kind, tmp_path):
         assert verify(url, tmp_path).returncode == 0  # consistent: undetectable without the anchor
         result = verify(url, tmp_path, "--anchor", str(anchor))
         assert result.returncode == 1
-        assert "stream 'channel:ops': rewritten" in result.stderr
+        assert "stream 'channel:ops': rewritten" in damaged(result)
         # and an anchor file edited to match is refused as such
         doc = json.loads(anchor.read_text())
         doc["streams"]["channel:ops"][1] = "0" * 64
         anchor.write_text(json.dumps(doc))
         edited = verify(url, tmp_path, "--anchor", str(anchor))
         assert edited.returncode == 1
-        assert "checkpoint does not match its streams" in edited.stderr
+        assert "checkpoint does not match its streams" in damaged(edited)
 
 
 def rewrite_chain(url: str, stream_id: str, edit) -> None:
