@@ -95,6 +95,26 @@ def test_a_forged_snapshot_is_refused_by_the_server_and_found_by_verify(kind, tm
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
+def test_a_session_snapshot_handed_to_another_owner_is_refused(kind, tmp_path):
+    with database(kind, tmp_path) as url:
+        with serve(url, tmp_path) as server, server.client("tok-a") as a:
+            sid = a.post("/v1/session", json={}).json()["sessionId"]
+            assert server.terminate() == 0
+        stream = f"session:{sid}"
+        assert scalar(url, "SELECT count(*) FROM snapshots WHERE stream_id = :s", s=stream) == 1
+        sql(
+            url,
+            "UPDATE snapshots SET data = replace(replace(data, '\"owner\":\"alice\"', '\"owner\":\"bob\"'), "
+            "'\"agent_id\":\"sess-a\"', '\"agent_id\":\"sess-b\"') WHERE stream_id = :s",
+            s=stream,
+        )
+        assert f"snapshot of '{stream}'" in damaged(verify(url, tmp_path))
+        with serve(url, tmp_path) as server, server.client("tok-a") as a, server.client("tok-b") as b:
+            assert b.get(f"/v1/session/{sid}").status_code == 404
+            assert a.get(f"/v1/session/{sid}").status_code == 200
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_a_forged_snapshot_with_a_recomputed_digest_is_found_by_verify(kind, tmp_path):
     """The keyless digest is recomputable; folding the events is what catches this one."""
     with database(kind, tmp_path) as url:
