@@ -80,10 +80,15 @@ class SessionKeys:
 def key_file_path(settings: Settings) -> Path:
     if settings.session_key_file:
         return Path(settings.session_key_file).expanduser()
-    url = settings.database_url
-    if url.startswith("sqlite:///") and url.removeprefix("sqlite:///") not in ("", ":memory:"):
-        db = url.removeprefix("sqlite:///").split("?", 1)[0]
-        return Path(f"{db}.key")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        url = None
+    if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        return Path(f"{url.database}.key")
     return Path("~/.parley/session.key").expanduser()
 
 
@@ -99,7 +104,7 @@ def _check_mode(path: Path, st: os.stat_result) -> None:
 
 def read_key_file(path: Path) -> list[str]:
     """The keys in ``path`` (current first); FileNotFoundError if absent."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, os.O_RDONLY)  # a symlink is followed; the mode checked is its target's
     with os.fdopen(fd, "r", encoding="utf-8") as f:
         _check_mode(path, os.fstat(f.fileno()))
         keys = [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
