@@ -14,7 +14,6 @@ import signal
 import sys
 from functools import partial
 
-import sqlalchemy as sa
 import trio
 from hypercorn.config import Config as HypercornConfig
 
@@ -66,16 +65,12 @@ def prepare_session_keys(settings: Settings) -> None:
         raise StartupError(str(exc)) from None
     engine = make_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("meta"):
-                return  # e.g. an in-memory SQLite database: nothing was ever stored
-            legacy = store.get_meta(conn, session_keys.LEGACY_META_KEY)
+        legacy = store.read_meta(engine, session_keys.LEGACY_META_KEY)
         if legacy is None:
             return
-        if keys.source != "env":
+        if keys.source != "env":  # into the key file first: a crash here loses nothing
             session_keys.adopt_legacy_secret(session_keys.key_file_path(settings), legacy)
-        with engine.begin() as conn:
-            store.delete_meta(conn, session_keys.LEGACY_META_KEY)
+        store.remove_meta(engine, session_keys.LEGACY_META_KEY)
         where = "PARLEY_SESSION_SECRET is used" if keys.source == "env" else f"kept as the previous key in {keys.source}"
         log.warning("moved the session secret out of the database (%s)", where)
     except session_keys.SessionKeyError as exc:

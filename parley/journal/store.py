@@ -311,6 +311,21 @@ def delete_meta(conn: Connection, key: str) -> bool:
     return conn.execute(sa.delete(m).where(m.c.key == key).returning(m.c.key)).first() is not None
 
 
+def read_meta(engine: Engine, key: str) -> str | None:
+    """``meta[key]`` in a connection of its own; None if absent or there is no
+    ``meta`` table (an in-memory SQLite database, say)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("meta"):
+            return None
+        return get_meta(conn, key)
+
+
+def remove_meta(engine: Engine, key: str) -> bool:
+    """Delete ``meta[key]`` in a transaction of its own; True if it was there."""
+    with write_engine(engine).begin() as conn:
+        return delete_meta(conn, key)
+
+
 def set_meta(conn: Connection, key: str, value: str) -> None:
     stmt = _dialect_insert(conn, schema.meta).values(key=key, value=value)
     conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
