@@ -116,33 +116,88 @@ def journal() -> None:
 @journal.command()
 @database_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(database_url: str, as_json: bool) -> None:
-    """Recompute every hash chain; exit 1 naming the first broken event."""
-    from .journal import tools
+@click.option(
+    "--anchor",
+    "anchor_in",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Compare with an anchor exported earlier: finds deleted streams, deleted tails, rewritten chains.",
+)
+@click.option(
+    "--anchor-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="After a clean verify, write this journal's anchor (stream heads + checkpoint) here.",
+)
+def verify(database_url: str, as_json: bool, anchor_in: str | None, anchor_out: str | None) -> None:
+    """Check chains, snapshots and artifacts (and an anchor); exit 1 naming the first problem."""
+    from .journal import integrity, tools
 
+    anchored = None
+    if anchor_in is not None:
+        try:
+            with open(anchor_in, "rb") as f:
+                anchored = integrity.parse_anchor(f.read())
+        except OSError as exc:
+            fail(f"cannot read the anchor file {anchor_in}: {exc.strerror or type(exc).__name__}")
+        except integrity.AnchorError as exc:
+            fail(f"{exc}: {anchor_in}")
     with opened_store(database_url) as store:
         with _progress("verify", tools.count_events(store.engine)) as bar:
-            report = tools.verify(store.engine, advance=bar.advance)
+            report = integrity.verify_all(
+                store.engine, anchor=anchored, advance=bar.advance, workers=tools.default_workers()
+            )
+    chain = report.chain
+    if anchor_out is not None and report.ok:
+        try:
+            _write_anchor(anchor_out, report.anchor())
+        except OSError as exc:
+            fail(f"cannot write the anchor file {anchor_out}: {exc.strerror or type(exc).__name__}")
     if as_json:
         click.echo(
             _dumps(
                 {
                     "ok": report.ok,
-                    "streams": report.streams_checked,
-                    "events": report.events_checked,
-                    "broken_stream": report.broken_stream,
-                    "broken_position": report.broken_position,
-                    "reason": report.reason,
+                    "streams": chain.streams_checked,
+                    "events": chain.events_checked,
+                    "snapshots": report.snapshots_checked,
+                    "artifacts": report.artifacts_checked,
+                    "anchored_streams": report.anchored_streams,
+                    "checkpoint": report.checkpoint if chain.ok else None,
+                    "broken_stream": chain.broken_stream,
+                    "broken_position": chain.broken_position,
+                    "reason": chain.reason,
+                    "problems": report.problems,
                 }
             )
         )
     elif report.ok:
-        click.echo(f"journal ok: {report.streams_checked} streams, {report.events_checked} events verified")
+        anchored_note = f", matches the anchor of {report.anchored_streams} streams" if anchored is not None else ""
+        click.echo(
+            f"journal ok: {chain.streams_checked} streams, {chain.events_checked} events verified"
+            f" ({report.snapshots_checked} snapshots, {report.artifacts_checked} artifacts{anchored_note})"
+        )
+        click.echo(f"checkpoint {report.checkpoint}")
+    else:
+        for line in report.problems[1:]:
+            click.echo(f"PROBLEM {line}")
     if not report.ok:
         fail(
-            f"journal damaged: stream {report.broken_stream!r} at position {report.broken_position}: "
-            f"{report.reason} ({report.events_checked} events in {report.streams_checked} streams checked)"
+            f"journal damaged: {report.problems[0]} ({len(report.problems)} problem(s); "
+            f"{chain.events_checked} events in {chain.streams_checked} streams checked)"
         )
+
+
+def _write_anchor(path: str, anchor: dict[str, Any]) -> None:
+    """Write the anchor atomically (a reader never sees half a file)."""
+    import orjson
+
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(orjson.dumps(anchor, option=orjson.OPT_INDENT_2) + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- export

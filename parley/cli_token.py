@@ -253,3 +253,8 @@ def list_cmd(database_url: str, as_json: bool) -> None:
     width = max(len(r["agent_id"]) for r in rows)
     for r in rows:
         click.echo(f"{r['digest']}  {r['agent_id']:<{width}}  {r['owner']}")
+
+
+from .cli_session_key import rotate_session_key  # noqa: E402 - registered last, kept in its own module
+
+token.add_command(rotate_session_key)

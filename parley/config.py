@@ -68,6 +68,10 @@ class Settings:
     max_connections: int | None = None
     # Sessions.
     session_secret: str | None = None
+    #: Previous secrets, still accepted to re-issue old tokens (rotation; ADR-0024).
+    session_secret_previous: tuple[str, ...] = ()
+    #: Where the session key lives when PARLEY_SESSION_SECRET is not set (ADR-0024).
+    session_key_file: str | None = None
     max_sessions_per_identity: int = 1_000
     #: On Postgres, seatbelt windows and session slots live in the database,
     #: exact across processes (ADR-0025); off = per process (one process only).
@@ -275,6 +279,10 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         write_timeout_s=float(_int(env, "PARLEY_WRITE_TIMEOUT_SECONDS", 30)),
         max_connections=_optional_int(env, "PARLEY_MAX_CONNECTIONS"),
         session_secret=_get(env, "PARLEY_SESSION_SECRET"),
+        session_secret_previous=tuple(
+            p.strip() for p in (_get(env, "PARLEY_SESSION_SECRET_PREVIOUS") or "").split(",") if p.strip()
+        ),
+        session_key_file=_get(env, "PARLEY_SESSION_KEY_FILE"),
         max_sessions_per_identity=_int_setting(env, "max_sessions_per_identity"),
         shared_seatbelts=_flag(env, "PARLEY_SHARED_SEATBELTS", True),
         failpoints=failpoints,

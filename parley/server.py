@@ -65,6 +65,40 @@ def prepare_database(settings: Settings) -> None:
         engine.dispose()
 
 
+def prepare_session_keys(settings: Settings) -> None:
+    """Make sure the session key exists (ADR-0024); move a secret the database still holds.
+
+    Before ADR-0024 the key lived in the ``meta`` table. It becomes a previous
+    key of the key file (old tokens still re-issue byte for byte) and leaves
+    the database; with ``PARLEY_SESSION_SECRET`` it is dropped.
+    """
+    from . import session_keys
+    from .journal import store
+
+    try:
+        keys = session_keys.load(settings)
+    except session_keys.SessionKeyError as exc:
+        raise StartupError(str(exc)) from None
+    engine = make_engine(settings.database_url)
+    try:
+        legacy = store.read_meta(engine, session_keys.LEGACY_META_KEY)
+        if legacy is None:
+            return
+        if keys.source != "env":  # into the key file first: a crash here loses nothing
+            session_keys.adopt_legacy_secret(session_keys.key_file_path(settings), legacy)
+        store.remove_meta(engine, session_keys.LEGACY_META_KEY)
+        where = "PARLEY_SESSION_SECRET is used" if keys.source == "env" else f"kept as the previous key in {keys.source}"
+        log.warning("moved the session secret out of the database (%s)", where)
+    except session_keys.SessionKeyError as exc:
+        raise StartupError(str(exc)) from None
+    except OSError as exc:
+        raise StartupError(f"cannot update the session key file: {exc.strerror or type(exc).__name__}") from None
+    except Exception as exc:
+        raise StartupError(f"cannot use the database: {type(exc).__name__}") from None
+    finally:
+        engine.dispose()
+
+
 def display_url(bind: str) -> str:
     """Hypercorn's bind as the banner shows it (0.0.0.0 → 127.0.0.1, :: → [::1])."""
     return bind.replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
@@ -195,12 +229,14 @@ def serve(settings: Settings, worker_argv: list[str] | None = None) -> int:
                 "run one worker (or set PARLEY_DATABASE_URL=postgresql://...)"
             )
         prepare_database(settings)
+        prepare_session_keys(settings)
         warn_exposure(settings)
         from .workers import run_workers
 
         return run_workers(settings, worker_argv or [])
     if settings.listen_fd is None:
         prepare_database(settings)
+        prepare_session_keys(settings)
         warn_exposure(settings)
 
     def banner(url: str) -> None:

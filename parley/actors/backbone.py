@@ -19,8 +19,8 @@ from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..domain.message import check_channel_name
 from ..domain.seatbelt import Seatbelt
-from ..errors import ChannelExists, ParleyError, Unavailable, UnknownChannel
-from ..journal.errors import ConcurrencyError, JournalUnavailable
+from ..errors import ChannelExists, InternalError, ParleyError, Unavailable, UnknownChannel
+from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable
 from ..journal import queries
 from ..journal.journal import Journal
 from ..journal.types import NewEvent, StoredEvent
@@ -290,7 +290,12 @@ class Backbone:
         slug = self._known(name)
         if len(sha256) != 64:
             return None
-        return await self.journal.get_artifact(slug, sha256)
+        try:
+            return await self.journal.get_artifact(slug, sha256)
+        except IntegrityFailure:  # logged and counted by the journal (ADR-0023)
+            raise InternalError(
+                "the stored artifact does not match its sha256; an operator should run `parley journal verify`"
+            ) from None
 
     async def archive(self, name: str, identity: Identity) -> Result:
         return await self._ask(name, Archive(identity))

@@ -241,7 +241,7 @@ class SessionActor(Actor):
             state, presented, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
         )
         if isinstance(decision, S.Replay):
-            token = S.derive_token(service.secret, self.session_id, decision.turn)
+            token = service.keys.reissue(self.session_id, decision.turn, state.token_digest)
             return handle.finish(S.render_response(decision.response, token), replayed=True)
         if self.session_id in service.in_flight:  # step 8
             raise TurnInFlight()
@@ -324,7 +324,7 @@ class SessionActor(Actor):
             messages, parked = await service.deliver(subscriptions, req.input.max, req.input.wait)
             for item in messages:
                 subscriptions[item["channel"]] = item["cursor"]
-            token = S.derive_token(service.secret, sid, turn)
+            token = service.keys.mint(sid, turn)
             handler_name = req.input.handler if start else state.handler  # type: ignore[union-attr]
             extras = await service.handler_output(handler_name, sid, turn, subscriptions, results, messages)
             if parked:
@@ -425,7 +425,7 @@ class SessionActor(Actor):
             state, presented, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
         )
         if isinstance(decision, S.Replay):
-            token = S.derive_token(self.service.secret, self.session_id, decision.turn)
+            token = self.service.keys.reissue(self.session_id, decision.turn, state.token_digest)
             handle.finish(S.render_response(decision.response, token), replayed=True)
             return
         await self._answer_contended(req, handle, state)  # current after all: retry
@@ -440,7 +440,9 @@ class SessionActor(Actor):
             current = self.seq
         token = req.token
         if token is None:  # a held WebSocket connection presented the current token
-            token = S.derive_token(service.secret, self.session_id, 0 if state is None else state.turns)
+            token = service.keys.reissue(
+                self.session_id, 0 if state is None else state.turns, None if state is None else state.token_digest
+            )
         handle.finish(S.contended(self.session_id, token, current=current), contended=True)
 
 

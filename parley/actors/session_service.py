@@ -38,7 +38,6 @@ import hashlib
 import heapq
 import logging
 import re
-import secrets
 import socket
 import os
 import uuid
@@ -49,6 +48,7 @@ import orjson
 import sqlalchemy as sa
 import trio
 
+from .. import session_keys
 from ..domain import session as S
 from ..domain.handlers import Handler, TurnView, load_handlers
 from ..domain.identity import Identity
@@ -65,6 +65,7 @@ from ..journal import queries, schema
 from ..journal.errors import ConcurrencyError
 from ..journal.store import cas_lease, get_lease, last_event, put_meta_if_absent
 from ..journal.windows import release_session_slot, reserve_session_slot
+from ..session_keys import SessionKeys
 from .runtime import Registry
 from .session_actor import (
     Close,
@@ -114,7 +115,8 @@ class SessionService:
             idle_timeout=backbone.settings.actor_idle_s,
         )
         self.handlers: dict[str, Handler] = load_handlers()
-        self.secret = b""
+        #: Continuation-token keys (ADR-0024), loaded by :meth:`run`.
+        self.keys = SessionKeys(b"")
         self.holder = f"{_local_scope()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         #: session id -> the handle of its running turn (steps 8, describe, passivation).
         self.in_flight: dict[str, TurnHandle] = {}
@@ -129,14 +131,21 @@ class SessionService:
         self._idle = trio.Event()
         self._idle.set()
 
+    @property
+    def secret(self) -> bytes:
+        """The current token key (what new turns sign with)."""
+        return self.keys.current
+
     # -- lifecycle -----------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        if self.settings.session_secret:
-            secret = self.settings.session_secret
-        else:
-            secret = await self.journal.put_meta_if_absent("session_secret", secrets.token_urlsafe(32))
-        self.secret = secret.encode("utf-8")
+        keys = await trio.to_thread.run_sync(session_keys.load, self.settings)
+        # A secret the database still holds (servers before ADR-0024; `serve`
+        # moves it out first) only re-issues the tokens it minted.
+        legacy = await self.journal.get_meta(session_keys.LEGACY_META_KEY)
+        if legacy is not None:
+            keys = keys.with_previous(legacy.encode("utf-8"))
+        self.keys = keys
         for sid, ident in (await self.backbone.read_model(_open_sessions)).items():
             self._opened(sid, ident)
         open_ids = list(self.owners)
@@ -256,7 +265,8 @@ class SessionService:
                         state, req.identity, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
                     )
                     if isinstance(decision, S.Replay):
-                        token = S.derive_token(self.secret, existing, 1)
+                        digest = state.token_digest if state is not None and state.turns == 1 else None
+                        token = self.keys.reissue(existing, 1, digest)
                         self.starting.discard(start_key)
                         return TurnHandle(existing).finish(
                             S.render_response(decision.response, token), replayed=True

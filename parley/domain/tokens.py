@@ -3,8 +3,9 @@
 Why derived tokens: the contract keeps tokens out of the journal. A token is
 ``HMAC-SHA256(secret, label ‖ sessionId ‖ turn)``, so the server can re-issue
 the token of any committed turn (byte-identical replay) while only its sha256
-digest is journaled. Changing the secret changes every derived token, so no
-journaled digest matches any more: every outstanding token is stale.
+digest is journaled. A presented token is checked against that digest, not
+re-derived, so a new secret (rotation, ADR-0024) leaves live tokens valid; the
+old secret is only needed to re-issue an already committed turn's token.
 """
 
 from __future__ import annotations

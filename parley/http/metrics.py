@@ -102,6 +102,14 @@ class RuntimeCollector:
             "Channel commits lost to another process's append, then decided again (ADR-0007)",
             value=backbone.lost_races,
         )
+        integrity = CounterMetricFamily(
+            "parley_integrity_failures",
+            "Snapshots refused and artifacts not served because they did not match their hashes (ADR-0023)",
+            labels=["kind"],
+        )
+        for kind, count in backbone.journal.integrity_failures.items():
+            integrity.add_metric([kind], count)
+        yield integrity
 
 
 class SessionLag:

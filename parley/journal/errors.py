@@ -40,3 +40,10 @@ class JournalUnavailable(JournalError):
     one case: the connection died during ``COMMIT``. Callers that must know
     should re-read the stream before retrying.
     """
+
+
+class IntegrityFailure(JournalError):
+    """Stored bytes do not match their recorded hash (tampering or corruption).
+
+    The message names the object and never carries its content.
+    """

@@ -24,6 +24,7 @@ actor layer). The journal does not migrate the database; run
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -32,13 +33,15 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import store as _store
 from .engine import make_engine
-from .errors import JournalUnavailable
+from .errors import IntegrityFailure, JournalUnavailable
 from .notify import CommitListener
 from .store import AppendRequest, CallRequest, JournalStore, is_fatal_db_error, unavailable
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 from .writer import CommitCallback, GroupCommitWriter
 
 T = TypeVar("T")
+
+log = logging.getLogger("parley.journal")
 
 
 class Journal:
@@ -58,6 +61,8 @@ class Journal:
         self._started = False
         self._closed = False
         self._listening = False
+        #: Integrity failures met while serving, by kind ("snapshot", "artifact"): /metrics.
+        self.integrity_failures: dict[str, int] = {"snapshot": 0, "artifact": 0}
 
     @classmethod
     def open(cls, url: str, *, reader_threads: int = 4, max_batch: int = 512, **engine_kwargs: Any) -> Journal:
@@ -234,10 +239,26 @@ class Journal:
         return await self._read(self.store.last_seq, stream_id)
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        return await self._read(self.store.load_snapshot, stream_id)
+        """The stream's snapshot if it matches its chain, else None (fold the events).
+
+        A snapshot that does not match is refused: one warning line and a
+        count in ``integrity_failures`` (ADR-0023). One written before schema
+        revision 0003 is ignored quietly; the next snapshot replaces it.
+        """
+        snapshot, why = await self._read(self.store.load_checked_snapshot, stream_id)
+        if why is not None and not why.startswith("unbound"):
+            self.integrity_failures["snapshot"] += 1
+            log.warning("refusing the snapshot of %s: %s; folding its events instead", stream_id, why)
+        return snapshot
 
     async def get_artifact(self, channel: str, sha256: str) -> bytes | None:
-        return await self._read(self.store.get_artifact, channel, sha256)
+        """The artifact's bytes, checked against their sha256 (IntegrityFailure if not)."""
+        try:
+            return await self._read(self.store.get_artifact, channel, sha256)
+        except IntegrityFailure as exc:
+            self.integrity_failures["artifact"] += 1
+            log.warning("refusing to serve %s", exc)
+            raise
 
     async def list_artifacts(self, channel: str) -> dict[str, int]:
         return await self._read(self.store.list_artifacts, channel)

@@ -46,6 +46,10 @@ snapshots = sa.Table(
     sa.Column("seq", sa.Integer(), nullable=False),
     sa.Column("data", sa.Text(), nullable=False),
     sa.Column("recorded_at", sa.Double(), nullable=False),
+    # The hash of the event at ``seq`` and sha256(event_hash + "\n" + data)
+    # (migration 0003, ADR-0023); NULL on rows written before it.
+    sa.Column("event_hash", sa.Text(), nullable=True),
+    sa.Column("digest", sa.Text(), nullable=True),
 )
 
 artifacts = sa.Table(

@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import schema
 from .engine import is_postgres, make_engine, write_engine
-from .errors import ConcurrencyError, JournalUnavailable
+from .errors import ConcurrencyError, IntegrityFailure, JournalUnavailable
 from .notify import channel_of, notify
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 
@@ -259,11 +259,18 @@ def put_artifact(conn: Connection, channel: str, sha256: str, data: bytes) -> bo
 
 
 def get_artifact(conn: Connection, channel: str, sha256: str) -> bytes | None:
+    """The bytes stored under ``sha256``, checked against it on every read
+    (≤ 1 MiB: about a millisecond); :class:`IntegrityFailure` if they differ."""
     a = schema.artifacts
     row = conn.execute(
         sa.select(a.c.data).where(a.c.channel == channel, a.c.sha256 == sha256)
     ).first()
-    return bytes(row[0]) if row is not None else None
+    if row is None:
+        return None
+    data = bytes(row[0])
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise IntegrityFailure(f"artifact {sha256[:12]} of {channel} does not match its sha256")
+    return data
 
 
 def list_artifacts(conn: Connection, channel: str) -> dict[str, int]:
@@ -315,6 +322,27 @@ def put_meta_if_absent(conn: Connection, key: str, value: str) -> str:
     stored = get_meta(conn, key)
     assert stored is not None
     return stored
+
+
+def delete_meta(conn: Connection, key: str) -> bool:
+    """Remove a meta row; True if there was one."""
+    m = schema.meta
+    return conn.execute(sa.delete(m).where(m.c.key == key).returning(m.c.key)).first() is not None
+
+
+def read_meta(engine: Engine, key: str) -> str | None:
+    """``meta[key]`` in a connection of its own; None if absent or there is no
+    ``meta`` table (an in-memory SQLite database, say)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("meta"):
+            return None
+        return get_meta(conn, key)
+
+
+def remove_meta(engine: Engine, key: str) -> bool:
+    """Delete ``meta[key]`` in a transaction of its own; True if it was there."""
+    with write_engine(engine).begin() as conn:
+        return delete_meta(conn, key)
 
 
 def set_meta(conn: Connection, key: str, value: str) -> None:
@@ -785,6 +813,10 @@ class JournalStore:
         with self.engine.connect() as conn:
             return load_snapshot(conn, stream_id)
 
+    def load_checked_snapshot(self, stream_id: str) -> tuple[Snapshot | None, str | None]:
+        with self.engine.connect() as conn:
+            return load_checked_snapshot(conn, stream_id)
+
     # ------------------------------------------------------------------ artifacts / meta
 
     def put_artifact(self, channel: str, sha256: str, data: bytes) -> bool:
@@ -811,14 +843,20 @@ class JournalStore:
 
     # ------------------------------------------------------------------ verify
 
-    def verify(self, chunk: int = 5000, advance: Callable[[int], None] | None = None) -> VerifyReport:
+    def verify(
+        self,
+        chunk: int = 5000,
+        advance: Callable[[int], None] | None = None,
+        heads: dict[str, tuple[int, str]] | None = None,
+    ) -> VerifyReport:
         """Recompute every hash chain (streams in ``stream_id`` order).
 
         Checks per stream: ``seq`` runs 1, 2, 3… without gaps, each
         ``prev_hash`` equals the previous event's ``hash`` ("" for seq 1) and
         each ``hash`` matches the recomputed one. Stops at the first broken
         event. Reads in keyset-paginated chunks, so memory stays flat;
-        ``advance(n)`` is told after each chunk (progress bars).
+        ``advance(n)`` is told after each chunk (progress bars). ``heads``, if
+        given, receives each verified stream's last ``(seq, hash)`` (anchors).
         """
         streams = events_checked = 0
         cur_stream: str | None = None
@@ -853,23 +891,82 @@ class JournalStore:
                 if reason is not None:
                     return VerifyReport(False, streams, events_checked, sid, position, reason)
                 expect_seq, prev = seq + 1, h
+                if heads is not None:
+                    heads[sid] = (seq, h)
             if advance is not None:
                 advance(len(rows))
             last_key = (rows[-1][1], rows[-1][2])
         return VerifyReport(True, streams, events_checked)
 
 
+def snapshot_digest(event_hash: str, data_text: str) -> str:
+    """``sha256(event_hash ‖ "\\n" ‖ data_text)``: binds a snapshot's bytes to the event it covers.
+
+    Keyless on purpose (ADR-0023): it catches a snapshot edited on its own,
+    not one whose writer also recomputed this digest; ``journal verify``
+    catches that by folding the events.
+    """
+    return hashlib.sha256(f"{event_hash}\n{data_text}".encode("utf-8")).hexdigest()
+
+
+def event_hash_at(conn: Connection, stream_id: str, seq: int) -> str | None:
+    return conn.execute(sa.select(_E.c.hash).where(_E.c.stream_id == stream_id, _E.c.seq == seq)).scalar()
+
+
 def save_snapshot(conn: Connection, stream_id: str, seq: int, data: dict[str, Any]) -> None:
+    """Store the state folded up to ``seq``, bound to the hash of the event at ``seq``.
+
+    With no event at ``seq`` (tools and tests write such rows) it is stored
+    unbound, and activation never uses it.
+    """
     s = schema.snapshots
-    values = {"seq": seq, "data": encode_data(data).decode("utf-8"), "recorded_at": time.time()}
+    event_hash = event_hash_at(conn, stream_id, seq)
+    text = encode_data(data).decode("utf-8")
+    values = {
+        "seq": seq,
+        "data": text,
+        "recorded_at": time.time(),
+        "event_hash": event_hash,
+        "digest": None if event_hash is None else snapshot_digest(event_hash, text),
+    }
     stmt = _dialect_insert(conn, s).values(stream_id=stream_id, **values)
     conn.execute(stmt.on_conflict_do_update(index_elements=["stream_id"], set_=values))
 
 
 def load_snapshot(conn: Connection, stream_id: str) -> Snapshot | None:
+    """The stream's snapshot as stored, unchecked (tools; actors use :func:`load_checked_snapshot`)."""
     s = schema.snapshots
     row = conn.execute(sa.select(s.c.seq, s.c.data).where(s.c.stream_id == stream_id)).first()
     return Snapshot(stream_id, row[0], orjson.loads(row[1])) if row is not None else None
+
+
+def load_checked_snapshot(conn: Connection, stream_id: str) -> tuple[Snapshot | None, str | None]:
+    """``(snapshot, None)`` when it matches its chain, else ``(None, why)``.
+
+    ``why`` is None too when there is no snapshot at all. Checks: the stored
+    digest matches the data and event hash, and the stream's event at ``seq``
+    has that hash (a rewritten or truncated chain no longer matches).
+    """
+    s = schema.snapshots
+    row = conn.execute(
+        sa.select(s.c.seq, s.c.data, s.c.event_hash, s.c.digest).where(s.c.stream_id == stream_id)
+    ).first()
+    if row is None:
+        return None, None
+    seq, text, event_hash, digest = row
+    if event_hash is None or digest is None:
+        return None, "unbound (written before schema revision 0003)"
+    if snapshot_digest(event_hash, text) != digest:
+        return None, "its digest does not match its data"
+    actual = event_hash_at(conn, stream_id, seq)
+    if actual is None:
+        return None, f"the stream has no event at its seq {seq}"
+    if actual != event_hash:
+        return None, f"the event at its seq {seq} has another hash"
+    try:
+        return Snapshot(stream_id, seq, orjson.loads(text)), None
+    except orjson.JSONDecodeError:
+        return None, "its data is not valid JSON"
 
 
 _INSERT_ONE = _E.insert().returning(_E.c.position)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import io
 import os
 import signal
@@ -23,6 +25,8 @@ from parley.progress import Progress
 from . import assert_one_line_error, ev, migrated, open_store, run, sibling_database
 
 SESSION = "session:ses_01TEST"
+ARTIFACT = b"0123456789"
+ARTIFACT_SHA = hashlib.sha256(ARTIFACT).hexdigest()
 
 
 def seed(url: str) -> None:
@@ -38,8 +42,9 @@ def seed(url: str) -> None:
             ev("message", {"message": msg, "fp": "f1"}),
             ev("message", {"message": claim, "fp": "f2",
                            "claim": {"op": "grant", "key": "job-1", "at_ms": 1000}}),
-            ev("artifact_stored", {"sha256": "ab" * 32, "size": 10}),
+            ev("artifact_stored", {"sha256": ARTIFACT_SHA, "size": 10}),
         ], 0)  # fmt: skip
+        store.put_artifact("general", ARTIFACT_SHA, ARTIFACT)
         store.append("channel:other", [
             ev("channel_created", {"descriptor": {"channel": "other", "kind": "ephemeral"}}),
         ], 0)  # fmt: skip
@@ -92,11 +97,16 @@ def test_verify_ok_and_json(migrated_url):
     seed(migrated_url)
     result = run("journal", "verify", "--database-url", migrated_url)
     assert result.exit_code == 0, result.stderr
-    assert result.stdout.strip() == "journal ok: 5 streams, 11 events verified"
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "journal ok: 5 streams, 11 events verified (0 snapshots, 1 artifacts)"
+    assert lines[1].startswith("checkpoint ") and len(lines[1]) == len("checkpoint ") + 64
     assert result.stderr == ""  # no progress bar when stderr is not a TTY
     result = run("journal", "verify", "--database-url", migrated_url, "--json")
-    assert orjson.loads(result.stdout) == {
-        "ok": True, "streams": 5, "events": 11, "broken_stream": None, "broken_position": None, "reason": None,
+    report = orjson.loads(result.stdout)
+    assert report.pop("checkpoint") == lines[1].split()[1]
+    assert report == {
+        "ok": True, "streams": 5, "events": 11, "snapshots": 0, "artifacts": 1, "anchored_streams": None,
+        "broken_stream": None, "broken_position": None, "reason": None, "problems": [],
     }  # fmt: skip
 
 
@@ -182,7 +192,11 @@ def test_export_import_export_is_byte_identical(migrated_url, tmp_path):
         assert result.exit_code == 0, result.stderr
         assert "imported 11 events in 5 streams" in result.stdout
         assert raw_export(other) == dump.read_bytes()
-        assert run("journal", "verify", "--database-url", other).exit_code == 0
+        # The export carries events only, not artifact bytes: verify says so, and nothing else.
+        verified = run("journal", "verify", "--database-url", other, "--json")
+        assert orjson.loads(verified.stdout)["problems"] == [
+            f"artifact {ARTIFACT_SHA[:12]} of general: recorded by an event but its bytes are gone"
+        ]
         with open_store(other) as store:
             # the position sequence continues after the imported positions
             last = store.last_position()

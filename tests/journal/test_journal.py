@@ -145,6 +145,9 @@ async def test_read_all_is_in_global_order_and_pages(journal: Journal):
 
 async def test_snapshots(journal: Journal):
     assert await journal.load_snapshot("s") is None
+    await journal.save_snapshot("s", 3, {"n": 3})
+    assert await journal.load_snapshot("s") is None  # no event at seq 3: unbound, never used
+    await journal.append("s", [NewEvent("e", {"i": i}) for i in range(9)], 0)
     await journal.save_snapshot("s", 3, {"members": ["a", "b"], "n": 3})
     snap = await journal.load_snapshot("s")
     assert (snap.stream_id, snap.seq, snap.data) == ("s", 3, {"members": ["a", "b"], "n": 3})

@@ -26,7 +26,8 @@ def test_script_location_is_the_package():
     assert os.path.isfile(os.path.join(loc, "script.py.mako"))
     assert os.path.isfile(os.path.join(loc, "versions", "0001_initial.py"))
     assert os.path.isfile(os.path.join(loc, "versions", "0002_nonmessage_index.py"))
-    assert migrate.head() == "0002"
+    assert os.path.isfile(os.path.join(loc, "versions", "0003_snapshot_binding.py"))
+    assert migrate.head() == "0003"
 
 
 def test_the_head_constant_is_alembics_head():
