@@ -57,6 +57,10 @@ _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _SESSION = "session:"
 
 
+#: One step of the sans-IO drain: ``("sleep", seconds)`` or ``("send", _Send)``.
+Step = tuple[str, Any]
+
+
 @dataclass
 class DrainResult:
     """What one drain did: the client ids it delivered and killed, and what is left."""
@@ -328,7 +332,7 @@ class Outbox:
         patience: float,
         on_settled: Callable[[Row], None] | None,
         on_retry: Callable[[Row], None] | None,
-    ) -> Generator:
+    ) -> Generator[Step, Any, DrainResult]:
         lock = _DrainLock(self.path)
         if not lock.acquire():
             return DrainResult(busy=True, pending=sum(self.counts()[s] for s in OPEN_STATES))
@@ -361,7 +365,7 @@ class Outbox:
         result.pending = sum(self.counts()[s] for s in OPEN_STATES)
         return result
 
-    def _deliver_steps(self, client: Any, client_id: str) -> Generator:
+    def _deliver_steps(self, client: Any, client_id: str) -> Generator[Step, Any, Delivery]:
         row = self._get(client_id)
         if row.state not in OPEN_STATES:
             return Delivery("delivered" if row.state == "done" else row.state, row)
@@ -378,7 +382,7 @@ class Outbox:
         row = self._get(client_id)
         return Delivery("delivered" if row.state == "done" else row.state, row)
 
-    def _attempt(self, client: Any, row: Row) -> Generator:
+    def _attempt(self, client: Any, row: Row) -> Generator[Step, Any, Row]:
         """Send one row and record the answer; yields one ``send`` step, returns the row as stored after."""
         if not self.store.mark_inflight(row.client_id):
             return self._get(row.client_id)
@@ -430,7 +434,7 @@ class Outbox:
     # -- the two shells ------------------------------------------------------------------
 
     @staticmethod
-    def _run_sync(client: Any, steps: Generator) -> Any:
+    def _run_sync(client: Any, steps: Generator[Step, Any, Any]) -> Any:
         answer: Any = None
         while True:
             try:
@@ -450,7 +454,7 @@ class Outbox:
                 answer = exc
 
     @staticmethod
-    async def _run_async(client: Any, steps: Generator) -> Any:
+    async def _run_async(client: Any, steps: Generator[Step, Any, Any]) -> Any:
         import anyio
 
         answer: Any = None

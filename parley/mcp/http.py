@@ -162,22 +162,23 @@ class McpMount:
         if session_id is not None:
             scope["parley.agent"] = self.agents.get(session_id)
         if method == "GET":
-            return await self._stream(scope, receive, send)
+            return await self._stream(scope, receive, send, identity)
         await self.manager.handle_request(scope, receive, send)
         if method == "DELETE" and session_id is not None and send.status < 300:
             await self._forget(session_id)
         return send
 
-    async def _stream(self, scope: dict[str, Any], receive: Any, send: _StatusSend) -> _StatusSend:
-        backbone = self.backbone
-        if backbone.open_streams >= backbone.settings.max_streams:
-            await _send_error(send, StreamCapacity(retry_after=1))
+    async def _stream(self, scope: dict[str, Any], receive: Any, send: _StatusSend, identity: Any) -> _StatusSend:
+        """A ``GET`` stream holds a tail slot of its identity, like an SSE tail (ADR-0022)."""
+        try:
+            slot = self.backbone.streams.acquire(identity)
+        except StreamCapacity as refusal:
+            await _send_error(send, refusal)
             return send
-        backbone.open_streams += 1
         try:
             await self.manager.handle_request(scope, receive, send)
         finally:
-            backbone.open_streams -= 1
+            slot.release()
         return send
 
     # -- initialize: the session's Agent and its home channel -----------------------
