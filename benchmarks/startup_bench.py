@@ -43,7 +43,7 @@ def env(db: Path) -> dict[str, str]:
 
 def timed(argv: list[str], environ: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run(argv, env=environ, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, env=environ, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 
@@ -53,6 +53,7 @@ def serve_once(environ: dict[str, str], keep_alive: bool) -> tuple[float, float]
     proc = subprocess.Popen(
         [sys.executable, "-m", "parley", "serve"],
         env=environ,
+        cwd=ROOT,  # `-m` puts the working directory first on sys.path: measure this tree
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -19,7 +19,6 @@ from typing import Any
 
 import click
 
-from .client._outbox_store import STATES
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -153,4 +152,4 @@ def drain(path: str, url: str, token: str | None, patience: float, quiet: bool) 
         sys.exit(2)
 
 
-__all__ = ["STATES", "outbox"]
+__all__ = ["outbox"]

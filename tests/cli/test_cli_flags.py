@@ -82,3 +82,13 @@ def test_a_flag_replaces_a_bad_variable(tmp_path):
     env = {"PARLEY_MAX_READ_LIMIT": "0", "PORT": "abc", "PARLEY_DATABASE_URL": "sqlite://"}
     settings = from_env(env, max_read_limit=7, port=0, database_url="sqlite:///x.db")
     assert (settings.max_read_limit, settings.port, settings.database_url) == (7, 0, "sqlite:///x.db")
+
+
+def test_the_cli_loads_no_server_or_client_stack_for_help(tmp_path):
+    """`parley --help` stays fast: nothing heavy is imported at module level of the CLI."""
+    import subprocess
+    import sys
+
+    probe = "import sys, parley.cli; print(sorted(m for m in ('httpx', 'sqlalchemy', 'trio', 'mcp', 'quart') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert out.strip() == "[]"
