@@ -173,13 +173,8 @@ class ChannelActor(Actor):
                 envelope.reply.set_result(None)
             if not batch:
                 return
-        if self._stale:
-            try:
-                await self.activate()
-            except JournalUnavailable:
-                for envelope in batch:
-                    envelope.reply.set_error(Unavailable(retry_after=1))
-                return
+        if not await self._reload_or_refuse(batch):
+            return
         if not self.state.exists:
             error = UnknownChannel(f"Unknown channel: {rules.js_quote(rules.fragment(self.name))}")
             for envelope in batch:
@@ -196,13 +191,8 @@ class ChannelActor(Actor):
                 # and our seatbelt were put back and the window now holds
                 # every process's stamps, so deciding again refuses the
                 # over-cap posts exactly (ADR-0025).
-                if self._stale:
-                    try:
-                        await self.activate()
-                    except JournalUnavailable:
-                        for envelope in batch:
-                            envelope.reply.set_error(Unavailable(retry_after=1))
-                        return
+                if not await self._reload_or_refuse(batch):
+                    return
                 if trio.current_time() >= deadline:
                     break
                 continue
@@ -313,16 +303,21 @@ class ChannelActor(Actor):
         """Reads that shared a batch with a failed write are answered from the
         committed state, reloaded (a read) when the failure left it unknown: a
         full disk or a locked file stops writes, not reads (issue 20 item 7)."""
-        if not queries:
-            return
-        if self._stale:
-            try:
-                await self.activate()
-            except JournalUnavailable:
-                for envelope, _ in queries:
-                    envelope.reply.set_error(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
-                return
-        self._answer(queries)
+        if queries and await self._reload_or_refuse([envelope for envelope, _ in queries]):
+            self._answer(queries)
+
+    async def _reload_or_refuse(self, envelopes: list[Envelope[Any]]) -> bool:
+        """Reload a stale state (a read); if the journal cannot be read either,
+        refuse ``envelopes`` with 503. True when the state is usable."""
+        if not self._stale:
+            return True
+        try:
+            await self.activate()
+        except JournalUnavailable:
+            for envelope in envelopes:
+                envelope.reply.set_error(Unavailable(retry_after=1))
+            return False
+        return True
 
     def _decide(self, command: Any) -> rules.Decision:
         backbone = self.backbone
