@@ -15,6 +15,7 @@ import orjson
 import pytest
 import trio
 
+from tests.reliability.test_abuse import receive_until_closed
 from tests.support.process import serve, sqlite_url
 
 pytestmark = pytest.mark.reliability
@@ -27,17 +28,7 @@ def address(server) -> tuple[str, int]:
 
 async def read_response(stream, within: float = 10) -> bytes:
     """Bytes until the server closes (or ``within`` seconds pass)."""
-    received = b""
-    with trio.move_on_after(within):
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                break
-            if not chunk:
-                break
-            received += chunk
-    return received
+    return await receive_until_closed(stream, within=within)
 
 
 def status_of(response: bytes) -> int:
