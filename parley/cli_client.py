@@ -20,6 +20,8 @@ from typing import Any
 
 import click
 
+from .cli_errors import silence_stdout
+
 DEFAULT_URL = "http://127.0.0.1:4317"
 MESSAGE_TYPES = ("note", "finding", "status", "question", "answer", "steer", "claim")
 
@@ -133,13 +135,4 @@ def read(url: str, channel: str, since: int, follow: bool, as_json: bool) -> Non
     except KeyboardInterrupt:
         sys.exit(0)
     except BrokenPipeError:
-        _silence_stdout()
-
-
-def _silence_stdout() -> None:
-    """After EPIPE (``| head``), stop Python from complaining when it flushes stdout at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+        silence_stdout()

@@ -104,3 +104,12 @@ class GuardedGroup(click.Group):
                 raise
             say(explain(exc, ctx.meta.get(DATABASE_URL_META)))
             ctx.exit(1)
+
+
+def silence_stdout() -> None:
+    """After EPIPE (``parley read … | head``), stop Python from complaining when it flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .cli_errors import silence_stdout
+
 if TYPE_CHECKING:
     from .journal.store import JournalStore
 
@@ -229,7 +231,7 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
                     tools.export_events(store.engine, out, advance=bar.advance, **kwargs)
                     out.flush()
                 except BrokenPipeError:
-                    _silence_stdout()
+                    silence_stdout()
             return
         partial = f"{output}.partial"
         try:
@@ -246,15 +248,6 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
             raise
     span = f" (positions {result.first_position}..{result.last_position})" if result.events else ""
     click.echo(f"exported {result.events} events{span} to {output}", err=True)
-
-
-def _silence_stdout() -> None:
-    """After EPIPE, stop Python from complaining when it flushes stdout at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 # --------------------------------------------------------------------------- import
@@ -377,9 +370,9 @@ def tail(database_url: str, as_json: bool, from_position: int | None, max_events
             try:
                 out.flush()
             except BrokenPipeError:
-                _silence_stdout()
+                silence_stdout()
         except BrokenPipeError:
-            _silence_stdout()
+            silence_stdout()
 
 
 # --------------------------------------------------------------------------- replay
