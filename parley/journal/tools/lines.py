@@ -26,6 +26,7 @@ import orjson
 from .opening import ToolError
 
 _dumps = orjson.dumps
+_loads = orjson.loads
 _HEAD = b'{"position":%d,"stream_id":%s,"seq":%d,"type":%s,"data":'
 _TAIL = b',"recorded_at":%s,"prev_hash":%s,"hash":%s}'
 _LINE = _HEAD + b"%s" + _TAIL + b"\n"
@@ -81,14 +82,52 @@ def encode_line(
 Row = tuple[int, str, int, str, str, float, str, str]
 
 
+_DATA_KEY = b',"data":'
+_TAIL_KEY = b',"recorded_at":'
+_KEYS = ("position", "stream_id", "seq", "type", "data", "recorded_at", "prev_hash", "hash")
+
+
 def parse_row(line: bytes, lineno: int = 0) -> Row:
     """One export line → an ``events`` row tuple, ``data`` being the exact embedded text.
 
-    The embedded ``data`` bytes are recovered by rebuilding the line's fixed
-    prefix and suffix from the parsed values; a line that was reformatted
-    (other key order, spaces) falls back to re-encoding ``data`` with orjson,
-    and the chain check then tells whether those bytes are the original ones.
+    The embedded ``data`` bytes are the ones between the line's first
+    ``,"data":`` and its last ``,"recorded_at":`` (neither can occur inside
+    a JSON string of the fields around them, and nothing after ``data`` but
+    those strings). The fields around them are parsed on their own (``data``
+    replaced by ``0``) and must re-encode to exactly those bytes (the line's
+    fixed prefix and suffix, as export writes them); the data is parsed once
+    and must be one JSON object: the line is not parsed twice. Anything else
+    (other key order, spaces, a wrong type, invalid JSON) takes the strict
+    path, which parses the whole line,
+    rebuilds its fixed prefix and suffix to find the data, falls back to
+    re-encoding ``data`` with orjson for a reformatted line (the chain check
+    then tells whether those bytes are the original ones), and words every
+    error.
     """
+    body = line.rstrip(b"\r\n")
+    start = body.find(_DATA_KEY) + len(_DATA_KEY)
+    end = body.rfind(_TAIL_KEY)
+    if start > len(_DATA_KEY) and end > start:
+        around = body[:start] + b"0" + body[end:]
+        try:
+            fields = _loads(around)
+            data = _loads(body[start:end])
+        except orjson.JSONDecodeError:
+            fields = data = None
+        if type(fields) is dict and type(data) is dict and tuple(fields) == _KEYS and _dumps(fields) == around:
+            position, sid, seq, type_, _zero, recorded_at, prev_hash, hash_ = fields.values()
+            if (
+                type(position) is int and position > 0 and type(seq) is int and seq > 0
+                and type(sid) is str and sid and type(type_) is str and type_
+                and type(prev_hash) is str and type(hash_) is str and type(recorded_at) is float
+            ):  # fmt: skip
+                raw = body[start:end]
+                return (position, sid, seq, type_, raw.decode("utf-8"), float(recorded_at), prev_hash, hash_)
+    return _parse_row_strictly(line, lineno)
+
+
+def _parse_row_strictly(line: bytes, lineno: int = 0) -> Row:
+    """:func:`parse_row` by parsing the whole line: every error message comes from here."""
     where = f"line {lineno}" if lineno else "line"
     line = line.rstrip(b"\r\n")
     try:
@@ -127,9 +166,6 @@ def parse_row(line: bytes, lineno: int = 0) -> Row:
     else:
         raw = _dumps(data)
     return (position, sid, seq, type_, raw.decode("utf-8"), recorded_at, prev_hash, hash_)
-
-
-_KEYS = ("position", "stream_id", "seq", "type", "data", "recorded_at", "prev_hash", "hash")
 
 
 def parse_line(line: bytes, lineno: int = 0) -> dict[str, Any]:
