@@ -270,19 +270,14 @@ def import_(database_url: str, file: str) -> None:
         fail(f"no such file: {file}")
     with opened_store(database_url) as store:
         if file == "-":
-            fh = click.get_binary_stream("stdin")
-            total = None
+            with _progress("import", None, unit="B") as bar:
+                result = tools.import_events(store, click.get_binary_stream("stdin"), advance=bar.advance)
         else:
-            fh = open(file, "rb")  # noqa: SIM115 - closed below
-            total = os.fstat(fh.fileno()).st_size
-        try:
-            with _progress("import", total, unit="B") as bar:
+            with _progress("import", os.path.getsize(file), unit="B") as bar:
                 result = tools.import_events(
-                    store, fh, advance=bar.advance, source=None if file == "-" else os.path.basename(file)
-                )
-        finally:
-            if file != "-":
-                fh.close()
+                    store, path=file, workers=tools.default_workers(), advance=bar.advance,
+                    source=os.path.basename(file),
+                )  # fmt: skip
     click.echo(
         f"imported {result.events} events in {result.streams} streams"
         + (f" (last position {result.last_position})" if result.last_position else "")
