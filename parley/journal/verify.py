@@ -22,6 +22,9 @@ verify``'s single pass that folds the streams at the same time
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
 
 from sqlalchemy.engine import Engine
 
@@ -32,6 +35,15 @@ from .types import VerifyReport
 _E = schema.events
 #: What a chain check reads per event; ``stream_id, seq`` first (the keyset).
 CHAIN_COLUMNS = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data, _E.c.position, _E.c.prev_hash, _E.c.hash)
+_CHAIN_COLUMNS_SQLITE = tuple(
+    sa.cast(c, sa.LargeBinary).label("data") if c.name == "data" else c for c in CHAIN_COLUMNS
+)
+
+
+def chain_columns(engine: Engine) -> tuple[Any, ...]:
+    """:data:`CHAIN_COLUMNS`; on SQLite ``data`` as its stored UTF-8 bytes
+    (``CAST(data AS BLOB)``), which the hash and orjson take as they are."""
+    return _CHAIN_COLUMNS_SQLITE if engine.dialect.name == "sqlite" else CHAIN_COLUMNS
 #: A full verify stays in one process below this many events (a spawned
 #: worker spends ~0.7 s importing before it checks anything).
 PARALLEL_MIN_EVENTS = 50_000
@@ -57,7 +69,7 @@ class ChainCheck:
         self._expect = 1
         self._prev = GENESIS_HASH
 
-    def feed(self, sid: str, seq: int, type_: str, data: str, position: int, prev_hash: str, h: str) -> bool:
+    def feed(self, sid: str, seq: int, type_: str, data: str | bytes, position: int, prev_hash: str, h: str) -> bool:
         if sid != self._stream:
             self._stream, self._expect, self._prev = sid, 1, GENESIS_HASH
             self.streams += 1
@@ -84,7 +96,7 @@ def check_range(engine: Engine, lo: str | None, hi: str | None, advance: Callabl
     check = ChainCheck()
     feed = check.feed
     pending = 0
-    for row in queries.iter_stream_range(engine, start=lo, stop=hi, chunk=chunk, columns=CHAIN_COLUMNS):
+    for row in queries.iter_stream_range(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
         if not feed(*row):
             break
         pending += 1
@@ -139,4 +151,4 @@ def verify_report_line(report: VerifyReport) -> str:
     return f"stream {report.broken_stream!r} at position {report.broken_position}: {report.reason}"
 
 
-__all__ = ["CHAIN_COLUMNS", "ChainCheck", "check_range", "merge", "verify_chains", "verify_report_line"]
+__all__ = ["CHAIN_COLUMNS", "ChainCheck", "chain_columns", "check_range", "merge", "verify_chains", "verify_report_line"]

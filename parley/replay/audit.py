@@ -33,7 +33,7 @@ from ..journal.store import JournalStore
 from ..journal.tools.opening import Advance, no_progress
 from ..journal.tools.parallel import RANGES_PER_WORKER, run_ranges, stream_ranges
 from ..journal.types import VerifyReport
-from ..journal.verify import CHAIN_COLUMNS, PARALLEL_MIN_EVENTS, ChainCheck, merge, verify_report_line
+from ..journal.verify import PARALLEL_MIN_EVENTS, ChainCheck, chain_columns, merge, verify_report_line
 from . import report as replay_report
 from .fold import StreamFold
 from .run import SnapshotLoader, is_replayed, missing_stream_findings, range_snapshot_seqs, snapshot_filter, snapshot_seqs
@@ -76,7 +76,7 @@ def audit_range(engine: Engine, lo: str | None, hi: str | None, advance: Advance
     fold: StreamFold | None = None
     pending = 0
     for sid, seq, type_, data, position, prev_hash, h in queries.iter_stream_range(
-        engine, start=lo, stop=hi, chunk=chunk, columns=CHAIN_COLUMNS
+        engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)
     ):
         if not feed(sid, seq, type_, data, position, prev_hash, h):
             break

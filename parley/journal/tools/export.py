@@ -3,7 +3,8 @@
 Speed (ADR-0044): keyset pages over the primary key ``position`` (a range
 scan: SQLite's rowid, Postgres's primary key index), each page its own short
 read transaction, read with a raw DBAPI cursor (plain tuples, no SQLAlchemy
-Row) and written as one buffer per page.
+Row; on SQLite ``data`` comes as its stored bytes) and written as one buffer
+per page.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .. import schema
-from ..queries import _driver_params
-from .lines import _LINE, quoted, quoted_hash
+from ..queries import SQLITE_SCAN_MMAP, _driver_params
+from .lines import _LINE, _quoted, quoted
 from .opening import Advance, count_events, no_progress, range_conditions
 
 _E = schema.events
@@ -41,10 +42,18 @@ def export_count(
     return count_events(engine, *range_conditions(stream, from_position, to_position))
 
 
+def event_columns(engine: Engine) -> tuple[Any, ...]:
+    """The ``events`` columns; on SQLite ``data`` as the stored UTF-8 bytes
+    (``CAST(data AS BLOB)``: no decoding to ``str`` to encode it again)."""
+    if engine.dialect.name != "sqlite":
+        return schema.EVENT_COLUMNS
+    return tuple(sa.cast(c, sa.LargeBinary).label("data") if c.name == "data" else c for c in schema.EVENT_COLUMNS)
+
+
 def raw_pages(engine: Engine, conditions: list[Any], chunk: int = PAGE_ROWS) -> Iterator[list[tuple]]:
-    """Pages of event rows (``schema.EVENT_COLUMNS``, ``data`` as stored text) in position order."""
+    """Pages of event rows (:func:`event_columns`) in position order."""
     stmt = (
-        sa.select(*schema.EVENT_COLUMNS)
+        sa.select(*event_columns(engine))
         .where(_E.c.position > sa.bindparam("after", type_=sa.BigInteger()), *conditions)
         .order_by(_E.c.position)
         .limit(chunk)
@@ -56,6 +65,8 @@ def raw_pages(engine: Engine, conditions: list[Any], chunk: int = PAGE_ROWS) -> 
     with engine.connect() as conn:
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
+        if sqlite:  # table pages through a memory map, not a pread each
+            cursor.execute(f"PRAGMA mmap_size={SQLITE_SCAN_MMAP}")
         try:
             while True:
                 cursor.execute(sql, _driver_params(compiled, {"after": after}))
@@ -68,17 +79,22 @@ def raw_pages(engine: Engine, conditions: list[Any], chunk: int = PAGE_ROWS) -> 
                     return
                 after = rows[-1][0]
         finally:
+            if sqlite:
+                cursor.execute("PRAGMA mmap_size=0")
             cursor.close()
 
 
 def encode_page(rows: list[tuple]) -> bytes:
-    """The export lines of ``rows`` as one buffer."""
+    """The export lines of ``rows`` as one buffer (``data`` as bytes or text)."""
     dumps = orjson.dumps
     line = _LINE
+    known = _quoted.get
+    if rows and type(rows[0][4]) is not bytes:
+        rows = [(p, s, q, t, d.encode("utf-8"), a, ph, h) for p, s, q, t, d, a, ph, h in rows]
     return b"".join(
         [
-            line % (pos, quoted(sid), seq, quoted(type_), data.encode("utf-8"),
-                    dumps(float(at)), quoted_hash(prev), quoted_hash(h))
+            line % (pos, known(sid) or quoted(sid), seq, known(type_) or quoted(type_), data,
+                    dumps(float(at)), dumps(prev), dumps(h))
             for pos, sid, seq, type_, data, at, prev, h in rows
         ]
     )  # fmt: skip
