@@ -23,7 +23,7 @@ the database of ``--postgres-url``, dropped afterwards):
   ``parley journal import``. Folding every channel stream with the domain fold
   (``parley.domain.channel.apply``) is timed directly, reading with
   ``parley.journal.queries.iter_stream_rows``, and through
-  ``parley.journal.tools.replay`` (what ``parley journal replay`` runs) in one
+  ``parley.replay.replay`` (what ``parley journal replay`` runs) in one
   process (``--workers 1``) and in two (``--workers 2``: stream ranges folded
   by this process and a spawned one; "oth cpu" counts the workers as this
   process). Every replayed stream must equal what the generator wrote (seq,
@@ -86,6 +86,7 @@ from parley.domain import channel as rules  # noqa: E402
 from parley.domain.identity import Identity  # noqa: E402
 from parley.domain.message import stamp  # noqa: E402
 from parley.journal import migrate, queries, schema, tools  # noqa: E402
+from parley import replay as replaying  # noqa: E402
 from parley.journal.engine import make_engine, normalise_url  # noqa: E402
 from parley.journal.store import JournalStore, compute_hash  # noqa: E402
 
@@ -632,14 +633,14 @@ def children_cpu_seconds() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def tools_replay_rate(engine, workers: int) -> tuple[dict[str, Any], tools.ReplayReport]:
+def tools_replay_rate(engine, workers: int) -> tuple[dict[str, Any], replaying.ReplayReport]:
     """``tools.replay`` as ``parley journal replay --workers N`` runs it, except
     that ``workers > 1`` forks out below its 50,000-event threshold too (so
     that ``--quick``'s 20,000 events exercise the workers; the full journal is
     above it anyway)."""
     with OtherCpuAndChildren() as oth:
         t0 = time.perf_counter()
-        report = tools.replay(engine, workers=workers, min_parallel_events=0 if workers > 1 else tools.PARALLEL_MIN_EVENTS)
+        report = replaying.replay(engine, workers=workers, min_parallel_events=0 if workers > 1 else replaying.PARALLEL_MIN_EVENTS)
         dt = time.perf_counter() - t0
     counts = report.kinds["channel"]
     return {
@@ -929,7 +930,7 @@ def scenario_memory(backend: str, sizes: dict[str, Any], args) -> dict[str, Any]
         with Server(db, tokens=make_tokens(16), env=env) as server:
             reread = trio.run(memory_reread, server, sizes, channels)
         t0 = time.perf_counter()
-        report = tools.replay(db.engine)
+        report = replaying.replay(db.engine)
         replay_s = time.perf_counter() - t0
         snaps = db.snapshot_seqs()
     samples = {**fill["samples"], **reread["samples"]}

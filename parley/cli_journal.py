@@ -3,7 +3,7 @@
 Every command takes ``--database-url`` (default: ``$PARLEY_DATABASE_URL``,
 else ``sqlite:///parley.db``) and works whether the server is running or
 stopped; only ``import`` writes, and only into an empty database. The logic
-lives in :mod:`parley.journal.tools`; this module parses flags, prints, and
+lives in :mod:`parley.journal.tools` and :mod:`parley.replay`; this module parses flags, prints, and
 turns every failure into one line on stderr and exit status 1 (never a
 traceback, never the database URL).
 """
@@ -128,6 +128,7 @@ def journal() -> None:
 def verify(database_url: str, as_json: bool, anchor_in: str | None, anchor_out: str | None) -> None:
     """Check chains, snapshots and artifacts (and an anchor); exit 1 naming the first problem."""
     from .journal import integrity, tools
+    from .replay import verify_all
 
     anchored = None
     if anchor_in is not None:
@@ -140,7 +141,7 @@ def verify(database_url: str, as_json: bool, anchor_in: str | None, anchor_out: 
             fail(f"{exc}: {anchor_in}")
     with opened_store(database_url) as store:
         with _progress("verify", tools.count_events(store.engine)) as bar:
-            report = integrity.verify_all(
+            report = verify_all(
                 store.engine, anchor=anchored, advance=bar.advance, workers=tools.default_workers()
             )
     chain = report.chain
@@ -263,19 +264,14 @@ def import_(database_url: str, file: str) -> None:
         fail(f"no such file: {file}")
     with opened_store(database_url) as store:
         if file == "-":
-            fh = click.get_binary_stream("stdin")
-            total = None
+            with _progress("import", None, unit="B") as bar:
+                result = tools.import_events(store, click.get_binary_stream("stdin"), advance=bar.advance)
         else:
-            fh = open(file, "rb")  # noqa: SIM115 - closed below
-            total = os.fstat(fh.fileno()).st_size
-        try:
-            with _progress("import", total, unit="B") as bar:
+            with _progress("import", os.path.getsize(file), unit="B") as bar:
                 result = tools.import_events(
-                    store, fh, advance=bar.advance, source=None if file == "-" else os.path.basename(file)
-                )
-        finally:
-            if file != "-":
-                fh.close()
+                    store, path=file, workers=tools.default_workers(), advance=bar.advance,
+                    source=os.path.basename(file),
+                )  # fmt: skip
     click.echo(
         f"imported {result.events} events in {result.streams} streams"
         + (f" (last position {result.last_position})" if result.last_position else "")
@@ -402,13 +398,14 @@ def replay(database_url: str, stream: str | None, as_json: bool, workers: int | 
 
     Exit 1 on any fold error or snapshot difference.
     """
+    from . import replay as replaying
     from .journal import tools
 
     if workers is None:
         workers = tools.default_workers()
     with opened_store(database_url) as store:
-        with _progress("replay", tools.replay_count(store.engine, stream)) as bar:
-            report = tools.replay(store.engine, stream=stream, advance=bar.advance, workers=workers)
+        with _progress("replay", replaying.replay_count(store.engine, stream)) as bar:
+            report = replaying.replay(store.engine, stream=stream, advance=bar.advance, workers=workers)
     if as_json:
         click.echo(_dumps(report.as_dict()))
     else:

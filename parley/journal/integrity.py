@@ -1,11 +1,12 @@
 """Everything ``parley journal verify`` checks beyond one event chain (ADR-0023).
 
-The hash chain (:meth:`JournalStore.verify`) proves each stream is internally
+The hash chain (:mod:`parley.journal.verify`) proves each stream is internally
 consistent. It cannot see what lies outside it, so this module adds:
 
-- **snapshots**: each is folded again from its events and compared
-  (:func:`parley.journal.tools.replay`), and its binding to the chain
-  (``event_hash`` and ``digest``, migration 0003) is checked;
+- **snapshots**: each one's binding to the chain (``event_hash`` and
+  ``digest``, migration 0003) is checked (``parley journal verify`` also folds
+  each stream again and compares, in :mod:`parley.replay.audit`, which
+  composes these checks: the fold needs the domain, above the journal);
 - **artifacts**: every stored blob hashes to its ``sha256`` and has its size,
   and every ``artifact_stored`` event still has its bytes;
 - **anchors**: a JSON file of each stream's head ``(seq, hash)`` and one
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -28,8 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from . import schema
-from .store import JournalStore, load_checked_snapshot
-from .types import VerifyReport
+from .store import load_checked_snapshot
 
 ANCHOR_FORMAT = "parley-anchor/1"
 
@@ -162,60 +161,3 @@ def check_snapshot_bindings(engine: Engine) -> tuple[int, list[str]]:
             if why is not None and not why.startswith("unbound"):
                 problems.append(f"snapshot of {sid!r}: {why}")
     return len(ids), problems
-
-
-@dataclass(slots=True)
-class IntegrityReport:
-    chain: VerifyReport
-    heads: Heads = field(default_factory=dict)
-    last_position: int = 0
-    snapshots_checked: int = 0
-    artifacts_checked: int = 0
-    anchored_streams: int | None = None
-    #: One line each; the chain's break (if any) comes first.
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.chain.ok and not self.problems
-
-    @property
-    def checkpoint(self) -> str:
-        return checkpoint(self.heads)
-
-    def anchor(self) -> dict[str, Any]:
-        return make_anchor(self.heads, self.last_position)
-
-
-def verify_all(
-    engine: Engine,
-    *,
-    anchor: Heads | None = None,
-    advance: Callable[[int], None] = lambda _n: None,
-    workers: int = 1,
-) -> IntegrityReport:
-    """Chains, snapshots (bindings and a fold), artifacts, and the anchor if given."""
-    from . import tools
-
-    store = JournalStore(engine)
-    heads: Heads = {}
-    chain = store.verify(advance=advance, heads=heads)
-    report = IntegrityReport(chain, heads, store.last_position())
-    if not chain.ok:
-        report.problems.append(
-            f"stream {chain.broken_stream!r} at position {chain.broken_position}: {chain.reason}"
-        )
-    report.snapshots_checked, problems = check_snapshot_bindings(engine)
-    report.problems.extend(problems)
-    if chain.ok:  # folding a broken chain only repeats its break
-        replayed = tools.replay(engine, workers=workers)
-        report.problems.extend(
-            f"{'snapshot of' if f.kind == 'difference' else 'stream'} {f.stream_id!r}: {f.detail}"
-            for f in replayed.findings
-        )
-    report.artifacts_checked, problems = check_artifacts(engine)
-    report.problems.extend(problems)
-    if anchor is not None and chain.ok:  # heads are complete only for a whole walk
-        report.anchored_streams = len(anchor)
-        report.problems.extend(compare_with_anchor(engine, anchor, heads))
-    return report

@@ -254,7 +254,8 @@ def iter_stream_range(
     stop: str | None = None,
     where: Any = None,
     chunk: int = 10_000,
-) -> Iterator[tuple[str, int, str, str]]:
+    columns: tuple[Any, ...] | None = None,
+) -> Iterator[tuple[Any, ...]]:
     """:func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
     (either side open when ``None``): one slice of a parallel replay, and with
     both open, the whole of :func:`iter_stream_rows`.
@@ -266,10 +267,13 @@ def iter_stream_range(
     the slice's size). With one row-value lower bound and ``stream_id <
     stop`` each page is a range scan ``((stream_id, seq) > (?, ?) AND
     stream_id < ?)`` on SQLite and Postgres alike.
+
+    ``columns`` (default: stream_id, seq, type, data) must start with
+    ``stream_id, seq``, the keyset (``journal verify`` adds the hashes).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    cols = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
+    cols = columns or (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
     base = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
     if stop is not None:
         base = base.where(_E.c.stream_id < sa.bindparam("stop", stop, type_=sa.Text()))

@@ -14,7 +14,7 @@ Every event stores ``prev_hash`` and ``hash`` where::
 hashed as UTF-8, ``data_text`` being the stored JSON text exactly as written
 (``orjson.dumps(data)``, key order preserved, encoded once and never
 re-encoded). The first event of a stream has ``prev_hash = ""`` (the empty
-string, not 64 zeros). :meth:`JournalStore.verify` recomputes every chain.
+string, not 64 zeros). :mod:`parley.journal.verify` recomputes every chain.
 
 Batches
 -------
@@ -237,58 +237,14 @@ class JournalStore(BatchAppender):
 
     def verify(
         self,
-        chunk: int = 5000,
+        chunk: int = 10_000,
         advance: Callable[[int], None] | None = None,
         heads: dict[str, tuple[int, str]] | None = None,
     ) -> VerifyReport:
-        """Recompute every hash chain (streams in ``stream_id`` order).
+        """Recompute every hash chain: :func:`parley.journal.verify.verify_chains`."""
+        from .verify import verify_chains
 
-        Checks per stream: ``seq`` runs 1, 2, 3… without gaps, each
-        ``prev_hash`` equals the previous event's ``hash`` ("" for seq 1) and
-        each ``hash`` matches the recomputed one. Stops at the first broken
-        event. Reads in keyset-paginated chunks, so memory stays flat;
-        ``advance(n)`` is told after each chunk (progress bars). ``heads``, if
-        given, receives each verified stream's last ``(seq, hash)`` (anchors).
-        """
-        streams = events_checked = 0
-        cur_stream: str | None = None
-        expect_seq, prev = 1, GENESIS_HASH
-        last_key: tuple[str, int] | None = None
-        cols = (_E.c.position, _E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data, _E.c.prev_hash, _E.c.hash)
-        while True:
-            stmt = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
-            if last_key is not None:
-                stmt = stmt.where(
-                    sa.or_(
-                        _E.c.stream_id > last_key[0],
-                        sa.and_(_E.c.stream_id == last_key[0], _E.c.seq > last_key[1]),
-                    )
-                )
-            with self.engine.connect() as conn:
-                rows = conn.execute(stmt).all()
-            if not rows:
-                break
-            for position, sid, seq, type_, data, prev_hash, h in rows:
-                if sid != cur_stream:
-                    cur_stream, expect_seq, prev = sid, 1, GENESIS_HASH
-                    streams += 1
-                events_checked += 1
-                reason = None
-                if seq != expect_seq:
-                    reason = f"seq {seq} where {expect_seq} was expected"
-                elif prev_hash != prev:
-                    reason = f"seq {seq}: prev_hash does not match the previous event's hash"
-                elif compute_hash(prev_hash, sid, seq, type_, data) != h:
-                    reason = f"seq {seq}: hash mismatch (event content was altered)"
-                if reason is not None:
-                    return VerifyReport(False, streams, events_checked, sid, position, reason)
-                expect_seq, prev = seq + 1, h
-                if heads is not None:
-                    heads[sid] = (seq, h)
-            if advance is not None:
-                advance(len(rows))
-            last_key = (rows[-1][1], rows[-1][2])
-        return VerifyReport(True, streams, events_checked)
+        return verify_chains(self.engine, chunk=chunk, advance=advance, heads=heads)
 
 
 def snapshot_digest(event_hash: str, data_text: str) -> str:

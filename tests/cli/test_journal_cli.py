@@ -15,6 +15,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from parley import replay as replaying
 from parley.domain import channel
 from parley.domain import session_state as ss
 from parley.domain.identity import Identity
@@ -421,14 +422,13 @@ def test_replay_clean_journal_with_matching_snapshots(migrated_url):
 
 def test_replay_pages_across_streams_with_a_tiny_chunk(migrated_url):
     """Pages of 2 rows split streams mid-way: every event is folded once, in order."""
-    from parley.journal import tools
     from parley.journal.engine import make_engine
 
     seed(migrated_url)
     engine = make_engine(migrated_url)
     steps: list[int] = []
     try:
-        report = tools.replay(engine, chunk=2, advance=steps.append)
+        report = replaying.replay(engine, chunk=2, advance=steps.append)
     finally:
         engine.dispose()
     assert report.ok, report.as_dict()

@@ -1,4 +1,4 @@
-"""``tools.replay(workers=N)``: streams cut into ``stream_id`` ranges folded by
+"""``replay(workers=N)`` (:mod:`parley.replay`): streams cut into ``stream_id`` ranges folded by
 spawned processes give the report of the single-process replay, on real
 SQLite files and real Postgres schemas.
 
@@ -15,6 +15,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from parley import replay as replaying
 from parley.domain import channel
 from parley.domain import session_state as ss
 from parley.domain.identity import Identity
@@ -111,7 +112,7 @@ def engine(migrated_url):
     e.dispose()
 
 
-def replayed_events(report: tools.ReplayReport) -> int:
+def replayed_events(report: replaying.ReplayReport) -> int:
     return sum(c.events for c in report.kinds.values())
 
 
@@ -129,13 +130,13 @@ def test_stream_heads_lists_every_stream_in_database_order(migrated_url, engine)
 
 def test_stream_heads_of_an_empty_journal(engine):
     assert queries.stream_heads(engine) == []
-    assert tools.replay_ranges(engine, 8) == [(None, None)]
+    assert replaying.replay_ranges(engine, 8) == [(None, None)]
 
 
 def test_ranges_cover_every_stream_exactly_once(migrated_url, engine):
     streams = build(migrated_url)
     total = sum(len(evs) for evs in streams.values())
-    ranges = tools.replay_ranges(engine, 8)
+    ranges = replaying.replay_ranges(engine, 8)
     assert len(ranges) >= 6
     assert ranges[0][0] is None and ranges[-1][1] is None
     assert all(a[1] == b[0] is not None for a, b in zip(ranges, ranges[1:]))
@@ -144,7 +145,7 @@ def test_ranges_cover_every_stream_exactly_once(migrated_url, engine):
     for lo, hi in ranges:
         mine: list[str] = []
         for sid, seq, _type, _data in queries.iter_stream_range(
-            engine, start=lo, stop=hi, where=tools._replay_filter(None), chunk=7
+            engine, start=lo, stop=hi, where=replaying.replay_filter(None), chunk=7
         ):
             if not mine or mine[-1] != sid:
                 assert seq == 1, (sid, seq)  # a stream is never split between ranges
@@ -155,8 +156,8 @@ def test_ranges_cover_every_stream_exactly_once(migrated_url, engine):
     assert sorted(seen) == sorted(streams) and len(seen) == len(set(seen))
     assert events == total
     # one range per requested part at most, and a journal below min_events is one range
-    assert len(tools.replay_ranges(engine, 2)) == 2
-    assert tools.replay_ranges(engine, 8, min_events=total + 1) == [(None, None)]
+    assert len(replaying.replay_ranges(engine, 2)) == 2
+    assert replaying.replay_ranges(engine, 8, min_events=total + 1) == [(None, None)]
 
 
 @pytest.mark.parametrize("local_worker", [True, False], ids=["with-parent", "children-only"])
@@ -172,9 +173,9 @@ def test_parallel_report_equals_the_single_process_one(migrated_url, engine, loc
     put_snapshot(migrated_url, "channel:c-ghost", 1, odd)  # inside a range, no events
     put_snapshot(migrated_url, "session:zz_ghost", 1, odd)  # after the last stream
 
-    single = tools.replay(engine)
+    single = replaying.replay(engine)
     steps: list[int] = []
-    parallel = tools.replay(engine, workers=3, min_parallel_events=0, chunk=50, advance=steps.append,
+    parallel = replaying.replay(engine, workers=3, min_parallel_events=0, chunk=50, advance=steps.append,
                             local_worker=local_worker)  # fmt: skip
     assert parallel.as_dict() == single.as_dict()
     assert replayed_events(parallel) == total and sum(steps) == total
@@ -195,9 +196,9 @@ def test_a_corrupt_event_is_found_once(migrated_url, engine):
     with engine.begin() as conn:
         conn.execute(sa.update(E).where(E.c.stream_id == "channel:c_02", E.c.seq == 7).values(data='{"nope": 1}'))
         conn.execute(sa.update(E).where(E.c.stream_id == "session:ses_04", E.c.seq == 2).values(data="not json"))
-    single = tools.replay(engine)
+    single = replaying.replay(engine)
     for local_worker in (True, False):
-        parallel = tools.replay(engine, workers=2, min_parallel_events=0, chunk=40, local_worker=local_worker)
+        parallel = replaying.replay(engine, workers=2, min_parallel_events=0, chunk=40, local_worker=local_worker)
         assert parallel.as_dict() == single.as_dict()
         assert [(f.stream_id, f.kind) for f in parallel.findings] == [
             ("channel:c_02", "fold_error"),
@@ -208,9 +209,9 @@ def test_a_corrupt_event_is_found_once(migrated_url, engine):
 
 def test_a_small_journal_stays_in_one_process(migrated_url, engine):
     build(migrated_url, messages=2, turns=1)
-    assert tools.replay_ranges(engine, 8, min_events=tools.PARALLEL_MIN_EVENTS) == [(None, None)]
-    report = tools.replay(engine, workers=4)
-    assert report.ok and report.as_dict() == tools.replay(engine).as_dict()
+    assert replaying.replay_ranges(engine, 8, min_events=replaying.PARALLEL_MIN_EVENTS) == [(None, None)]
+    report = replaying.replay(engine, workers=4)
+    assert report.ok and report.as_dict() == replaying.replay(engine).as_dict()
 
 
 def test_a_worker_database_failure_is_one_safe_error(tmp_path):
@@ -225,9 +226,9 @@ def test_a_worker_database_failure_is_one_safe_error(tmp_path):
     decoy = tmp_path / "secret-name.db"
     engine = make_engine(f"sqlite:///{decoy}", creator=lambda: sqlite3.connect(str(real), check_same_thread=False))
     try:
-        assert tools.replay(engine).ok  # the parent's own connections work
+        assert replaying.replay(engine).ok  # the parent's own connections work
         with pytest.raises(JournalUnavailable) as info:
-            tools.replay(engine, workers=2, min_parallel_events=0, local_worker=False)
+            replaying.replay(engine, workers=2, min_parallel_events=0, local_worker=False)
     finally:
         engine.dispose()
     message = str(info.value)
@@ -237,9 +238,9 @@ def test_a_worker_database_failure_is_one_safe_error(tmp_path):
 
 def test_cli_replay_with_workers_prints_what_one_process_prints(migrated_url):
     """Over PARALLEL_MIN_EVENTS events, so ``--workers 2`` really forks out."""
-    streams = build(migrated_url, messages=10, big=tools.PARALLEL_MIN_EVENTS // 4)
+    streams = build(migrated_url, messages=10, big=replaying.PARALLEL_MIN_EVENTS // 4)
     total = sum(len(evs) for evs in streams.values())
-    assert total >= tools.PARALLEL_MIN_EVENTS
+    assert total >= replaying.PARALLEL_MIN_EVENTS
     one = run("journal", "replay", "--database-url", migrated_url, "--workers", "1")
     two = run("journal", "replay", "--database-url", migrated_url, "--workers", "2")
     assert one.exit_code == two.exit_code == 0, (one.stderr, two.stderr)
@@ -276,7 +277,7 @@ def test_a_killed_worker_is_one_error_not_a_hang(sqlite_url):
 
     try:
         with pytest.raises(tools.ToolError, match=r"^a replay worker process ended unexpectedly \(exit code -9\)$"):
-            tools.replay(engine, workers=2, min_parallel_events=0, chunk=5, advance=advance, local_worker=False)
+            replaying.replay(engine, workers=2, min_parallel_events=0, chunk=5, advance=advance, local_worker=False)
     finally:
         engine.dispose()
     assert killed and not [c for c in multiprocessing.active_children() if c.name.startswith("parley-replay-")]
@@ -294,7 +295,7 @@ def test_prefixes_are_case_sensitive(migrated_url, engine, workers):
              "recorded_at": 1.0, "prev_hash": "x", "hash": "y"}
             for sid in ("Channel:x", "SESSION:y") for n, (t, d) in enumerate(odd, 1)
         ])  # fmt: skip
-    report = tools.replay(engine, workers=workers, min_parallel_events=0)
+    report = replaying.replay(engine, workers=workers, min_parallel_events=0)
     assert report.ok, report.findings
     assert replayed_events(report) == sum(len(evs) for evs in streams.values())
     rows = list(queries.iter_stream_rows(engine, prefix="channel:"))

@@ -1,0 +1,75 @@
+"""Runs ``parley journal <tool>`` commands in-process and times them (for tools_bench.py).
+
+    python benchmarks/_tools_driver.py TREE DATABASE_URL NDJSON_FILE EXPORT_FILE TOOL...
+
+``TREE`` is the directory whose ``parley`` package is imported (so one run of
+the benchmark can time two trees, before and after). Each TOOL is one of
+``import verify export replay``, invoked as the operator would
+(``parley journal <tool> --database-url …``) through the click group, with the
+imports done before the clock starts; a spawned replay/verify worker's start-up
+is part of the figure. Prints one ``RESULT {json}`` line.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import resource
+import sys
+import time
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _settle(url: str) -> None:
+    """After the import: fold SQLite's WAL into the file, ANALYZE on Postgres (untimed)."""
+    from parley.journal.engine import make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            conn.exec_driver_sql("ANALYZE events")
+    engine.dispose()
+
+
+def main() -> None:
+    tree, url, ndjson, export_file, *tools = sys.argv[1:]
+    sys.path.insert(0, tree)
+    import orjson
+
+    from parley.cli_journal import journal
+
+    out: dict[str, object] = {"tree": tree}
+    for tool in tools:
+        args = {
+            "import": ["import", "--database-url", url, ndjson],
+            "verify": ["verify", "--database-url", url],
+            "export": ["export", "--database-url", url, "-o", export_file],
+            "replay": ["replay", "--database-url", url],
+        }[tool]
+        saved = sys.stdout
+        sys.stdout = io.StringIO()  # the command's report, kept out of the RESULT line
+        c0, k0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
+        code = 0
+        try:
+            journal.main(args, prog_name="parley journal", standalone_mode=False)
+        except SystemExit as e:
+            code = int(e.code or 0)
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - c0 + _children_cpu() - k0
+        printed = sys.stdout.getvalue()
+        sys.stdout = saved
+        out[tool] = {"seconds": wall, "cpu_s": cpu, "exit": code, "output": printed.strip().splitlines()[:2]}
+        if tool == "import" and code == 0:
+            _settle(url)
+    print("RESULT " + orjson.dumps(out).decode())
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    main()
