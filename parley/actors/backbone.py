@@ -20,11 +20,9 @@ from ..domain.identity import Identity
 from ..domain.message import check_channel_name
 from ..domain.seatbelt import Seatbelt
 from ..errors import ChannelExists, InternalError, ParleyError, Unavailable, UnknownChannel
-from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable
-from ..journal import queries
+from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable, WindowFull
 from ..journal.journal import Journal
 from ..journal.types import NewEvent, StoredEvent
-from ..journal.windows import WindowFull
 from .channel_actor import (
     Append,
     Archive,
@@ -59,7 +57,7 @@ class Backbone:
         )
         #: On Postgres several processes share the journal: seatbelt windows are
         #: checked and recorded in the database with every append (ADR-0025).
-        self.shared_windows = self.journal.store.is_postgres and settings.shared_seatbelts
+        self.shared_windows = self.journal.shared and settings.shared_seatbelts
         self.limits = rules.Limits(
             max_messages_per_channel=settings.max_messages_per_channel,
             max_read_limit=settings.max_read_limit,
@@ -97,7 +95,7 @@ class Backbone:
         try:
             await self.tokens.load()
             await self.directory.load()
-            self.artifact_bytes = await self.read_model(queries.total_artifact_bytes)
+            self.artifact_bytes = await self.journal.total_artifact_bytes()
             self.stamper.observe(await self.journal.last_position())
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.channels.run)
@@ -134,13 +132,9 @@ class Backbone:
             if self.open_streams:
                 self.signals.beat()
 
-    async def read_model(self, fn):
-        """Run a :mod:`parley.journal.queries` function in a reader thread."""
-        return await self.journal._read(fn, self.journal.engine)
-
     async def readiness(self) -> str | None:
         """Why this process cannot serve writes, or None: the schema, then the writer."""
-        reason = await trio.to_thread.run_sync(queries.readiness, self.journal.engine)
+        reason = await self.journal.readiness()
         if reason is None:
             failure = await self.journal.writer_failure()
             if failure is not None:

@@ -20,10 +20,9 @@ import trio
 from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..errors import ParleyError, Unavailable, UnknownChannel
-from ..journal import queries
-from ..journal.errors import ConcurrencyError, JournalUnavailable
+from ..journal.effects import ChargeWindows, PutBlobs, WindowCharge, chain
+from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
 from ..journal.types import NewEvent
-from ..journal.windows import WindowCharge, WindowFull, charge_windows
 from .runtime import Actor, Envelope
 
 if TYPE_CHECKING:
@@ -125,9 +124,7 @@ class ChannelActor(Actor):
                 state = rules.ChannelState(self.name)
         # The tail is read and folded in the reader thread, straight from the
         # cursor (no StoredEvent per event; nothing else sees ``state`` yet).
-        await journal.read(
-            queries.fold_stream, journal.engine, stream_id(self.name), state.seq, functools.partial(rules.apply, state)
-        )
+        await journal.fold_stream(stream_id(self.name), state.seq, functools.partial(rules.apply, state))
         self.state = state
         self.committed_head = state.head
         self._snapshot_seq = snapshot.seq if snapshot is not None and state.seq >= snapshot.seq else 0
@@ -251,7 +248,7 @@ class ChannelActor(Actor):
                     backbone.artifact_bytes += len(command.data)
                 answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
         if events:
-            effects = [_store_blobs(self.name, blobs)] if blobs else []
+            effects: list[Any] = [PutBlobs(self.name, tuple(blobs))] if blobs else []
             if backbone.shared_windows and posts:
                 effects.append(window_side_effect(backbone.seatbelt, posts))
             try:
@@ -259,7 +256,7 @@ class ChannelActor(Actor):
                     stream_id(self.name),
                     events,
                     expected_seq,
-                    side_effect=_chain(effects),
+                    side_effect=chain(effects),
                 )
             except Exception as exc:
                 backbone.seatbelt.undo(posts)
@@ -362,31 +359,5 @@ class ChannelActor(Actor):
 
 def window_side_effect(seatbelt, log: list[tuple]):
     """The append side effect charging the stamps ``log`` recorded to the shared windows."""
-    charges = [WindowCharge(*charge) for charge in seatbelt.charges(log)]
-    return charge_windows(charges, seatbelt.window_ms) if charges else None
-
-
-def _chain(effects: list[Any]):
-    """One side effect running ``effects`` in order (None if there are none)."""
-    effects = [e for e in effects if e is not None]
-    if not effects:
-        return None
-    if len(effects) == 1:
-        return effects[0]
-
-    def run(conn) -> None:
-        for effect in effects:
-            effect(conn)
-
-    return run
-
-
-def _store_blobs(channel: str, blobs: list[tuple[str, bytes]]):
-    """The side effect that writes artifact bytes in the append's own transaction."""
-    from ..journal.store import put_artifact
-
-    def write(conn) -> None:
-        for sha, data in blobs:
-            put_artifact(conn, channel, sha, data)
-
-    return write
+    charges = tuple(WindowCharge(*charge) for charge in seatbelt.charges(log))
+    return ChargeWindows(charges, seatbelt.window_ms) if charges else None

@@ -17,7 +17,6 @@ import orjson
 import trio
 
 from ..domain.identity import Identity
-from ..journal import queries
 from ..errors import IdempotencyConflict
 from .channel_actor import Result
 
@@ -38,7 +37,7 @@ class Directory:
         self._seqs.clear()
         self._archived.clear()
         self._create_keys.clear()
-        for _stream, data, head, archived, seq in await self._backbone.read_model(queries.channel_index):
+        for _stream, data, head, archived, seq in await self._backbone.journal.channel_index():
             descriptor = data["descriptor"]
             self.add(descriptor, owner=descriptor.get("created_by", ""), idem=data.get("idem"))
             self._heads[descriptor["channel"]] = head

@@ -43,8 +43,6 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-import sqlalchemy as sa
 import trio
 
 from .. import session_keys
@@ -59,10 +57,8 @@ from ..errors import (
     TurnInFlight,
     Unavailable,
 )
-from ..journal import queries, schema
+from ..journal.effects import ReleaseLease
 from ..journal.errors import ConcurrencyError
-from ..journal.store import cas_lease, get_lease, last_event, put_meta_if_absent
-from ..journal.windows import release_session_slot, reserve_session_slot
 from ..session_keys import SessionKeys
 from . import session_runner
 from .runtime import Registry
@@ -132,10 +128,9 @@ class SessionService:
         if legacy is not None:
             keys = keys.with_previous(legacy.encode("utf-8"))
         self.keys = keys
-        for sid, ident in (await self.backbone.read_model(_open_sessions)).items():
+        for sid, ident in (await self.journal.open_sessions(S.SESSION_STARTED, S.SESSION_CLOSED)).items():
             self._opened(sid, ident)
-        open_ids = list(self.owners)
-        self.cursors = await self.backbone.read_model(lambda engine: queries.latest_subscriptions(engine, open_ids))
+        self.cursors = await self.journal.latest_subscriptions(list(self.owners))
         async with trio.open_nursery() as nursery:
             await nursery.start(self.registry.run)
             async with trio.open_nursery() as turns:
@@ -272,16 +267,13 @@ class SessionService:
             now_ms = self.backbone.clock.now_ms()
             sid = S.new_session_id(now_ms)
             if shared:
-                reserve = reserve_session_slot(
+                if not await self.journal.reserve_session_slot(
                     *ident, sid, limit=limit, now_ms=now_ms, expires_ms=now_ms + SESSION_SLOT_TTL_MS
-                )
-                if not await self.journal.write(reserve):
+                ):
                     noun = "session" if limit == 1 else "sessions"
                     raise SessionLimit(f"session limit reached: at most {limit} open {noun} per identity")
                 slotted = sid
-            if start_key is not None and not await self.journal.write(
-                _reserve_start_key(start_key, expected_old, sid)
-            ):
+            if start_key is not None and not await self.journal.reserve_start_key(start_key, expected_old, sid):
                 raise TurnInFlight()  # another process is starting (or just started) it
             handle = TurnHandle(sid)
             return await self.registry.ask(sid, Start(req, handle, start_key))
@@ -297,7 +289,7 @@ class SessionService:
     async def _release_slot(self, identity: Identity, session_id: str) -> None:
         """Give back the slot of a start that did not commit (else it lapses after its TTL)."""
         try:
-            await self.journal.write(release_session_slot(identity.agent_id, identity.owner, session_id))
+            await self.journal.release_session_slot(identity.agent_id, identity.owner, session_id)
         except Exception:
             log.warning("could not release the session slot of %s; it lapses on its own", session_id)
 
@@ -310,14 +302,8 @@ class SessionService:
         if not self.known_id(session_id):
             raise S.unknown_session(session_id)
         now = self.backbone.clock.now()
-        stream = f"session:{session_id}"
-
-        def read(engine):
-            with engine.connect() as conn:
-                return get_lease(conn, session_id), last_event(conn, stream)[0]
-
         # One read answers both "is a turn leased anywhere" and "is our state current".
-        lease, head = await self.backbone.read_model(read)
+        lease, head = await self.journal.lease_and_head(session_id)
         state, in_flight = await self.registry.ask(session_id, Describe(identity, head))
         live = bool(
             lease is not None and lease.holder and lease.expires_at > now and not holder_is_dead(lease.holder)
@@ -353,50 +339,27 @@ class SessionService:
         """Take the turn lease: the new epoch; ``None`` when another process holds a
         live lease; ``"moved"`` when the stream is past ``base_seq`` (this process's
         state of the session is behind: nothing is taken)."""
-        holder = self.holder
         now = self.backbone.clock.now()
-        expires = now + wait + LEASE_SLACK_S
-        stream = f"session:{session_id}"
-
-        def take(conn) -> int | str | None:
-            lease = get_lease(conn, session_id)
-            if (
-                lease is not None
-                and lease.holder
-                and lease.holder != holder
-                and lease.expires_at > now
-                and not holder_is_dead(lease.holder)
-            ):
-                return None
-            if last_event(conn, stream)[0] != base_seq:
-                return "moved"
-            expected = 0 if lease is None else lease.epoch
-            return cas_lease(conn, session_id, expected_epoch=expected, holder=holder, expires_at=expires)
-
         try:
-            return await self.journal.write(take)
+            return await self.journal.take_lease(
+                session_id,
+                holder=self.holder,
+                now=now,
+                expires_at=now + wait + LEASE_SLACK_S,
+                base_seq=base_seq,
+                holder_is_dead=holder_is_dead,
+            )
         except ConcurrencyError:
             return None
 
     @staticmethod
-    def lease_release(session_id: str, epoch: int):
-        """A side effect that releases our lease, and fails the commit if the epoch moved."""
-
-        def release(conn) -> None:
-            t = schema.session_leases
-            result = conn.execute(
-                sa.update(t)
-                .where(t.c.session_id == session_id, t.c.epoch == epoch)
-                .values(holder="", expires_at=0.0)
-            )
-            if result.rowcount != 1:
-                raise ConcurrencyError(f"lease:{session_id}", epoch, -1)
-
-        return release
+    def lease_release(session_id: str, epoch: int) -> ReleaseLease:
+        """The commit's side effect that releases our lease, and fails the commit if the epoch moved."""
+        return ReleaseLease(session_id, epoch)
 
     async def release_lease_quietly(self, session_id: str, epoch: int) -> None:
         try:
-            await self.journal.write(self.lease_release(session_id, epoch))
+            await self.journal.release_lease(session_id, epoch)
         except Exception:  # it expires anyway
             log.debug("lease release of %s failed", session_id, exc_info=True)
 
@@ -455,31 +418,7 @@ def holder_is_dead(holder: str) -> bool:
     return state == b"Z"
 
 
-# -- read models and meta helpers --------------------------------------------------
-
-
-def _open_sessions(engine) -> dict[str, tuple[str, str]]:
-    """Every open session's id and identity ``(agent_id, owner)``.
-
-    Both queries carry ``schema.NOT_MESSAGE`` so SQLite reads them from the
-    partial index ``ix_events_nonmessage`` instead of scanning every message
-    (720 ms at start-up on a 1,000,000-event journal).
-    """
-    e = schema.events
-    owners: dict[str, tuple[str, str]] = {}
-    with engine.connect() as conn:
-        closed = {
-            row[0]
-            for row in conn.execute(sa.select(e.c.stream_id).where(schema.NOT_MESSAGE, e.c.type == S.SESSION_CLOSED)).all()
-        }
-        for stream, data in conn.execute(
-            sa.select(e.c.stream_id, e.c.data).where(schema.NOT_MESSAGE, e.c.type == S.SESSION_STARTED)
-        ).all():
-            if stream in closed:
-                continue
-            started = orjson.loads(data)
-            owners[started["session_id"]] = (started["agent_id"], started["owner"])
-    return owners
+# -- meta keys ---------------------------------------------------------------------
 
 
 def _start_key(identity: Identity, key: str) -> str:
@@ -487,19 +426,6 @@ def _start_key(identity: Identity, key: str) -> str:
         b"\x00".join(s.encode("utf-8", "surrogatepass") for s in (identity.agent_id, identity.owner, key))
     ).hexdigest()
     return f"session-start/{digest}"
-
-
-def _reserve_start_key(meta_key: str, expected_old: str | None, session_id: str):
-    def reserve(conn) -> bool:
-        if expected_old is None:
-            return put_meta_if_absent(conn, meta_key, session_id) == session_id
-        m = schema.meta
-        result = conn.execute(
-            sa.update(m).where(m.c.key == meta_key, m.c.value == expected_old).values(value=session_id)
-        )
-        return result.rowcount == 1
-
-    return reserve
 
 
 __all__ = ["SessionService"]

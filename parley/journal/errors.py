@@ -47,3 +47,14 @@ class IntegrityFailure(JournalError):
 
     The message names the object and never carries its content.
     """
+
+
+class WindowFull(Exception):
+    """A shared seatbelt charge would overflow its window (ADR-0025); ``stamps``
+    are the live ones stored. The append carrying the charge is rolled back."""
+
+    def __init__(self, scope: str, key: str, stamps: list[int]) -> None:
+        super().__init__(f"seatbelt window {scope} is full")
+        self.scope = scope
+        self.key = key
+        self.stamps = stamps

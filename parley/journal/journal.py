@@ -12,9 +12,11 @@
 
 or ``async with Journal.open(url) as journal: ...``.
 
-Writes (appends, snapshots, artifacts, meta, :meth:`Journal.write`) go through
-the one :class:`~parley.journal.writer.GroupCommitWriter` thread; an awaited
-write has been committed. Reads run in ``trio.to_thread.run_sync`` limited by
+Writes (appends, snapshots, artifacts, meta, leases) go through the one
+:class:`~parley.journal.writer.GroupCommitWriter` thread; an awaited write has
+been committed. Every operation is typed: callers name what to read or
+write, never a function of a database connection (ADR-0026); the side effect
+an append commits with is an :mod:`~parley.journal.effects` value. Reads run in ``trio.to_thread.run_sync`` limited by
 a :class:`trio.CapacityLimiter` (4 threads by default). Database failures
 surface as :class:`~parley.journal.errors.JournalUnavailable` (HTTP 503 in the
 actor layer). The journal does not migrate the database; run
@@ -31,9 +33,14 @@ from typing import Any, TypeVar
 import trio
 from sqlalchemy.engine import Connection, Engine
 
+from . import leases as _leases
+from . import queries as _queries
 from . import store as _store
+from . import windows as _windows
+from .effects import Effect, apply_effect
 from .engine import make_engine
 from .errors import IntegrityFailure, JournalUnavailable
+from .leases import Lease, TakeResult
 from .notify import CommitListener
 from .store import AppendRequest, CallRequest, JournalStore, is_fatal_db_error, unavailable
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
@@ -53,7 +60,7 @@ class Journal:
         max_batch: int = 512,
         own_engine: bool = True,
     ) -> None:
-        self.engine = engine
+        self._engine = engine
         self.store = JournalStore(engine)
         self.writer = GroupCommitWriter(self.store, max_batch=max_batch)
         self._limiter = trio.CapacityLimiter(reader_threads)
@@ -92,7 +99,7 @@ class Journal:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(self.writer.close, timeout)
             if self._own_engine:
-                await trio.to_thread.run_sync(self.engine.dispose)
+                await trio.to_thread.run_sync(self._engine.dispose)
 
     async def __aenter__(self) -> Journal:
         if not self._started:
@@ -103,6 +110,11 @@ class Journal:
         await self.aclose()
 
     # ------------------------------------------------------------------ other processes
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes may write the same database (Postgres)."""
+        return self.store.is_postgres
 
     @property
     def listening(self) -> bool:
@@ -134,7 +146,7 @@ class Journal:
             self._listening = connected
             in_trio(first_attempt.set)
 
-        listener = CommitListener(self.engine, self.store.origin, functools.partial(in_trio, wake), on_state)
+        listener = CommitListener(self._engine, self.store.origin, functools.partial(in_trio, wake), on_state)
         listener.start()
         try:
             with trio.move_on_after(15):
@@ -162,28 +174,86 @@ class Journal:
         events: Iterable[NewEvent],
         expected_seq: int,
         *,
-        side_effect: Callable[[Connection], None] | None = None,
+        side_effect: Effect | None = None,
     ) -> list[StoredEvent]:
         """Append ``events`` to ``stream_id`` if its last seq is ``expected_seq``.
 
-        Returns the committed events (their ``data`` is the very dict passed
-        in; treat it as immutable). Raises ConcurrencyError on a version
-        mismatch, the side effect's exception if it raised (the request is
-        rolled back alone), JournalUnavailable if the database failed.
+        ``side_effect`` (an :mod:`~parley.journal.effects` value) commits in
+        the same savepoint. Returns the committed events (their ``data`` is
+        the very dict passed in; treat it as immutable). Raises
+        ConcurrencyError on a version mismatch, the effect's exception if it
+        failed (``WindowFull``, a moved lease: the request is rolled back
+        alone), JournalUnavailable if the database failed.
         """
-        request = AppendRequest.create(stream_id, events, expected_seq, side_effect)
+        effect = None if side_effect is None else functools.partial(apply_effect, effect=_checked(side_effect))
+        request = AppendRequest.create(stream_id, events, expected_seq, effect)
         return await self.writer.submit(request)
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn(conn)`` in its own savepoint of the next commit batch."""
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in its own savepoint of the next commit batch (journal-internal)."""
         return await self.writer.submit(CallRequest(fn))
 
     async def save_snapshot(self, stream_id: str, seq: int, data: dict[str, Any]) -> None:
-        await self.write(lambda conn: _store.save_snapshot(conn, stream_id, seq, data))
+        await self._write(lambda conn: _store.save_snapshot(conn, stream_id, seq, data))
 
     async def put_artifact(self, channel: str, sha256: str, data: bytes) -> bool:
         """Store content-addressed bytes (True if new). ValueError if sha256 is wrong."""
-        return await self.write(lambda conn: _store.put_artifact(conn, channel, sha256, data))
+        return await self._write(lambda conn: _store.put_artifact(conn, channel, sha256, data))
+
+    async def commit_effect(self, effect: Effect) -> None:
+        """Commit ``effect`` alone, in its own savepoint of the next batch."""
+        checked = _checked(effect)
+        await self._write(lambda conn: apply_effect(conn, checked))
+
+    # -- session side tables (ADR-0026) --
+
+    async def take_lease(
+        self,
+        session_id: str,
+        *,
+        holder: str,
+        now: float,
+        expires_at: float,
+        base_seq: int,
+        holder_is_dead: Callable[[str], bool],
+    ) -> TakeResult:
+        """Take the turn lease of ``session_id`` by compare-and-set: the new epoch;
+        None when another live holder has it; ``"moved"`` when the stream is
+        past ``base_seq``. ConcurrencyError when a racer changed the row."""
+        return await self._write(
+            functools.partial(
+                _leases.take_lease,
+                session_id=session_id,
+                holder=holder,
+                now=now,
+                expires_at=expires_at,
+                base_seq=base_seq,
+                holder_is_dead=holder_is_dead,
+            )
+        )
+
+    async def release_lease(self, session_id: str, epoch: int) -> None:
+        """Give back a lease alone (ConcurrencyError if its epoch moved)."""
+        await self._write(lambda conn: _leases.release_lease(conn, session_id, epoch))
+
+    async def reserve_start_key(self, key: str, expected_old: str | None, session_id: str) -> bool:
+        """Point a start Idempotency-Key at ``session_id`` (first writer wins, or
+        compare-and-set from ``expected_old``); False if another got it."""
+        return await self._write(lambda conn: _leases.reserve_start_key(conn, key, expected_old, session_id))
+
+    async def reserve_session_slot(
+        self, agent_id: str, owner: str, session_id: str, *, limit: int, now_ms: int, expires_ms: int
+    ) -> bool:
+        """Reserve a start slot counted across processes (ADR-0025); False at ``limit``."""
+        return await self._write(
+            _windows.reserve_session_slot(
+                agent_id, owner, session_id, limit=limit, now_ms=now_ms, expires_ms=expires_ms
+            )
+        )
+
+    async def release_session_slot(self, agent_id: str, owner: str, session_id: str) -> None:
+        """Give back the slot of a start that did not commit."""
+        await self._write(_windows.release_session_slot(agent_id, owner, session_id))
 
     async def writer_failure(self) -> str | None:
         """Why the writer cannot commit now, or None.
@@ -195,26 +265,20 @@ class Journal:
         if self.writer.statistics()["last_error"] is None:
             return None
         try:
-            await self.write(_store.probe_write)
+            await self._write(_store.probe_write)
         except JournalUnavailable as exc:
             return str(exc) or type(exc).__name__
         return None
 
     async def put_meta_if_absent(self, key: str, value: str) -> str:
         """First write wins across processes; returns the stored value."""
-        return await self.write(lambda conn: _store.put_meta_if_absent(conn, key, value))
+        return await self._write(lambda conn: _store.put_meta_if_absent(conn, key, value))
 
     # ------------------------------------------------------------------ reads
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` in a reader thread (at most ``reader_threads`` at once).
-
-        For read models outside this class, e.g. ``await journal.read(query,
-        journal.engine)``. Database failures become JournalUnavailable.
-        """
-        return await self._read(fn, *args)
-
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in a reader thread (at most ``reader_threads`` at
+        once); database failures become JournalUnavailable."""
         if self._closed:
             raise JournalUnavailable("journal is closed")
         try:
@@ -272,6 +336,46 @@ class Journal:
     async def verify(self) -> VerifyReport:
         return await self._read(self.store.verify)
 
+    # -- read models (queries.py) --
+
+    async def fold_stream(self, stream_id: str, after_seq: int, apply: Callable[[str, dict[str, Any]], Any]) -> int:
+        """Feed each event of ``stream_id`` after ``after_seq`` to ``apply(type, data)``
+        in a reader thread (an actor's activation); returns how many."""
+        return await self._read(_queries.fold_stream, self._engine, stream_id, after_seq, apply)
+
+    async def channel_index(self) -> list[tuple[str, dict[str, Any], int, bool, int]]:
+        """``(stream_id, descriptor, head, archived, last seq)`` per channel stream."""
+        return await self._read(_queries.channel_index, self._engine)
+
+    async def total_artifact_bytes(self) -> int:
+        return await self._read(_queries.total_artifact_bytes, self._engine)
+
+    async def open_sessions(self, started_type: str, closed_type: str) -> dict[str, tuple[str, str]]:
+        """Open session id -> ``(agent_id, owner)``, from the session events' types."""
+        return await self._read(_queries.open_sessions, self._engine, started_type, closed_type)
+
+    async def latest_subscriptions(self, session_ids: list[str]) -> dict[str, dict[str, int]]:
+        """Each session's cursors after its latest committed turn."""
+        return await self._read(_queries.latest_subscriptions, self._engine, session_ids)
+
+    async def lease_and_head(self, session_id: str) -> tuple[Lease | None, int]:
+        """The session's turn lease and its stream's last seq, in one read."""
+        return await self._read(_leases.lease_and_head, self._engine, session_id)
+
+    async def readiness(self) -> str | None:
+        """None when the database answers at the schema head, else why not.
+
+        Runs outside the reader limiter: a probe must answer while reads queue."""
+        return await trio.to_thread.run_sync(_queries.readiness, self._engine)
+
     async def ping(self) -> None:
         """Raise JournalUnavailable unless the database answers ``SELECT 1``."""
         await self._read(self.store.ping)
+
+
+def _checked(effect: Effect) -> Effect:
+    from .effects import AllOf, ChargeWindows, PutBlobs, ReleaseLease
+
+    if not isinstance(effect, (AllOf, ChargeWindows, PutBlobs, ReleaseLease)):
+        raise TypeError(f"side_effect must be a parley.journal.effects value, not {type(effect).__name__}")
+    return effect

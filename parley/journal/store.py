@@ -350,55 +350,6 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
     conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    session_id: str
-    holder: str
-    expires_at: float
-    epoch: int
-
-
-def get_lease(conn: Connection, session_id: str) -> Lease | None:
-    t = schema.session_leases
-    row = conn.execute(
-        sa.select(t.c.holder, t.c.expires_at, t.c.epoch).where(t.c.session_id == session_id)
-    ).first()
-    return Lease(session_id, row[0], row[1], row[2]) if row is not None else None
-
-
-def cas_lease(
-    conn: Connection, session_id: str, *, expected_epoch: int, holder: str, expires_at: float
-) -> int:
-    """Compare-and-set a session lease; returns the new epoch.
-
-    ``expected_epoch`` is 0 when no lease row exists yet. On mismatch raises
-    ``ConcurrencyError("lease:<id>", expected_epoch, actual_epoch)`` (use it as
-    an append ``side_effect`` to make the append conditional on the lease).
-    """
-    t = schema.session_leases
-    new_epoch = expected_epoch + 1
-    if expected_epoch == 0:
-        stmt = (
-            _dialect_insert(conn, t)
-            .values(session_id=session_id, holder=holder, expires_at=expires_at, epoch=1)
-            .on_conflict_do_nothing(index_elements=["session_id"])
-            .returning(t.c.epoch)
-        )
-    else:
-        stmt = (
-            sa.update(t)
-            .where(t.c.session_id == session_id, t.c.epoch == expected_epoch)
-            .values(holder=holder, expires_at=expires_at, epoch=new_epoch)
-            .returning(t.c.epoch)
-        )
-    if conn.execute(stmt).first() is None:
-        current = get_lease(conn, session_id)
-        raise ConcurrencyError(
-            f"lease:{session_id}", expected_epoch, current.epoch if current else 0
-        )
-    return new_epoch
-
-
 def is_fatal_db_error(exc: BaseException, conn: Connection | None = None) -> bool:
     """True when ``exc`` means the connection/database is unusable."""
     if not isinstance(exc, Exception):

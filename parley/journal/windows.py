@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
@@ -30,6 +29,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from . import schema
+from .effects import WindowCharge
+from .errors import WindowFull
 from .store import _dialect_insert, set_meta
 
 __all__ = [
@@ -39,26 +40,6 @@ __all__ = [
     "release_session_slot",
     "reserve_session_slot",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCharge:
-    """Stamps (ms) to add to one window: ``scope`` is ``channel``, ``global`` or ``create``."""
-
-    scope: str
-    key: str
-    cap: int
-    stamps: tuple[int, ...]
-
-
-class WindowFull(Exception):
-    """A charge would overflow its window; ``stamps`` are the live ones stored."""
-
-    def __init__(self, scope: str, key: str, stamps: list[int]) -> None:
-        super().__init__(f"seatbelt window {scope} is full")
-        self.scope = scope
-        self.key = key
-        self.stamps = stamps
 
 
 def _digest(text: str) -> str:

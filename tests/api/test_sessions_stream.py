@@ -8,7 +8,6 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from parley.journal.store import cas_lease
 from tests.api.test_sessions_helpers import create_channel, error_of, note, parse_sse, start, turn, ulid
 from tests.support.server import running_server, test_settings
 
@@ -209,9 +208,11 @@ async def test_lease_held_elsewhere_is_contended(server):
         session = await start(client)
         sid = session["sessionId"]
         now = server.clock.now()
-        await server.backbone.journal.write(
-            lambda conn: cas_lease(conn, sid, expected_epoch=0, holder="other-process", expires_at=now + 60)
-        )
+        journal = server.backbone.journal
+        base = await journal.last_seq(f"session:{sid}")
+        assert await journal.take_lease(
+            sid, holder="other-process", now=now, expires_at=now + 60, base_seq=base, holder_is_dead=lambda h: False
+        ) == 1
         assert (await client.get(f"/v1/session/{sid}")).json()["status"] == "in_turn"
         response = await turn(client, session)
         assert response.status_code == 200

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from parley.journal import ConcurrencyError, Journal, JournalUnavailable, NewEvent, migrate
-from parley.journal import store as jstore
+from parley.journal.effects import AllOf, PutBlobs, ReleaseLease
 from parley.journal.store import compute_hash
 
 
@@ -31,7 +31,7 @@ async def hold_writer(journal: Journal, nursery: trio.Nursery) -> threading.Even
         inside.set()
         release.wait(30)
 
-    nursery.start_soon(journal.write, hold)
+    nursery.start_soon(journal._write, hold)
     await trio.to_thread.run_sync(inside.wait, 30)  # the writer thread is inside ``hold``
     return release
 
@@ -62,7 +62,7 @@ async def test_append_read_round_trip(journal: Journal):
     assert await journal.last_position() == stored[1].position
 
     # the text is stored exactly as orjson encoded it (key order, no spaces)
-    with journal.engine.connect() as conn:
+    with journal._engine.connect() as conn:
         raw = conn.execute(sa.text("SELECT data FROM events WHERE seq = 2")).scalar()
     assert raw == '{"n":2}'
     assert stored[1].hash == compute_hash(stored[0].hash, "channel:general", 2, "edited", raw)
@@ -182,7 +182,7 @@ async def test_verify_detects_a_flipped_byte(journal: Journal):
     assert report.ok and report.streams_checked == 5 and report.events_checked == 10
     assert report.broken_stream is None
 
-    with journal.engine.begin() as conn:
+    with journal._engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE events SET data = :d WHERE position = :p"),
             {"d": '{"n":7}', "p": victim.position},
@@ -196,7 +196,7 @@ async def test_verify_detects_a_flipped_byte(journal: Journal):
 
 async def test_verify_detects_a_missing_event(journal: Journal):
     stored = await journal.append("s", [ev(n=1), ev(n=2), ev(n=3)], 0)
-    with journal.engine.begin() as conn:
+    with journal._engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM events WHERE position = :p"), {"p": stored[1].position})
     report = await journal.verify()
     assert not report.ok and report.broken_stream == "s"
@@ -207,12 +207,10 @@ async def test_verify_detects_a_missing_event(journal: Journal):
 
 
 async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal):
-    def good_side(conn):
-        jstore.put_meta_if_absent(conn, "good", "yes")
-
-    def bad_side(conn):
-        jstore.put_meta_if_absent(conn, "bad", "written-then-rolled-back")
-        raise RuntimeError("side effect refused")
+    good_blob, bad_blob = b"good", b"written-then-rolled-back"
+    good_side = PutBlobs("good", ((hashlib.sha256(good_blob).hexdigest(), good_blob),))
+    # writes its blob, then fails: no such lease to release
+    bad_side = AllOf((PutBlobs("bad", ((hashlib.sha256(bad_blob).hexdigest(), bad_blob),)), ReleaseLease("nobody", 1)))
 
     await journal.append("conflicted", [ev()], 0)
     results: dict[str, object] = {}
@@ -241,7 +239,7 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
     assert stats["batches"] - before == 2  # the sleeper, then all five together
     assert stats["last_batch_size"] == 5
 
-    assert isinstance(results["bad"], RuntimeError)
+    assert isinstance(results["bad"], ConcurrencyError) and results["bad"].stream_id == "lease:nobody"
     assert isinstance(results["conflict"], ConcurrencyError)
     assert results["conflict"].actual_seq == 1
     assert [e.seq for e in results["ok1"]] == [1]
@@ -249,8 +247,7 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
     assert [e.seq for e in results["good"]] == [1]
     assert await journal.read_stream("s2") == []
     assert [e.seq for e in await journal.read_stream("s1")] == [1, 2]
-    assert await journal.get_meta("good") == "yes"
-    assert await journal.get_meta("bad") is None
+    assert await journal.artifact_sizes() == {"good": len(good_blob)}
     # the failed request did not poison the head cache of its stream
     assert [e.seq for e in await journal.append("s2", [ev()], 0)] == [1]
     assert (await journal.verify()).ok
@@ -263,7 +260,7 @@ async def test_side_effect_commits_with_the_events(journal: Journal):
         "channel:c",
         [ev("artifact_attached", sha256=sha)],
         0,
-        side_effect=lambda conn: jstore.put_artifact(conn, "c", sha, blob),
+        side_effect=PutBlobs("c", ((sha, blob),)),
     )
     assert await journal.get_artifact("c", sha) == blob
     assert await journal.get_artifact("c", "0" * 64) is None
@@ -276,21 +273,47 @@ async def test_side_effect_commits_with_the_events(journal: Journal):
         await journal.put_artifact("c", "f" * 64, b"not matching")
 
 
-async def test_lease_compare_and_set_as_a_side_effect(journal: Journal):
-    def take(expected_epoch, holder):
-        return lambda conn: jstore.cas_lease(
-            conn, "sess1", expected_epoch=expected_epoch, holder=holder, expires_at=time.time() + 30
-        )
+async def test_side_effect_must_be_a_typed_effect(journal: Journal):
+    with pytest.raises(TypeError, match="parley.journal.effects"):
+        await journal.append("s", [ev()], 0, side_effect=lambda conn: None)
+    assert await journal.last_seq("s") == 0
 
-    await journal.append("session:sess1", [ev("turn_started")], 0, side_effect=take(0, "w1"))
-    with pytest.raises(ConcurrencyError) as info:
-        await journal.append("session:sess1", [ev("turn_started")], 1, side_effect=take(0, "w2"))
-    assert info.value.stream_id == "lease:sess1" and info.value.actual_seq == 1
+
+def _never_dead(holder: str) -> bool:
+    return False
+
+
+async def test_lease_take_and_release_commit_with_a_turn(journal: Journal):
+    """The lease ops of a session turn: take by compare-and-set, release in the
+    commit (a moved epoch rolls the commit back), a live holder elsewhere wins."""
+    now = time.time()
+    take = dict(now=now, expires_at=now + 30, holder_is_dead=_never_dead)
+    await journal.append("session:sess1", [ev("turn_started")], 0)
+    assert await journal.take_lease("sess1", holder="w1", base_seq=0, **take) == "moved"
+    assert await journal.take_lease("sess1", holder="w1", base_seq=1, **take) == 1
+    assert await journal.take_lease("sess1", holder="w1", base_seq=1, **take) == 2  # ours: re-taken
+    assert await journal.take_lease("sess1", holder="w2", base_seq=1, **take) is None  # live elsewhere
+    dead = dict(take, holder_is_dead=lambda holder: holder == "w1")
+    assert await journal.take_lease("sess1", holder="w2", base_seq=1, **dead) == 3
+    with pytest.raises(ConcurrencyError) as info:  # w1's commit: its epoch 2 has moved on
+        await journal.append("session:sess1", [ev("turn_committed")], 1, side_effect=ReleaseLease("sess1", 2))
+    assert info.value.stream_id == "lease:sess1"
     assert await journal.last_seq("session:sess1") == 1
-    await journal.append("session:sess1", [ev("turn_started")], 1, side_effect=take(1, "w2"))
-    with journal.engine.connect() as conn:
-        lease = jstore.get_lease(conn, "sess1")
-    assert (lease.holder, lease.epoch) == ("w2", 2)
+    await journal.append("session:sess1", [ev("turn_committed")], 1, side_effect=ReleaseLease("sess1", 3))
+    lease, head = await journal.lease_and_head("sess1")
+    assert (lease.holder, lease.epoch, head) == ("", 3, 2)
+    assert await journal.take_lease("sess1", holder="w1", base_seq=2, **take) == 4  # released: free
+    await journal.release_lease("sess1", 4)
+    with pytest.raises(ConcurrencyError):
+        await journal.release_lease("sess1", 4 - 1)
+
+
+async def test_start_key_reservation(journal: Journal):
+    assert await journal.reserve_start_key("session-start/k", None, "ses_a") is True
+    assert await journal.reserve_start_key("session-start/k", None, "ses_b") is False  # first writer won
+    assert await journal.reserve_start_key("session-start/k", "ses_x", "ses_b") is False  # not what it holds
+    assert await journal.reserve_start_key("session-start/k", "ses_a", "ses_b") is True  # compare-and-set
+    assert await journal.get_meta("session-start/k") == "ses_b"
 
 
 async def test_meta_first_write_wins(journal: Journal):
@@ -443,7 +466,7 @@ async def test_writer_survives_a_failed_batch(journal: Journal):
     """A database failure fails the whole batch with JournalUnavailable; the
     writer reconnects for the next batch."""
     await journal.append("s", [ev(n=1)], 0)
-    postgres = journal.engine.dialect.name == "postgresql"
+    postgres = journal._engine.dialect.name == "postgresql"
 
     def kill_my_connection(conn):
         if postgres:
@@ -463,7 +486,7 @@ async def test_writer_survives_a_failed_batch(journal: Journal):
         release = await hold_writer(journal, nursery)
         nursery.start_soon(run, "victim", journal.append, "s", [ev(n=2)], 1)
         await submitted()
-        nursery.start_soon(run, "killer", journal.write, kill_my_connection)
+        nursery.start_soon(run, "killer", journal._write, kill_my_connection)
         await submitted()
         release.set()
     assert isinstance(results["victim"], JournalUnavailable)
@@ -491,8 +514,8 @@ async def test_writer_replaces_a_connection_that_died_while_idle(postgres_url: s
 
 async def _idle_connection_killed(journal: Journal) -> None:
     await journal.append("s", [ev(n=1)], 0)
-    pid = await journal.write(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
-    with journal.engine.connect() as conn:
+    pid = await journal._write(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    with journal._engine.connect() as conn:
         assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
     await trio.sleep(0.1)
     stored = await journal.append("s", [ev(n=2)], 1)

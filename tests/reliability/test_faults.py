@@ -25,7 +25,6 @@ import trio
 
 from parley.actors.session_service import _local_scope
 from parley.clock import Clock
-from parley.journal.store import cas_lease, get_lease
 from tests.conftest import _admin_engine
 from tests.support.messages import ulid
 from tests.support.server import running_server, test_settings
@@ -386,12 +385,11 @@ async def test_lease_of_a_dead_process_on_this_host_does_not_block_the_session(s
         holder = f"{_local_scope()}:{pid}:feedfacecafe"
         expires = server.backbone.clock.now() + 60
 
-        def take(conn):
-            lease = get_lease(conn, sid)
-            return cas_lease(conn, sid, expected_epoch=0 if lease is None else lease.epoch, holder=holder,
-                             expires_at=expires)
-
-        await journal.write(take)
+        now = server.backbone.clock.now()
+        base = await journal.last_seq(f"session:{sid}")
+        await journal.take_lease(
+            sid, holder=holder, now=now, expires_at=expires, base_seq=base, holder_is_dead=lambda h: False
+        )
         described = (await a.get(f"/v1/session/{sid}")).json()
         assert described["status"] == ("in_turn" if holder_alive else "idle")
         r = await a.post(f"/v1/session/{sid}/message", json={}, headers={"x-continuation-token": token})

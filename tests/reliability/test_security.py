@@ -55,7 +55,7 @@ async def test_bearer_and_continuation_tokens_are_not_stored_in_clear(server, mi
             continuation.append(r.json()["continuationToken"])
     secrets = [minted, rotated, ADMIN, *continuation]
     assert all(len(s) >= 12 for s in secrets)
-    await server.backbone.journal.write(lambda conn: None)  # everything above is committed
+    await server.backbone.journal._write(lambda conn: None)  # everything above is committed
     if migrated_url.startswith("sqlite"):
         raw = database_bytes(migrated_url)
         assert b"dana" in raw and b"ses_" in raw  # the bytes do hold the journal
@@ -63,7 +63,7 @@ async def test_bearer_and_continuation_tokens_are_not_stored_in_clear(server, mi
         for secret in secrets:
             assert secret.encode() not in raw, f"{secret[:6]}… found in the database file"
     else:
-        text = postgres_text(server.backbone.journal.engine)
+        text = postgres_text(server.backbone.journal._engine)
         assert "sess" in text  # the dump did see the data
         for secret in secrets + ["tok-a"]:
             assert secret not in text, f"{secret[:6]}… found in a Postgres table"
