@@ -11,8 +11,9 @@ second turn for the session gets ``turn_in_flight`` at once instead of
 queueing behind the first.
 
 The actor is the only writer of its state, including the in-flight mark: the
-runner reports its result as a mailbox message, which the actor applies before
-it answers the turn. While a turn runs the actor is ``busy`` and is not
+runner reports its result as a mailbox message, which the actor applies; the
+turn is answered once that message is queued, so the client's next turn
+follows it. While a turn runs the actor is ``busy`` and is not
 passivated. Across processes the turn lease and ``UNIQUE(stream_id, seq)``
 arbitrate (see :mod:`parley.actors.session_service`).
 """
@@ -20,20 +21,16 @@ arbitrate (see :mod:`parley.actors.session_service`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import trio
 
 from ..domain import session as S
 from ..domain import session_turn as T
-from ..domain.identity import Identity
-from ..domain.session_input import TurnInput
 from ..errors import ParleyError, StaleToken, TurnInFlight, Unavailable, UnknownSession
 from ..journal.errors import ConcurrencyError, JournalUnavailable
-from ..journal.types import NewEvent, StoredEvent
+from ..journal.types import NewEvent
+from .failures import journal_unavailable
 from .runtime import Actor, Envelope
+from .session_commands import Close, Continue, Describe, Peek, Start, TurnHandle, TurnRequest, stream_id
 from .session_runner import TurnCommitted, TurnContended, TurnFailed, TurnMoved, run_turn
 
 if TYPE_CHECKING:
@@ -45,111 +42,7 @@ log = logging.getLogger("parley.sessions")
 SNAPSHOT_EVERY = 100
 
 
-def stream_id(session_id: str) -> str:
-    return f"session:{session_id}"
-
-
-# -- requests, handles, commands -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRequest:
-    """A parsed, authenticated turn (start or continue) on its way to the actor.
-
-    ``held`` marks a WebSocket connection bound to the session: a frame
-    without a token is authorized by the connection (it presents the current
-    token implicitly).
-    """
-
-    identity: Identity
-    input: TurnInput
-    token: str | None
-    idem_key: str | None
-    fingerprint: str
-    streamed: bool = False
-    held: bool = False
-
-
-class TurnHandle:
-    """The answer of an accepted (or replayed) turn, available once ``done`` is set.
-
-    ``records`` are the journal events the turn committed (SSE/WS ``record``).
-    ``error`` is set when the turn failed after it was accepted (no rotation).
-    """
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.done = trio.Event()
-        self.response: dict[str, Any] | None = None
-        self.records: list[StoredEvent] = []
-        self.error: ParleyError | None = None
-        self.replayed = False
-        self.contended = False
-
-    def finish(
-        self,
-        response: dict[str, Any],
-        records: Sequence[StoredEvent] = (),
-        *,
-        replayed: bool = False,
-        contended: bool = False,
-    ) -> TurnHandle:
-        self.response = response
-        self.records = list(records)
-        self.replayed = replayed
-        self.contended = contended
-        self.done.set()
-        return self
-
-    def fail(self, error: ParleyError) -> None:
-        self.error = error
-        self.done.set()
-
-    async def result(self) -> dict[str, Any]:
-        """The turn response, or raise the error the turn failed with."""
-        await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.response is not None
-        return self.response
-
-
-@dataclass(frozen=True, slots=True)
-class Continue:
-    req: TurnRequest
-    handle: TurnHandle
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    req: TurnRequest
-    handle: TurnHandle
-    start_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Peek:
-    """The current state (or ``None``), for a start's Idempotency-Key lookup."""
-
-
-@dataclass(frozen=True, slots=True)
-class Describe:
-    identity: Identity
-    #: the stream's last seq as just read: a state behind it is reloaded first.
-    head: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    identity: Identity
-    token: str | None
-
-
 # -- the actor -------------------------------------------------------------------
-
-
-def _unavailable() -> Unavailable:
-    return Unavailable("the journal is unavailable; retry shortly", retry_after=1)
 
 
 class SessionActor(Actor):
@@ -216,31 +109,31 @@ class SessionActor(Actor):
             await self.activate()
         except JournalUnavailable:
             self.stale = True
-            raise _unavailable() from None
+            raise journal_unavailable() from None
 
     # -- commands ----------------------------------------------------------------
 
     async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
-        if self.stale or self.heard > self.seq:
-            try:
-                await self.activate()
-            except (JournalUnavailable, Unavailable):
-                for envelope in batch:
-                    command = envelope.command
-                    if isinstance(command, _RESULTS):
-                        await self._turn_ended(command)  # answers its turn; needs no state
-                        envelope.reply.set_result(None)
-                    else:
-                        envelope.reply.set_error(_unavailable())
-                return
         reloaded = False
         for envelope in batch:
             command = envelope.command
-            try:
-                if isinstance(command, _RESULTS):
+            if isinstance(command, _RESULTS):
+                # First, and without a reload: our own commit moves seq up to
+                # what the tailer may already have reported.
+                try:
                     await self._turn_ended(command)
-                    envelope.reply.set_result(None)
-                elif isinstance(command, Continue):
+                except ParleyError:
+                    self.stale = True  # could not apply it: the journal has the truth
+                envelope.reply.set_result(None)
+                continue
+            if self.stale or self.heard > self.seq:
+                try:
+                    await self.activate()
+                except (JournalUnavailable, Unavailable):
+                    envelope.reply.set_error(journal_unavailable())
+                    continue
+            try:
+                if isinstance(command, Continue):
                     try:
                         envelope.reply.set_result(self._continue(command))
                     except (StaleToken, UnknownSession):
@@ -333,7 +226,7 @@ class SessionActor(Actor):
                 continue
             except JournalUnavailable:
                 self.stale = True
-                raise _unavailable() from None
+                raise journal_unavailable() from None
             self.state = T.commit(state, ((e.type, e.data) for e in committed))
             self.seq = committed[-1].seq
             service.session_closed(state)
@@ -343,18 +236,16 @@ class SessionActor(Actor):
     # -- a turn's result (sent by its runner) -----------------------------------------
 
     async def _turn_ended(self, result: TurnCommitted | TurnContended | TurnMoved | TurnFailed) -> None:
-        """Apply a runner's result and answer its turn (the answer follows the state change)."""
+        """Apply a runner's result; a contended or moved turn is answered here, from the state."""
         handle = result.handle
         if self.in_flight is handle:
             self.in_flight = None
-        if isinstance(result, TurnCommitted):
+        if isinstance(result, TurnCommitted):  # the runner answers it (it is durable)
             self._committed(result)
-            handle.finish(result.response, result.committed)
             if self.seq - self.snapshot_seq >= SNAPSHOT_EVERY:
                 await self._snapshot()
-        elif isinstance(result, TurnFailed):
+        elif isinstance(result, TurnFailed):  # the runner answers it
             self.stale = self.stale or result.stale
-            handle.fail(result.error)
         elif isinstance(result, TurnContended):
             self.stale = self.stale or result.stale
             handle.finish(self._contended(result.req, result.current), contended=True)

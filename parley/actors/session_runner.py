@@ -6,9 +6,10 @@ and the session's mailbox must keep answering meanwhile (a second turn gets
 service, but it decides nothing: every rule is a pure step of
 :mod:`parley.domain.session_turn`, and it never touches the actor's state.
 Its result goes back to the actor as a mailbox message (:class:`TurnCommitted`,
-:class:`TurnContended`, :class:`TurnMoved`, :class:`TurnFailed`); the actor
-applies it and answers the turn's handle, so the actor is the only writer of
-its state and the client's next turn queues behind the result.
+:class:`TurnContended`, :class:`TurnMoved`, :class:`TurnFailed`) that the
+actor applies, so the actor is the only writer of its state; the turn is
+answered only once that message is in the mailbox, so the client's next turn
+queues behind it.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from ..domain.handlers import TurnView
 from ..errors import InternalError, ParleyError, Unavailable
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent, StoredEvent
+from .failures import journal_unavailable
+from .session_commands import TurnHandle, TurnRequest
 from .signals import wait_any
 
 if TYPE_CHECKING:
     from .backbone import Backbone
-    from .session_actor import TurnHandle, TurnRequest
     from .session_service import SessionService
 
 log = logging.getLogger("parley.sessions")
@@ -99,7 +101,7 @@ async def run_turn(
     except ParleyError as error:
         result = TurnFailed(handle, error, stale=False)
     except JournalUnavailable:
-        result = TurnFailed(handle, Unavailable("the journal is unavailable; retry shortly", retry_after=1), stale=True)
+        result = TurnFailed(handle, journal_unavailable(), stale=True)
     except Exception:
         log.exception("turn %d of session %s failed", plan.turn, plan.session_id)
         result = TurnFailed(handle, InternalError(), stale=True)
@@ -116,21 +118,34 @@ async def run_turn(
 
 
 async def _report(service: SessionService, session_id: str, result: TurnResult) -> None:
-    """Hand the result to the actor; answer the handle here only if the actor cannot."""
+    """Hand the result to the actor, then make sure the turn is answered.
+
+    A committed or failed turn is answered as soon as its result is in the
+    mailbox: whatever the client sends after seeing the answer queues behind
+    the result, so it meets the applied state and no in-flight mark, and the
+    answer never waits for the actor (nor is lost with it). A contended or
+    moved turn is answered by the actor, which needs its state for that.
+    """
+    reply = None
     try:
         reply = await service.registry.send(session_id, result)
-        with trio.move_on_after(service.registry.ask_timeout):
-            await reply.wait()
     except ParleyError:
-        pass  # shutting down, or the actor failed to apply it: the answer below still holds
+        pass  # shutting down: answer below
+    if reply is not None and isinstance(result, (TurnContended, TurnMoved)):
+        with trio.move_on_after(service.registry.ask_timeout):
+            try:
+                await reply.wait()
+            except ParleyError:
+                pass
     handle = result.handle
-    if not handle.done.is_set():
-        if isinstance(result, TurnCommitted):
-            handle.finish(result.response, result.committed)
-        elif isinstance(result, TurnFailed):
-            handle.fail(result.error)
-        else:
-            handle.fail(Unavailable("the session is busy; retry shortly", retry_after=1))
+    if handle.done.is_set():
+        return
+    if isinstance(result, TurnCommitted):
+        handle.finish(result.response, result.committed)
+    elif isinstance(result, TurnFailed):
+        handle.fail(result.error)
+    else:
+        handle.fail(Unavailable("the session is busy; retry shortly", retry_after=1))
 
 
 class _TurnRun:

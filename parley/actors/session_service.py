@@ -37,9 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import socket
-import os
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -61,17 +58,10 @@ from ..journal.effects import ReleaseLease
 from ..journal.errors import ConcurrencyError
 from ..session_keys import SessionKeys
 from . import session_runner
+from .lease_holders import holder_is_dead, new_holder
 from .runtime import Registry
-from .session_actor import (
-    Close,
-    Continue,
-    Describe,
-    Peek,
-    SessionActor,
-    Start,
-    TurnHandle,
-    TurnRequest,
-)
+from .session_actor import SessionActor
+from .session_commands import Close, Continue, Describe, Peek, Start, TurnHandle, TurnRequest
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -101,7 +91,7 @@ class SessionService:
         self.handlers: dict[str, Handler] = load_handlers()
         #: Continuation-token keys (ADR-0024), loaded by :meth:`run`.
         self.keys = SessionKeys(b"")
-        self.holder = f"{_local_scope()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.holder = new_holder()
         #: open sessions known to this process: id -> identity, and the counts per identity.
         self.owners: dict[str, tuple[str, str]] = {}
         self.open_counts: dict[tuple[str, str], int] = {}
@@ -370,52 +360,6 @@ class SessionService:
     ) -> list[Any]:
         """A turn's actions (see :func:`parley.actors.session_runner.apply_actions`)."""
         return await session_runner.apply_actions(self.backbone, session_id, turn, req, subscriptions)
-
-
-# -- lease holders -------------------------------------------------------------------
-
-
-def _local_scope() -> str:
-    """This host and PID namespace (``host/<pid-ns inode>``; ``host/0`` if unknown)."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return f"{socket.gethostname()}/{namespace}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` names a process of this host and PID namespace that is gone.
-
-    After ``kill -9`` and a restart on the same host, the dead process's lease
-    would otherwise make the session answer ``contended`` until the lease
-    expires (``wait`` + 30 s). Only a holder we can check for certain is
-    declared dead (same scope, known namespace, no such process or a zombie);
-    anything else waits for the expiry. Taking a dead holder's lease is safe
-    anyway: its commit would fail the epoch check.
-    """
-    parts = holder.rsplit(":", 2)
-    if len(parts) != 3:
-        return False
-    scope, pid_text, _nonce = parts
-    local = _local_scope()
-    if scope != local or local.endswith("/0") or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid() or pid <= 1:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists (another user's): alive
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state == b"Z"
 
 
 # -- meta keys ---------------------------------------------------------------------

@@ -275,4 +275,7 @@ def compose(
 
 def commit(state: SessionState | None, events: Iterable[tuple[str, Mapping[str, Any]]]) -> SessionState:
     """The session state after a turn's (or a close's) committed events."""
-    return fold(events, state)
+    after = fold(events, state)
+    if after is None:
+        raise InternalError("a commit without events")
+    return after
