@@ -43,13 +43,9 @@ def database_url_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _scrub(text: str, url: str) -> str:
     """Remove the URL and its password from a message, in case a driver echoed them."""
-    password = None
-    try:
-        from sqlalchemy.engine import make_url
+    from .journal.diagnose import url_password
 
-        password = make_url(url).password
-    except Exception:  # noqa: BLE001 - an unparsable URL has nothing more to hide
-        pass
+    password = url_password(url)
     if url:
         text = text.replace(url, "<database-url>")
     if password:
@@ -60,8 +56,6 @@ def _scrub(text: str, url: str) -> str:
 @contextmanager
 def opened_store(url: str, *, require_schema: bool = True) -> Iterator[JournalStore]:
     """Open the journal at ``url``; any failure inside becomes ``fail(one line)``."""
-    from sqlalchemy import exc as sa_exc
-
     from .journal import diagnose
     from .journal.errors import ConcurrencyError, JournalUnavailable
     from .journal.store import unavailable
@@ -71,11 +65,11 @@ def opened_store(url: str, *, require_schema: bool = True) -> Iterator[JournalSt
     try:
         store = open_store(url, require_schema=require_schema)
         yield store
-    except (ToolError, JournalUnavailable, ConcurrencyError, sa_exc.SQLAlchemyError) as e:
+    except (ToolError, JournalUnavailable, ConcurrencyError, diagnose.DatabaseError) as e:
         line = diagnose.explain(e, url)  # the driver's cause, when there is one
         if line is not None:
             fail(line)
-        if isinstance(e, sa_exc.SQLAlchemyError):
+        if isinstance(e, diagnose.DatabaseError):
             e = unavailable(e)
         fail(_scrub(str(e), url))
     except OSError as e:

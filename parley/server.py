@@ -23,8 +23,6 @@ from .http import serving
 from .http.admission import connection_cap
 from .http.app import create_app
 from .mcp.http import McpMount
-from .journal import migrate
-from .journal.engine import make_engine
 
 log = logging.getLogger("parley.server")
 
@@ -40,29 +38,21 @@ def prepare_database(settings: Settings) -> None:
     secret, would otherwise fail after the banner). A failure becomes one
     :class:`StartupError` line naming the cause (:mod:`parley.journal.diagnose`).
     """
-    from .journal import diagnose
+    from .journal import admin, diagnose
 
     try:
-        engine = make_engine(settings.database_url)
-    except ValueError as exc:  # a URL the one parser refuses (normally caught by the CLI first)
+        admin.prepare(settings.database_url, upgrade=settings.is_sqlite)
+    except admin.BadDatabaseUrl as exc:  # a URL the one parser refuses (normally caught by the CLI first)
         raise StartupError(f"invalid PARLEY_DATABASE_URL: {exc}") from None
-    try:
-        if settings.is_sqlite:
-            migrate.upgrade(engine)
-            diagnose.check_writable(engine)
-        elif not migrate.is_at_head(engine):
-            raise StartupError(
-                "the database schema is not at the current revision; run `parley db upgrade` first"
-            )
-    except StartupError:
-        raise
+    except admin.SchemaBehind:
+        raise StartupError(
+            "the database schema is not at the current revision; run `parley db upgrade` first"
+        ) from None
     except Exception as exc:
         line = diagnose.explain(exc, settings.database_url)
         raise StartupError(
             line or f"cannot use the database ({type(exc).__name__}); check that it is running and the database URL"
         ) from None
-    finally:
-        engine.dispose()
 
 
 def prepare_session_keys(settings: Settings) -> None:
@@ -73,20 +63,19 @@ def prepare_session_keys(settings: Settings) -> None:
     the database; with ``PARLEY_SESSION_SECRET`` it is dropped.
     """
     from . import session_keys
-    from .journal import store
+    from .journal import admin
 
     try:
         keys = session_keys.load(settings)
     except session_keys.SessionKeyError as exc:
         raise StartupError(str(exc)) from None
-    engine = make_engine(settings.database_url)
     try:
-        legacy = store.read_meta(engine, session_keys.LEGACY_META_KEY)
+        legacy = admin.read_meta(settings.database_url, session_keys.LEGACY_META_KEY)
         if legacy is None:
             return
         if keys.source != "env":  # into the key file first: a crash here loses nothing
             session_keys.adopt_legacy_secret(session_keys.key_file_path(settings), legacy)
-        store.remove_meta(engine, session_keys.LEGACY_META_KEY)
+        admin.remove_meta(settings.database_url, session_keys.LEGACY_META_KEY)
         where = "PARLEY_SESSION_SECRET is used" if keys.source == "env" else f"kept as the previous key in {keys.source}"
         log.warning("moved the session secret out of the database (%s)", where)
     except session_keys.SessionKeyError as exc:
@@ -95,8 +84,6 @@ def prepare_session_keys(settings: Settings) -> None:
         raise StartupError(f"cannot update the session key file: {exc.strerror or type(exc).__name__}") from None
     except Exception as exc:
         raise StartupError(f"cannot use the database: {type(exc).__name__}") from None
-    finally:
-        engine.dispose()
 
 
 def display_url(bind: str) -> str:

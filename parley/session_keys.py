@@ -80,15 +80,11 @@ class SessionKeys:
 def key_file_path(settings: Settings) -> Path:
     if settings.session_key_file:
         return Path(settings.session_key_file).expanduser()
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from .journal.admin import sqlite_database
 
-    try:
-        url = make_url(settings.database_url)
-    except ArgumentError:
-        url = None
-    if url is not None and url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return Path(f"{url.database}.key")
+    database = sqlite_database(settings.database_url)
+    if database not in (None, "", ":memory:"):
+        return Path(f"{database}.key")
     return Path("~/.parley/session.key").expanduser()
 
 

@@ -21,6 +21,7 @@ from ..domain.message import check_channel_name
 from ..domain.seatbelt import Seatbelt
 from ..errors import ChannelExists, InternalError, ParleyError, Unavailable, UnknownChannel
 from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable, WindowFull
+from ..journal.backend import JournalBackend
 from ..journal.journal import Journal
 from ..journal.types import NewEvent, StoredEvent
 from .channel_actor import (
@@ -46,10 +47,12 @@ log = logging.getLogger("parley.backbone")
 
 
 class Backbone:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, journal: Journal | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, journal: JournalBackend | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock or Clock()
-        self.journal = journal or Journal.open(settings.database_url)
+        self.journal: JournalBackend = journal or Journal.open(settings.database_url)
         self.seatbelt = Seatbelt(
             max_posts_per_minute=settings.max_posts_per_minute,
             global_max_posts_per_minute=settings.global_max_posts_per_minute,

@@ -248,7 +248,7 @@ class ChannelActor(Actor):
                     backbone.artifact_bytes += len(command.data)
                 answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
         if events:
-            effects: list[Any] = [PutBlobs(self.name, tuple(blobs))] if blobs else []
+            effects = [_store_blobs(self.name, blobs)] if blobs else []
             if backbone.shared_windows and posts:
                 effects.append(window_side_effect(backbone.seatbelt, posts))
             try:
@@ -256,7 +256,7 @@ class ChannelActor(Actor):
                     stream_id(self.name),
                     events,
                     expected_seq,
-                    side_effect=chain(effects),
+                    side_effect=_chain(effects),
                 )
             except Exception as exc:
                 backbone.seatbelt.undo(posts)
@@ -361,3 +361,13 @@ def window_side_effect(seatbelt, log: list[tuple]):
     """The append side effect charging the stamps ``log`` recorded to the shared windows."""
     charges = tuple(WindowCharge(*charge) for charge in seatbelt.charges(log))
     return ChargeWindows(charges, seatbelt.window_ms) if charges else None
+
+
+def _chain(effects: list[Any]):
+    """One side effect of ``effects`` in order (None if there are none)."""
+    return chain(effects)
+
+
+def _store_blobs(channel: str, blobs: list[tuple[str, bytes]]):
+    """The side effect that writes artifact bytes in the append's own transaction."""
+    return PutBlobs(channel, tuple(blobs))

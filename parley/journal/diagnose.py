@@ -57,6 +57,15 @@ def _first_line(text: str, url: str | None) -> str:
     return line
 
 
+#: The base class of every SQLAlchemy error, for callers that must not import it.
+DatabaseError = sa.exc.SQLAlchemyError
+
+
+def url_password(url: str) -> str | None:
+    """The password a database URL carries (to scrub it from a message), or None."""
+    return _password(url)
+
+
 def _password(url: str) -> str | None:
     try:
         return sa.engine.make_url(urls.normalise(url)).password

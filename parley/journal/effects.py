@@ -22,6 +22,7 @@ __all__ = [
     "ReleaseLease",
     "WindowCharge",
     "apply_effect",
+    "check_effect",
     "chain",
 ]
 
@@ -79,6 +80,16 @@ def chain(effects: Sequence[Effect | None]) -> Effect | None:
         return present[0]
     return AllOf(present)
 
+
+
+def check_effect(effect: object) -> Effect:
+    """``effect`` if it is one of the effects above; TypeError otherwise."""
+    if not isinstance(effect, (AllOf, ChargeWindows, PutBlobs, ReleaseLease)):
+        raise TypeError(f"side_effect must be a parley.journal.effects value, not {type(effect).__name__}")
+    if isinstance(effect, AllOf):
+        for inner in effect.effects:
+            check_effect(inner)
+    return effect
 
 
 def apply_effect(conn: Any, effect: Effect) -> None:

@@ -37,7 +37,7 @@ from . import leases as _leases
 from . import queries as _queries
 from . import store as _store
 from . import windows as _windows
-from .effects import Effect, apply_effect
+from .effects import Effect, apply_effect, check_effect
 from .engine import make_engine
 from .errors import IntegrityFailure, JournalUnavailable
 from .leases import Lease, TakeResult
@@ -185,7 +185,7 @@ class Journal:
         failed (``WindowFull``, a moved lease: the request is rolled back
         alone), JournalUnavailable if the database failed.
         """
-        effect = None if side_effect is None else functools.partial(apply_effect, effect=_checked(side_effect))
+        effect = None if side_effect is None else functools.partial(apply_effect, effect=check_effect(side_effect))
         request = AppendRequest.create(stream_id, events, expected_seq, effect)
         return await self.writer.submit(request)
 
@@ -202,7 +202,7 @@ class Journal:
 
     async def commit_effect(self, effect: Effect) -> None:
         """Commit ``effect`` alone, in its own savepoint of the next batch."""
-        checked = _checked(effect)
+        checked = check_effect(effect)
         await self._write(lambda conn: apply_effect(conn, checked))
 
     # -- session side tables (ADR-0026) --
@@ -372,10 +372,3 @@ class Journal:
         """Raise JournalUnavailable unless the database answers ``SELECT 1``."""
         await self._read(self.store.ping)
 
-
-def _checked(effect: Effect) -> Effect:
-    from .effects import AllOf, ChargeWindows, PutBlobs, ReleaseLease
-
-    if not isinstance(effect, (AllOf, ChargeWindows, PutBlobs, ReleaseLease)):
-        raise TypeError(f"side_effect must be a parley.journal.effects value, not {type(effect).__name__}")
-    return effect

@@ -102,7 +102,6 @@ def test_start_up_read_models_read_the_partial_index_not_the_messages(sqlite_url
     the ``type <> 'message'`` literal it silently falls back to a full scan
     of ``events`` (3 s on a million events), so the plan is checked here.
     """
-    from parley.actors.session_service import _open_sessions
     from parley.journal import queries
 
     migrate.upgrade(sqlite_url)
@@ -117,7 +116,7 @@ def test_start_up_read_models_read_the_partial_index_not_the_messages(sqlite_url
 
     try:
         assert queries.channel_index(engine) == []
-        assert _open_sessions(engine) == {}
+        assert queries.open_sessions(engine, "session_started", "session_closed") == {}
     finally:
         engine.dispose()
     assert len(plans) == 4, plans
