@@ -18,20 +18,20 @@ does the same through the server.)
 
 from __future__ import annotations
 
-import base64
-import secrets
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from .cli_journal import database_url_option, fail, opened_store
+from .domain import bearer
+from .domain.identity import Identity
 
 if TYPE_CHECKING:
     from .journal.store import JournalStore
 
-#: The stream of :mod:`parley.actors.tokens` (not imported: that module needs trio).
-STREAM = "tokens"
+#: The stream of :mod:`parley.actors.tokens` (its rules: :mod:`parley.domain.bearer`).
+STREAM = bearer.STREAM
 #: Digest characters shown by ``list`` and the minimum accepted by ``--digest``.
 PREFIX_LEN = 12
 MIN_PREFIX_LEN = 8
@@ -44,27 +44,17 @@ class TokenError(Exception):
     """A token command cannot proceed; the message is one safe line."""
 
 
-def new_token() -> str:
-    """``tok_`` + base64url(32 random bytes), as :class:`parley.actors.tokens.TokenStore` mints."""
-    return "tok_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-
-
-def load(store: JournalStore) -> tuple[int, dict[str, tuple[str, str]]]:
-    """``(last seq, {digest: (agent_id, owner)})`` folded from the ``tokens`` stream."""
-    active: dict[str, tuple[str, str]] = {}
+def load(store: JournalStore) -> tuple[int, dict[str, Identity]]:
+    """``(last seq, {digest: identity})`` folded from the ``tokens`` stream."""
+    active: dict[str, Identity] = {}
     seq = 0
     for event in store.read_stream(STREAM):
-        if event.type == "token_minted":
-            d = event.data
-            active[d["digest"]] = (d["agent_id"], d["owner"])
-        elif event.type == "token_revoked":
-            for digest in event.data["digests"]:
-                active.pop(digest, None)
+        bearer.apply(active, event.type, event.data)
         seq = event.seq
     return seq, active
 
 
-def _commit(store: JournalStore, decide: Callable[[dict[str, tuple[str, str]]], tuple[list, Any]]) -> Any:
+def _commit(store: JournalStore, decide: Callable[[dict[str, Identity]], tuple[list, Any]]) -> Any:
     """Decide against the current stream and append; on a lost race, reload and retry."""
     from .journal.errors import ConcurrencyError
 
@@ -81,7 +71,7 @@ def _commit(store: JournalStore, decide: Callable[[dict[str, tuple[str, str]]], 
     raise TokenError("the tokens stream kept changing under us; try again")
 
 
-def match_digest(active: dict[str, tuple[str, str]], prefix: str) -> str | None:
+def match_digest(active: dict[str, Any], prefix: str) -> str | None:
     """The active digest starting with ``prefix`` (None if none; error if ambiguous/too short)."""
     prefix = prefix.strip().lower()
     if len(prefix) < MIN_PREFIX_LEN or any(c not in "0123456789abcdef" for c in prefix):
@@ -92,21 +82,24 @@ def match_digest(active: dict[str, tuple[str, str]], prefix: str) -> str | None:
     return found[0] if found else None
 
 
-def _targets(active: dict[str, tuple[str, str]], agent_id: str | None, digest: str | None) -> list[str]:
+def _targets(active: dict[str, Identity], agent_id: str | None, digest: str | None) -> list[str]:
+    """As the server decides, after resolving a ``--digest`` prefix to one digest."""
     if digest is not None:
         match = match_digest(active, digest)
-        return [match] if match is not None else []
-    return [d for d, (agent, _owner) in active.items() if agent == agent_id]
+        if match is None:
+            return []
+        digest = match
+    return bearer.targets(active, agent_id, digest)
 
 
 def mint(store: JournalStore, agent_id: str, owner: str) -> tuple[str, str]:
     """Mint a token; returns ``(token, digest)``."""
-    from .domain.identity import token_digest
+    from .domain.tokens import token_digest
     from .journal.types import NewEvent
 
-    token = new_token()
+    token = bearer.new_bearer_token()
     digest = token_digest(token)
-    event = NewEvent("token_minted", {"digest": digest, "agent_id": agent_id, "owner": owner})
+    event = NewEvent(*bearer.minted(digest, agent_id, owner))
     _commit(store, lambda _active: ([event], None))
     return token, digest
 
@@ -119,25 +112,22 @@ def revoke(store: JournalStore, *, agent_id: str | None = None, digest: str | No
         targets = _targets(active, agent_id, digest)
         if not targets:
             return [], []
-        return [NewEvent("token_revoked", {"digests": targets})], targets
+        return [NewEvent(*bearer.revoked(targets))], targets
 
     return _commit(store, decide)
 
 
 def rotate(store: JournalStore, agent_id: str, owner: str, digest: str | None = None) -> tuple[str, str, list[str]]:
     """Mint a new token and revoke the old ones (of ``agent_id``, or ``digest``) in one append."""
-    from .domain.identity import token_digest
+    from .domain.tokens import token_digest
     from .journal.types import NewEvent
 
-    token = new_token()
+    token = bearer.new_bearer_token()
     new_digest = token_digest(token)
 
     def decide(active):
         old = _targets(active, agent_id, digest)
-        events = [NewEvent("token_minted", {"digest": new_digest, "agent_id": agent_id, "owner": owner})]
-        if old:
-            events.append(NewEvent("token_revoked", {"digests": old}))
-        return events, old
+        return [NewEvent(*e) for e in bearer.rotation(new_digest, agent_id, owner, old)], old
 
     revoked = _commit(store, decide)
     return token, new_digest, revoked
@@ -239,8 +229,8 @@ def list_cmd(database_url: str, as_json: bool) -> None:
     with opened_store(database_url) as store:
         _seq, active = load(store)
     rows = [
-        {"digest": d[:PREFIX_LEN], "agent_id": agent, "owner": owner}
-        for d, (agent, owner) in active.items()
+        {"digest": d[:PREFIX_LEN], "agent_id": identity.agent_id, "owner": identity.owner}
+        for d, identity in active.items()
     ]
     if as_json:
         import orjson

@@ -91,6 +91,10 @@ class Actor:
     async def passivate(self) -> None:
         """Called when the actor leaves memory (e.g. to save a snapshot)."""
 
+    def busy(self) -> bool:
+        """True while idleness must not passivate the actor (work it started will report back)."""
+        return False
+
 
 @dataclass
 class RegistryStatistics:
@@ -161,7 +165,7 @@ class _Cell:
             if first is None:
                 # Idle: leave the registry synchronously, so no sender can
                 # find this cell between the check and the removal.
-                if self.receive.statistics().current_buffer_used == 0:
+                if self.receive.statistics().current_buffer_used == 0 and not self.actor.busy():
                     reg._forget(self)
                     reg.passivations += 1
                     return
@@ -255,6 +259,16 @@ class Registry:
         except trio.WouldBlock:
             raise Unavailable("too many commands waiting; retry shortly", retry_after=1) from None
         except trio.ClosedResourceError:
+            raise Unavailable("server is shutting down", retry_after=1) from None
+        return envelope.reply
+
+    async def send(self, key: str, command: Any) -> Reply:
+        """Deliver, waiting for room in the mailbox: for a result that must not be refused."""
+        envelope: Envelope[Any] = Envelope(command)
+        cell = self._cell(key)
+        try:
+            await cell.send.send(envelope)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Unavailable("server is shutting down", retry_after=1) from None
         return envelope.reply
 

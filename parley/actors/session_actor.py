@@ -2,143 +2,44 @@
 
 The mailbox serialises the *decisions* about a session: the owner check,
 missing/stale token, Idempotency-Key replay and turn-in-flight (refusal steps
-4–8) are decided synchronously against the actor's state, with no ``await``
-between the in-flight check and marking the turn in flight. An accepted turn
-then runs in a child task of the session service (it may wait up to 60 s for
-a message), so the mailbox keeps answering: a second turn for the session
-gets ``turn_in_flight`` at once instead of queueing behind the first.
+4–8) are decided synchronously against the actor's state by
+:func:`parley.domain.session_turn.decide_continue`, with no ``await`` between
+the in-flight check and marking the turn in flight. An accepted turn then runs
+in a child task of the session service (:mod:`parley.actors.session_runner`;
+it may wait up to 60 s for a message), so the mailbox keeps answering: a
+second turn for the session gets ``turn_in_flight`` at once instead of
+queueing behind the first.
 
-A running turn is the only writer of its session's stream in this process
-(the in-flight mark is held in the service, so it survives a passivation of
-the actor); across processes the turn lease and ``UNIQUE(stream_id, seq)``
+The actor is the only writer of its state, including the in-flight mark: the
+runner reports its result as a mailbox message, which the actor applies; the
+turn is answered once that message is queued, so the client's next turn
+follows it. While a turn runs the actor is ``busy`` and is not
+passivated. Across processes the turn lease and ``UNIQUE(stream_id, seq)``
 arbitrate (see :mod:`parley.actors.session_service`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 from ..domain import session as S
-from ..domain.identity import Identity
-from ..domain.session_input import TurnInput
-from ..errors import InternalError, ParleyError, StaleToken, TurnInFlight, Unavailable, UnknownSession
+from ..domain import session_turn as T
+from ..errors import ParleyError, StaleToken, TurnInFlight, Unavailable, UnknownSession
 from ..journal.errors import ConcurrencyError, JournalUnavailable
-from ..journal.types import NewEvent, StoredEvent
+from ..journal.types import NewEvent
+from .failures import journal_unavailable
 from .runtime import Actor, Envelope
+from .session_commands import Close, Continue, Describe, Peek, Start, TurnHandle, TurnRequest, stream_id
+from .session_runner import TurnCommitted, TurnContended, TurnFailed, TurnMoved, run_turn
 
 if TYPE_CHECKING:
     from .session_service import SessionService
 
 log = logging.getLogger("parley.sessions")
 
-FAILPOINT_STREAM_OPEN = "turn-after-stream-open"
 #: Save a snapshot after this many events past the last one (and on passivation).
 SNAPSHOT_EVERY = 100
-
-
-def stream_id(session_id: str) -> str:
-    return f"session:{session_id}"
-
-
-# -- requests, handles, commands -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TurnRequest:
-    """A parsed, authenticated turn (start or continue) on its way to the actor.
-
-    ``held`` marks a WebSocket connection bound to the session: a frame
-    without a token is authorized by the connection (it presents the current
-    token implicitly).
-    """
-
-    identity: Identity
-    input: TurnInput
-    token: str | None
-    idem_key: str | None
-    fingerprint: str
-    streamed: bool = False
-    held: bool = False
-
-
-class TurnHandle:
-    """The answer of an accepted (or replayed) turn, available once ``done`` is set.
-
-    ``records`` are the journal events the turn committed (SSE/WS ``record``).
-    ``error`` is set when the turn failed after it was accepted (no rotation).
-    """
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.done = trio.Event()
-        self.response: dict[str, Any] | None = None
-        self.records: list[StoredEvent] = []
-        self.error: ParleyError | None = None
-        self.replayed = False
-        self.contended = False
-
-    def finish(
-        self,
-        response: dict[str, Any],
-        records: Sequence[StoredEvent] = (),
-        *,
-        replayed: bool = False,
-        contended: bool = False,
-    ) -> TurnHandle:
-        self.response = response
-        self.records = list(records)
-        self.replayed = replayed
-        self.contended = contended
-        self.done.set()
-        return self
-
-    def fail(self, error: ParleyError) -> None:
-        self.error = error
-        self.done.set()
-
-    async def result(self) -> dict[str, Any]:
-        """The turn response, or raise the error the turn failed with."""
-        await self.done.wait()
-        if self.error is not None:
-            raise self.error
-        assert self.response is not None
-        return self.response
-
-
-@dataclass(frozen=True, slots=True)
-class Continue:
-    req: TurnRequest
-    handle: TurnHandle
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    req: TurnRequest
-    handle: TurnHandle
-    start_key: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Peek:
-    """The current state (or ``None``), for a start's Idempotency-Key lookup."""
-
-
-@dataclass(frozen=True, slots=True)
-class Describe:
-    identity: Identity
-    #: the stream's last seq as just read: a state behind it is reloaded first.
-    head: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    identity: Identity
-    token: str | None
 
 
 # -- the actor -------------------------------------------------------------------
@@ -154,6 +55,10 @@ class SessionActor(Actor):
         self.seq = 0
         self.snapshot_seq = 0
         self.stale = True
+        #: The handle of the turn running now (steps 8, describe, passivation, shutdown).
+        self.in_flight: TurnHandle | None = None
+        #: The highest seq of this stream the journal tailer reported (ours or another process's).
+        self.heard = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -172,8 +77,19 @@ class SessionActor(Actor):
         self.snapshot_seq = after
         self.stale = False
 
+    def busy(self) -> bool:
+        return self.in_flight is not None
+
+    def hear(self, seq: int) -> None:
+        """The tailer saw ``seq`` committed: a state behind it reloads before its next command.
+
+        A hint, not state: comparing it with ``seq`` at the next batch means our
+        own commit (applied from the runner's result) never causes a reload.
+        """
+        self.heard = max(self.heard, seq)
+
     async def passivate(self) -> None:
-        if self.service.in_flight.get(self.session_id) is not None:
+        if self.in_flight is not None:
             return  # the running turn will commit past this seq
         await self._snapshot()
 
@@ -188,19 +104,34 @@ class SessionActor(Actor):
             return
         self.snapshot_seq = max(self.snapshot_seq, seq)
 
+    async def _reload(self) -> None:
+        try:
+            await self.activate()
+        except JournalUnavailable:
+            self.stale = True
+            raise journal_unavailable() from None
+
     # -- commands ----------------------------------------------------------------
 
     async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
-        if self.stale:
-            try:
-                await self.activate()
-            except (JournalUnavailable, Unavailable):
-                for envelope in batch:
-                    envelope.reply.set_error(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
-                return
         reloaded = False
         for envelope in batch:
             command = envelope.command
+            if isinstance(command, _RESULTS):
+                # First, and without a reload: our own commit moves seq up to
+                # what the tailer may already have reported.
+                try:
+                    await self._turn_ended(command)
+                except ParleyError:
+                    self.stale = True  # could not apply it: the journal has the truth
+                envelope.reply.set_result(None)
+                continue
+            if self.stale or self.heard > self.seq:
+                try:
+                    await self.activate()
+                except (JournalUnavailable, Unavailable):
+                    envelope.reply.set_error(journal_unavailable())
+                    continue
             try:
                 if isinstance(command, Continue):
                     try:
@@ -209,7 +140,7 @@ class SessionActor(Actor):
                         # Another process may have committed since this state was
                         # loaded (the tailer tells us only after a poll): re-read
                         # once per batch before refusing.
-                        if reloaded or self.session_id in self.service.in_flight:
+                        if reloaded or self.in_flight is not None:
                             raise
                         reloaded = True
                         await self._reload()
@@ -219,10 +150,10 @@ class SessionActor(Actor):
                 elif isinstance(command, Peek):
                     envelope.reply.set_result(self.state)
                 elif isinstance(command, Describe):
-                    if command.head > self.seq and self.session_id not in self.service.in_flight:
+                    if command.head > self.seq and self.in_flight is None:
                         await self._reload()
                     state = S.check_owner(self.state, command.identity, self.session_id)
-                    envelope.reply.set_result((state, self.session_id in self.service.in_flight))
+                    envelope.reply.set_result((state, self.in_flight is not None))
                 elif isinstance(command, Close):
                     envelope.reply.set_result(await self._close(command))
                 else:
@@ -231,30 +162,45 @@ class SessionActor(Actor):
                 envelope.reply.set_error(error)
 
     def _continue(self, command: Continue) -> TurnHandle:
-        req, handle, service = command.req, command.handle, self.service
-        state = S.check_owner(self.state, req.identity, self.session_id)  # step 4
-        if req.held and req.token is None:
-            presented: str | None = state.token_digest
-        else:
-            presented = None if req.token is None else S.token_digest(req.token)
-        decision = S.check_continue(  # steps 5-7
-            state, presented, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
+        req, handle = command.req, command.handle
+        decision = T.decide_continue(
+            self.state,
+            self.session_id,
+            self.seq,
+            req.identity,
+            req.token,
+            held=req.held,
+            idem_key=req.idem_key,
+            fingerprint=req.fingerprint,
+            in_flight=self.in_flight is not None,
         )
         if isinstance(decision, S.Replay):
-            token = service.keys.reissue(self.session_id, decision.turn, state.token_digest)
-            return handle.finish(S.render_response(decision.response, token), replayed=True)
-        if self.session_id in service.in_flight:  # step 8
-            raise TurnInFlight()
-        service.in_flight[self.session_id] = handle
-        service.spawn(self._run_turn, req, handle, state, self.seq, None)
+            return self._replay(decision, handle)
+        self._launch(decision, req, handle, None)
         return handle
 
     def _start(self, command: Start) -> TurnHandle:
-        if self.state is not None or self.session_id in self.service.in_flight:
-            raise InternalError("session id collision")  # 80 random bits: never in practice
-        self.service.in_flight[self.session_id] = command.handle
-        self.service.spawn(self._run_turn, command.req, command.handle, None, 0, command.start_key)
+        req = command.req
+        plan = T.plan_start(
+            self.state,
+            self.session_id,
+            req.identity,
+            req.input.handler,  # type: ignore[arg-type]  # a start's input always names one
+            idem_key=req.idem_key,
+            fingerprint=req.fingerprint,
+            in_flight=self.in_flight is not None,
+        )
+        self._launch(plan, req, command.handle, command.start_key)
         return command.handle
+
+    def _launch(self, plan: T.TurnPlan, req: TurnRequest, handle: TurnHandle, start_key: str | None) -> None:
+        self.service.spawn(run_turn, self.service, plan, req, handle, start_key)
+        self.in_flight = handle  # after spawn: a refused spawn leaves no mark
+
+    def _replay(self, decision: S.Replay, handle: TurnHandle) -> TurnHandle:
+        assert self.state is not None
+        token = self.service.keys.reissue(self.session_id, decision.turn, self.state.token_digest)
+        return handle.finish(S.render_response(decision.response, token), replayed=True)
 
     async def _close(self, command: Close) -> dict[str, Any]:
         service = self.service
@@ -265,12 +211,12 @@ class SessionActor(Actor):
                 presented = None if command.token is None else S.token_digest(command.token)
                 S.check_continue(state, presented)
             except (StaleToken, UnknownSession):
-                if reloaded or self.session_id in service.in_flight:
+                if reloaded or self.in_flight is not None:
                     raise
                 reloaded = True  # another process may have moved on: re-read once
                 await self._reload()
                 continue
-            if self.session_id in service.in_flight:
+            if self.in_flight is not None:
                 raise TurnInFlight()
             event = NewEvent(S.SESSION_CLOSED, S.session_closed_data(ts=service.backbone.stamper.next()))
             try:
@@ -280,170 +226,75 @@ class SessionActor(Actor):
                 continue
             except JournalUnavailable:
                 self.stale = True
-                raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
-            self.state = S.fold(((e.type, e.data) for e in committed), state)
+                raise journal_unavailable() from None
+            self.state = T.commit(state, ((e.type, e.data) for e in committed))
             self.seq = committed[-1].seq
             service.session_closed(state)
             return {"closed": True}
         raise Unavailable("the session is busy; retry shortly", retry_after=1)
 
-    # -- a turn (runs in a child task of the service) --------------------------------
+    # -- a turn's result (sent by its runner) -----------------------------------------
 
-    async def _run_turn(
-        self,
-        req: TurnRequest,
-        handle: TurnHandle,
-        state: S.SessionState | None,
-        base_seq: int,
-        start_key: str | None,
-    ) -> None:
-        """Run one accepted turn; ``state``/``base_seq`` are the session as it was accepted
-        (``None``/0 for the start turn)."""
-        service = self.service
-        start = state is None
-        sid = self.session_id
-        turn = 1 if state is None else state.turns + 1
-        epoch = 0 if state is None else state.lease_epoch
-        leased = False
-        committed_ok = False
-        try:
-            if req.streamed and FAILPOINT_STREAM_OPEN in service.settings.failpoints:
-                raise InternalError(f"failpoint {FAILPOINT_STREAM_OPEN}")
-            if not start:
-                taken = await service.take_lease(sid, req.input.wait, base_seq)
-                if taken is None:
-                    await self._answer_contended(req, handle, state)
-                    return
-                if taken == "moved":
-                    # Another process committed since this state was loaded: decide again.
-                    await self._redecide(req, handle)
-                    return
-                epoch, leased = int(taken), True
-            subscriptions = {} if state is None else dict(state.subscriptions)
-            results = await service.apply_actions(sid, turn, req, subscriptions)
-            messages, parked = await service.deliver(subscriptions, req.input.max, req.input.wait)
-            for item in messages:
-                subscriptions[item["channel"]] = item["cursor"]
-            token = service.keys.mint(sid, turn)
-            handler_name = req.input.handler if start else state.handler  # type: ignore[union-attr]
-            extras = await service.handler_output(handler_name, sid, turn, subscriptions, results, messages)
-            if parked:
-                response = S.parked(sid, token, results=results, cursors=subscriptions, messages=messages)
-            else:
-                response = S.finished(sid, token, results=results, messages=messages, cursors=subscriptions)
-            for key, value in extras.items():
-                if key not in response["output"]:
-                    response["output"][key] = value
-            stored = S.stored_response(response)
-            keyed = None if req.idem_key is None else S.KeyedRequest(req.idem_key, req.fingerprint)
-            events: list[NewEvent] = []
-            ts = service.backbone.stamper.next()
-            if start:
-                events.append(
-                    NewEvent(
-                        S.SESSION_STARTED,
-                        S.session_started_data(
-                            sid, req.identity, handler=handler_name, ts=ts, start_idempotency=keyed
-                        ),
-                    )
-                )
-            events.append(
-                NewEvent(
-                    S.TURN_COMMITTED,
-                    S.turn_committed_data(
-                        turn=turn,
-                        token_digest=S.token_digest(token),
-                        subscriptions=subscriptions,
-                        response=stored,
-                        ts=ts,
-                        lease_epoch=epoch,
-                        idempotency=None if start else keyed,
-                    ),
-                )
-            )
-            try:
-                committed = await service.journal.append(
-                    self.stream,
-                    events,
-                    base_seq,
-                    side_effect=service.lease_release(sid, epoch) if leased else None,
-                )
-            except ConcurrencyError:
-                # Lost to another process (newer lease epoch or the same seq):
-                # nothing was journaled; the token is not rotated.
-                leased = False
-                self.stale = True
-                await self._answer_contended(req, handle, state)
-                return
-            leased = False
-            self.state = S.fold(((e.type, e.data) for e in committed), None if start else state)
-            self.seq = committed[-1].seq
-            service.turn_committed(self, start=start, identity=req.identity)
-            committed_ok = True
-            # Answered: the client's next turn may start now, even while the
-            # snapshot below is saved (it was a spurious turn_in_flight).
-            if service.in_flight.get(sid) is handle:
-                del service.in_flight[sid]
-            handle.finish(S.render_response(stored, token), committed)
+    async def _turn_ended(self, result: TurnCommitted | TurnContended | TurnMoved | TurnFailed) -> None:
+        """Apply a runner's result; a contended or moved turn is answered here, from the state."""
+        handle = result.handle
+        if self.in_flight is handle:
+            self.in_flight = None
+        if isinstance(result, TurnCommitted):  # the runner answers it (it is durable)
+            self._committed(result)
             if self.seq - self.snapshot_seq >= SNAPSHOT_EVERY:
                 await self._snapshot()
+        elif isinstance(result, TurnFailed):  # the runner answers it
+            self.stale = self.stale or result.stale
+        elif isinstance(result, TurnContended):
+            self.stale = self.stale or result.stale
+            handle.finish(self._contended(result.req, result.current), contended=True)
+        else:
+            await self._redecide(result)
+
+    def _committed(self, result: TurnCommitted) -> None:
+        last = result.committed[-1].seq
+        if self.seq == result.plan.base_seq and not self.stale:
+            self.state = T.commit(self.state, ((e.type, e.data) for e in result.committed))
+            self.seq = last
+        elif self.seq < last:
+            self.stale = True  # this state is not the one the turn was accepted on: reload
+
+    async def _redecide(self, result: TurnMoved) -> None:
+        """Another process committed since the turn was accepted: answer from the current stream."""
+        req, handle = result.req, result.handle
+        try:
+            await self._reload()
+            decision = T.decide_continue(
+                self.state,
+                self.session_id,
+                self.seq,
+                req.identity,
+                req.token,
+                held=req.held,
+                idem_key=req.idem_key,
+                fingerprint=req.fingerprint,
+            )
         except ParleyError as error:
             handle.fail(error)
-        except JournalUnavailable:
-            self.stale = True
-            handle.fail(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
-        except Exception:
-            log.exception("turn %d of session %s failed", turn, sid)
-            self.stale = True
-            handle.fail(InternalError())
-        finally:
-            if leased:
-                with trio.CancelScope(shield=True):
-                    await service.release_lease_quietly(sid, epoch)
-            if service.in_flight.get(sid) is handle:
-                del service.in_flight[sid]
-            if start:
-                service.start_finished(req.identity, start_key, committed=committed_ok, session_id=sid)
-            if not handle.done.is_set():  # cancelled (shutdown): never leave a waiter hanging
-                handle.fail(Unavailable("server is shutting down", retry_after=1))
-
-    async def _reload(self) -> None:
-        try:
-            await self.activate()
-        except JournalUnavailable:
-            self.stale = True
-            raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
-
-    async def _redecide(self, req: TurnRequest, handle: TurnHandle) -> None:
-        """Answer from the session's current journal state (stale, replay, 404, …)."""
-        await self.activate()
-        state = S.check_owner(self.state, req.identity, self.session_id)
-        presented = state.token_digest if req.held and req.token is None else (
-            None if req.token is None else S.token_digest(req.token)
-        )
-        decision = S.check_continue(
-            state, presented, idempotency_key=req.idem_key, request_fingerprint=req.fingerprint
-        )
-        if isinstance(decision, S.Replay):
-            token = self.service.keys.reissue(self.session_id, decision.turn, state.token_digest)
-            handle.finish(S.render_response(decision.response, token), replayed=True)
             return
-        await self._answer_contended(req, handle, state)  # current after all: retry
+        if isinstance(decision, S.Replay):
+            self._replay(decision, handle)
+        else:  # current after all: the client retries
+            handle.finish(self._contended(req, self.seq), contended=True)
 
-    async def _answer_contended(
-        self, req: TurnRequest, handle: TurnHandle, state: S.SessionState | None
-    ) -> None:
-        service = self.service
-        try:
-            current = await service.journal.last_seq(self.stream)
-        except JournalUnavailable:
-            current = self.seq
+    def _contended(self, req: TurnRequest, current: int) -> dict[str, Any]:
+        """Nothing was journaled: the presented token comes back unrotated."""
         token = req.token
         if token is None:  # a held WebSocket connection presented the current token
-            token = service.keys.reissue(
+            state = self.state
+            token = self.service.keys.reissue(
                 self.session_id, 0 if state is None else state.turns, None if state is None else state.token_digest
             )
-        handle.finish(S.contended(self.session_id, token, current=current), contended=True)
+        return S.contended(self.session_id, token, current=current)
+
+
+_RESULTS = (TurnCommitted, TurnContended, TurnMoved, TurnFailed)
 
 
 __all__ = [

@@ -35,12 +35,8 @@ Decisions the contract leaves open (ADR material):
 from __future__ import annotations
 
 import hashlib
-import heapq
 import logging
 import re
-import socket
-import os
-import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +44,10 @@ import trio
 
 from .. import session_keys
 from ..domain import session as S
-from ..domain.handlers import Handler, TurnView, load_handlers
+from ..domain.handlers import Handler, load_handlers
 from ..domain.identity import Identity
 from ..domain.text import fragment
 from ..errors import (
-    InvalidCursor,
     InvalidRequest,
     ParleyError,
     SessionLimit,
@@ -62,18 +57,11 @@ from ..errors import (
 from ..journal.effects import ReleaseLease
 from ..journal.errors import ConcurrencyError
 from ..session_keys import SessionKeys
+from . import session_runner
+from .lease_holders import holder_is_dead, new_holder
 from .runtime import Registry
-from .session_actor import (
-    Close,
-    Continue,
-    Describe,
-    Peek,
-    SessionActor,
-    Start,
-    TurnHandle,
-    TurnRequest,
-)
-from .signals import wait_any
+from .session_actor import SessionActor
+from .session_commands import Close, Continue, Describe, Peek, Start, TurnHandle, TurnRequest
 
 if TYPE_CHECKING:
     from .backbone import Backbone
@@ -88,16 +76,6 @@ SHUTDOWN_GRACE_S = 4.0
 #: process died before committing or giving it back (milliseconds).
 SESSION_SLOT_TTL_MS = 300_000
 _SESSION_ID = re.compile(r"^ses_[0-9A-HJKMNP-TV-Z]{26}$")
-_HISTORY_ALL = 1 << 62
-
-
-def _stamp_key(item: Mapping[str, Any]) -> tuple[int, str]:
-    ts = item["message"].get("ts")
-    if isinstance(ts, str) and "#" in ts:
-        head, _, counter = ts.rpartition("#")
-        if counter.isdigit():
-            return int(counter), head
-    return 0, str(ts)
 
 
 class SessionService:
@@ -113,9 +91,7 @@ class SessionService:
         self.handlers: dict[str, Handler] = load_handlers()
         #: Continuation-token keys (ADR-0024), loaded by :meth:`run`.
         self.keys = SessionKeys(b"")
-        self.holder = f"{_local_scope()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        #: session id -> the handle of its running turn (steps 8, describe, passivation).
-        self.in_flight: dict[str, TurnHandle] = {}
+        self.holder = new_holder()
         #: open sessions known to this process: id -> identity, and the counts per identity.
         self.owners: dict[str, tuple[str, str]] = {}
         self.open_counts: dict[tuple[str, str], int] = {}
@@ -155,13 +131,17 @@ class SessionService:
     async def shutdown(self) -> None:
         """Let running turns finish (waits end early: they commit ``parked``), then stop."""
         with trio.move_on_after(SHUTDOWN_GRACE_S):
-            while self.in_flight:
-                handles = list(self.in_flight.values())
+            while handles := self._running():
                 for handle in handles:
                     await handle.done.wait()
         await self.registry.shutdown()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    def _running(self) -> list[TurnHandle]:
+        """The handles of the turns running now (each actor holds its own in-flight mark)."""
+        actors = (self.registry.peek(key) for key in self.registry.active_keys())
+        return [a.in_flight for a in actors if isinstance(a, SessionActor) and a.in_flight is not None]
 
     def spawn(self, fn, *args: Any) -> None:
         if self._nursery is None:
@@ -170,15 +150,13 @@ class SessionService:
 
     # -- bookkeeping called by actors ----------------------------------------------
 
-    def turn_committed(self, actor: SessionActor, *, start: bool, identity: Identity) -> None:
+    def turn_committed(
+        self, session_id: str, subscriptions: Mapping[str, int], *, start: bool, identity: Identity
+    ) -> None:
+        """A turn of ours committed: the open-session index and the lag cursors follow it."""
         if start:
-            self._opened(actor.session_id, (identity.agent_id, identity.owner))
-        if actor.state is not None:
-            self.cursors[actor.session_id] = dict(actor.state.subscriptions)
-        cell = self.registry._cells.get(actor.session_id)
-        if cell is not None and cell.actor is not actor:
-            # The actor was passivated and re-activated while the turn ran.
-            cell.actor.stale = True  # type: ignore[attr-defined]
+            self._opened(session_id, (identity.agent_id, identity.owner))
+        self.cursors[session_id] = dict(subscriptions)
 
     def _opened(self, session_id: str, ident: tuple[str, str]) -> None:
         # Idempotent: our own commit and the tailer may both report a start.
@@ -195,9 +173,9 @@ class SessionService:
     def observe(self, event) -> None:
         """A ``session:*`` event seen by the journal tailer (ours or another process's)."""
         sid = event.stream_id[len("session:") :]
-        cell = self.registry._cells.get(sid)
-        if cell is not None and event.seq > cell.actor.seq:  # type: ignore[attr-defined]
-            cell.actor.stale = True  # type: ignore[attr-defined]  # reload before the next command
+        actor = self.registry.peek(sid)
+        if isinstance(actor, SessionActor):
+            actor.hear(event.seq)  # reload before the next command if behind
         if event.type == S.SESSION_STARTED:
             self._opened(sid, (event.data["agent_id"], event.data["owner"]))
         elif event.type == S.TURN_COMMITTED and sid in self.owners:
@@ -380,148 +358,8 @@ class SessionService:
     async def apply_actions(
         self, session_id: str, turn: int, req: TurnRequest, subscriptions: dict[str, int]
     ) -> list[Any]:
-        """Run the actions in order; ``results[i]`` is the route body or its error envelope."""
-        backbone = self.backbone
-        identity = req.identity
-        results: list[Any] = []
-        for index, action in enumerate(req.input.actions):
-            key = f"session/{session_id}/{turn}/{index}"
-            try:
-                if action.kind == "subscribe":
-                    slug = backbone.check_channel(action.channel)
-                    head = backbone.directory.head(slug)
-                    if action.from_ == "head" or action.from_ is None:
-                        cursor = head
-                    elif action.from_ == "start":
-                        cursor = 0
-                    else:
-                        cursor = int(action.from_)
-                        if cursor > head:
-                            raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-                    subscriptions[slug] = cursor
-                    result: Any = {"cursor": cursor}
-                elif action.kind == "unsubscribe":
-                    subscriptions.pop(action.channel, None)
-                    result = {"channel": action.channel, "subscribed": False}
-                elif action.kind == "append":
-                    result = (await backbone.append(action.channel, action.message, identity, key)).body
-                elif action.kind == "reassign":
-                    assignee = action.assignee or {}
-                    if (
-                        not isinstance(assignee.get("agent_id"), str)
-                        or not isinstance(assignee.get("owner"), str)
-                        or assignee["agent_id"] == ""
-                        or assignee["owner"] == ""
-                    ):
-                        raise InvalidRequest(
-                            "reassign requires an assignee object with a non-empty agent_id and owner"
-                        )
-                    target = {"agent_id": assignee["agent_id"], "owner": assignee["owner"]}
-                    result = (
-                        await backbone.claim(action.channel, "reassign", action.message, identity, target, key)
-                    ).body
-                else:  # claim | done
-                    result = (
-                        await backbone.claim(action.channel, action.kind, action.message, identity, idem_key=key)
-                    ).body
-            except ParleyError as error:
-                results.append(error.envelope())
-                break
-            results.append(result)
-        return results
-
-    async def deliver(
-        self, subscriptions: Mapping[str, int], max_: int, wait: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """``(messages, parked)``: what is deliverable now, or after waiting for one."""
-        backbone = self.backbone
-        deadline = trio.current_time() + wait
-        while True:
-            # Take the commit events *before* reading, so no wake-up is missed.
-            events = [backbone.signals.event(c) for c in subscriptions]
-            messages = await self._deliverable(subscriptions, max_)
-            if messages or wait == 0 or not subscriptions:
-                return messages, False
-            remaining = deadline - trio.current_time()
-            if backbone.shutting_down or remaining <= 0:
-                return [], True
-            await wait_any(events, remaining)
-
-    async def _deliverable(self, subscriptions: Mapping[str, int], max_: int) -> list[dict[str, Any]]:
-        per_channel = []
-        for channel, cursor in subscriptions.items():
-            page, _head = await self.backbone.read_from(channel, cursor, max_)
-            per_channel.append(
-                [S.delivered(channel, cursor + i + 1, message) for i, message in enumerate(page)]
-            )
-        merged = heapq.merge(*per_channel, key=_stamp_key)
-        return [item for _, item in zip(range(max_), merged)]
-
-    async def handler_output(
-        self,
-        name: str,
-        session_id: str,
-        turn: int,
-        subscriptions: Mapping[str, int],
-        results: list[Any],
-        messages: list[dict[str, Any]],
-    ) -> dict[str, Any]:
-        handler = self.handlers.get(name)
-        if handler is None:  # uninstalled since the session started: behave like inbox
-            return {}
-        history: dict[str, list[dict[str, Any]]] = {}
-        if getattr(handler, "wants_history", False):
-            for channel in subscriptions:
-                history[channel], _ = await self.backbone.read_from(channel, 0, _HISTORY_ALL)
-        view = TurnView(session_id, turn, dict(subscriptions), list(results), list(messages), history)
-        extras = handler.decide(view)
-        return {k: v for k, v in extras.items() if k not in ("results", "messages", "cursors")}
-
-
-# -- lease holders -------------------------------------------------------------------
-
-
-def _local_scope() -> str:
-    """This host and PID namespace (``host/<pid-ns inode>``; ``host/0`` if unknown)."""
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        namespace = 0
-    return f"{socket.gethostname()}/{namespace}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True when ``holder`` names a process of this host and PID namespace that is gone.
-
-    After ``kill -9`` and a restart on the same host, the dead process's lease
-    would otherwise make the session answer ``contended`` until the lease
-    expires (``wait`` + 30 s). Only a holder we can check for certain is
-    declared dead (same scope, known namespace, no such process or a zombie);
-    anything else waits for the expiry. Taking a dead holder's lease is safe
-    anyway: its commit would fail the epoch check.
-    """
-    parts = holder.rsplit(":", 2)
-    if len(parts) != 3:
-        return False
-    scope, pid_text, _nonce = parts
-    local = _local_scope()
-    if scope != local or local.endswith("/0") or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid() or pid <= 1:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists (another user's): alive
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state == b"Z"
+        """A turn's actions (see :func:`parley.actors.session_runner.apply_actions`)."""
+        return await session_runner.apply_actions(self.backbone, session_id, turn, req, subscriptions)
 
 
 # -- meta keys ---------------------------------------------------------------------

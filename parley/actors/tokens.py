@@ -13,17 +13,16 @@ resolving, here or (through the journal tailer) in another process.
 
 from __future__ import annotations
 
-import base64
-import secrets
-
 import trio
 
 from ..config import SeedToken
-from ..domain.identity import Identity, token_digest
+from ..domain import bearer
+from ..domain.identity import Identity
+from ..domain.tokens import token_digest
 from ..journal.errors import ConcurrencyError
 from ..journal.types import NewEvent
 
-STREAM = "tokens"
+STREAM = bearer.STREAM
 
 
 class TokenStore:
@@ -48,11 +47,7 @@ class TokenStore:
         self._fire_revoked()
 
     def _apply(self, type_: str, data: dict) -> None:
-        if type_ == "token_minted":
-            self._dynamic[data["digest"]] = Identity(data["agent_id"], data["owner"])
-        elif type_ == "token_revoked":
-            for digest in data["digests"]:
-                self._dynamic.pop(digest, None)
+        if bearer.apply(self._dynamic, type_, data):
             self._fire_revoked()
 
     def _fire_revoked(self) -> None:
@@ -120,45 +115,29 @@ class TokenStore:
                 return result
             raise ConcurrencyError(STREAM, self._seq, None)
 
-    @staticmethod
-    def _new_token() -> str:
-        return "tok_" + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-
     async def mint(self, agent_id: str, owner: str) -> str:
-        token = self._new_token()
-        event = NewEvent(
-            "token_minted", {"digest": token_digest(token), "agent_id": agent_id, "owner": owner}
-        )
+        token = bearer.new_bearer_token()
+        event = NewEvent(*bearer.minted(token_digest(token), agent_id, owner))
         await self._commit(lambda: ([event], None))
         return token
 
-    def _targets(self, agent_id: str | None, digest: str | None) -> list[str]:
-        if digest is not None:
-            return [digest] if digest in self._dynamic else []
-        return [d for d, i in self._dynamic.items() if i.agent_id == agent_id]
-
     async def revoke(self, *, agent_id: str | None = None, digest: str | None = None) -> bool:
         def decide():
-            targets = self._targets(agent_id, digest)
+            targets = bearer.targets(self._dynamic, agent_id, digest)
             if not targets:
                 return [], False
-            return [NewEvent("token_revoked", {"digests": targets})], True
+            return [NewEvent(*bearer.revoked(targets))], True
 
         return bool(await self._commit(decide))
 
     async def rotate(self, agent_id: str, owner: str, digest: str | None = None) -> str:
         """Mint a new token for the identity and revoke the target's old ones, atomically."""
-        token = self._new_token()
+        token = bearer.new_bearer_token()
         new_digest = token_digest(token)
 
         def decide():
-            old = self._targets(agent_id, digest)
-            events = [
-                NewEvent("token_minted", {"digest": new_digest, "agent_id": agent_id, "owner": owner})
-            ]
-            if old:
-                events.append(NewEvent("token_revoked", {"digests": old}))
-            return events, None
+            old = bearer.targets(self._dynamic, agent_id, digest)
+            return [NewEvent(*e) for e in bearer.rotation(new_digest, agent_id, owner, old)], None
 
         await self._commit(decide)
         return token

@@ -21,9 +21,7 @@ trio (trio-websocket).
 from __future__ import annotations
 
 import json
-import os
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..domain.ulid import new_ulid
 from . import _sessions
 from ._errors import ParleyError, TransportError, error_from_response, parse_retry_after
 from .types import (
@@ -47,16 +46,7 @@ from .types import (
     Token,
 )
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 DEFAULT_TIMEOUT = 30.0
-
-
-def new_ulid() -> str:
-    """A fresh ULID (10 chars of big-endian ms timestamp + 16 random Crockford chars)."""
-    ms = int(time.time() * 1000)
-    head = "".join(_CROCKFORD[(ms >> (5 * i)) & 31] for i in range(9, -1, -1))
-    tail = "".join(_CROCKFORD[b % 32] for b in os.urandom(16))
-    return head + tail
 
 
 def new_idempotency_key() -> str:

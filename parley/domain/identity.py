@@ -1,8 +1,11 @@
-"""Who is speaking: the identity a bearer token resolves to."""
+"""Who is speaking: the identity a bearer token resolves to.
+
+A token's at-rest form is :func:`parley.domain.tokens.token_digest` (one
+digest rule for bearer and continuation tokens).
+"""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 
@@ -14,7 +17,3 @@ class Identity:
     def as_dict(self) -> dict[str, str]:
         return {"agent_id": self.agent_id, "owner": self.owner}
 
-
-def token_digest(token: str) -> str:
-    """The at-rest form of a bearer token (sha256 hex); tokens are never stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()

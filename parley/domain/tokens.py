@@ -13,8 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import time
+
+from parley.domain.ulid import new_ulid
 
 __all__ = [
     "SESSION_ID_PREFIX",
@@ -32,7 +32,6 @@ SESSION_ID_PREFIX = "ses_"
 
 # Domain-separation label: the secret may one day derive other things too.
 _TOKEN_LABEL = b"parley/session-token/v1\x00"
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
 def derive_token(secret: bytes, session_id: str, turn: int) -> str:
@@ -74,10 +73,4 @@ def new_session_id(now_ms: int | None = None, entropy: bytes | None = None) -> s
     token and the owner check protect a session). ``now_ms``/``entropy`` exist
     so tests are deterministic.
     """
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    rnd = os.urandom(10) if entropy is None else entropy
-    if not 0 <= ms < 1 << 48 or len(rnd) != 10:
-        raise ValueError("ULID needs a 48-bit timestamp and 10 random bytes")
-    value = (ms << 80) | int.from_bytes(rnd, "big")
-    chars = [_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5)]
-    return SESSION_ID_PREFIX + "".join(chars)
+    return SESSION_ID_PREFIX + new_ulid(now_ms, entropy)

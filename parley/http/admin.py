@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ..domain.identity import token_digest
+from ..domain.tokens import token_digest
 from ..errors import InvalidRequest, Unauthorized
 from .auth import is_admin
 from .wire import json_response

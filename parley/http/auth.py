@@ -10,7 +10,8 @@ from __future__ import annotations
 import hmac
 import re
 
-from ..domain.identity import Identity, token_digest
+from ..domain.identity import Identity
+from ..domain.tokens import token_digest
 from ..errors import Unauthorized
 
 _BEARER = re.compile(r"^Bearer\s+(.+)$", re.IGNORECASE | re.DOTALL)

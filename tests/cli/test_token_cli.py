@@ -10,7 +10,8 @@ import trio
 
 from parley import cli_token
 from parley.actors.tokens import TokenStore
-from parley.domain.identity import Identity, token_digest
+from parley.domain.identity import Identity
+from parley.domain.tokens import token_digest
 from parley.journal import ConcurrencyError
 
 from . import assert_one_line_error, ev, open_store, run

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 import trio
 
-from parley.actors.session_service import _local_scope
+from parley.actors.lease_holders import local_scope as _local_scope
 from parley.clock import Clock
 from tests.conftest import _admin_engine
 from tests.support.messages import ulid

@@ -76,3 +76,17 @@ def test_new_session_id_deterministic_parts() -> None:
         new_session_id(1 << 48, bytes(10))
     with pytest.raises(ValueError):
         new_session_id(0, bytes(9))
+
+
+def test_ulids_have_one_encoder_for_message_and_session_ids() -> None:
+    """Session ids are ``ses_`` + the same ULID the SDK mints for msg_id (one minting rule)."""
+    from parley.client import new_ulid as sdk_ulid
+    from parley.domain.message import ULID_RE
+    from parley.domain.tokens import new_session_id
+    from parley.domain.ulid import new_ulid
+
+    assert sdk_ulid is new_ulid
+    entropy = bytes(range(10))
+    assert new_session_id(1_700_000_000_000, entropy) == "ses_" + new_ulid(1_700_000_000_000, entropy)
+    assert ULID_RE.fullmatch(new_ulid()) and ULID_RE.fullmatch(sdk_ulid())
+    assert new_ulid(1, entropy) < new_ulid(2, entropy)  # sorts by time
