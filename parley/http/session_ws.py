@@ -51,21 +51,24 @@ def _authenticate(backbone) -> tuple[Identity, str | None, str]:
     raise Unauthorized()
 
 
-def register(app, backbone, metrics) -> None:
-    @app.websocket("/v1/ws")
+def view(backbone, metrics, label: str):
+    """The view of ``/v1/ws`` (its route table entry, ADR-0033)."""
+
     async def session_ws():
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
             identity, subprotocol, token = _authenticate(backbone)
         except ParleyError as error:
-            metrics.requests.labels("session_ws", str(error.status)).inc()
+            metrics.requests.labels(label, str(error.status)).inc()
             return error_response(error)
-        metrics.requests.labels("session_ws", "101").inc()
+        metrics.requests.labels(label, "101").inc()
         await websocket.accept(subprotocol=subprotocol)
         watch = TokenWatch(backbone.tokens, token)
         await _Connection(backbone, identity, watch).serve()
         await watch.close_if_revoked(websocket)
+
+    return session_ws
 
 
 class _Connection:

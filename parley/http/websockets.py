@@ -39,8 +39,9 @@ from .stream import _since, bound_tail_connection, tail, tail_identity
 from .wire import error_response, loads_bounded
 
 
-def register(app, backbone, metrics) -> None:
-    @app.websocket("/channels/<channel>/ws")
+def channel_ws_view(backbone, metrics, label: str):
+    """The view of ``/channels/<channel>/ws`` (its route table entry, ADR-0033)."""
+
     async def channel_ws(channel: str):
         try:
             if not backbone.settings.websockets:
@@ -53,7 +54,7 @@ def register(app, backbone, metrics) -> None:
                 raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
             slot = backbone.streams.acquire(identity)
         except ParleyError as error:
-            metrics.requests.labels("channel_ws", str(error.status)).inc()
+            metrics.requests.labels(label, str(error.status)).inc()
             return error_response(error)
         token = bearer(websocket.headers.get("authorization"))
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
@@ -88,10 +89,7 @@ def register(app, backbone, metrics) -> None:
         finally:
             slot.release()
 
-    if getattr(backbone, "sessions", None) is not None:
-        from . import session_ws
-
-        session_ws.register(app, backbone, metrics)
+    return channel_ws
 
 
 MAX_IN_FLIGHT = 256
