@@ -29,6 +29,7 @@ from ..domain.session_input import TurnInput
 from ..errors import InternalError, ParleyError, StaleToken, TurnInFlight, Unavailable, UnknownSession
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent, StoredEvent
+from .failures import journal_unavailable
 from .runtime import Actor, Envelope
 
 if TYPE_CHECKING:
@@ -196,7 +197,7 @@ class SessionActor(Actor):
                 await self.activate()
             except (JournalUnavailable, Unavailable):
                 for envelope in batch:
-                    envelope.reply.set_error(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
+                    envelope.reply.set_error(journal_unavailable())
                 return
         reloaded = False
         for envelope in batch:
@@ -280,7 +281,7 @@ class SessionActor(Actor):
                 continue
             except JournalUnavailable:
                 self.stale = True
-                raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+                raise journal_unavailable() from None
             self.state = S.fold(((e.type, e.data) for e in committed), state)
             self.seq = committed[-1].seq
             service.session_closed(state)
@@ -391,7 +392,7 @@ class SessionActor(Actor):
             handle.fail(error)
         except JournalUnavailable:
             self.stale = True
-            handle.fail(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
+            handle.fail(journal_unavailable())
         except Exception:
             log.exception("turn %d of session %s failed", turn, sid)
             self.stale = True
@@ -412,7 +413,7 @@ class SessionActor(Actor):
             await self.activate()
         except JournalUnavailable:
             self.stale = True
-            raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+            raise journal_unavailable() from None
 
     async def _redecide(self, req: TurnRequest, handle: TurnHandle) -> None:
         """Answer from the session's current journal state (stale, replay, 404, …)."""

@@ -22,8 +22,8 @@ from quart import request, websocket
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
-from ..errors import InternalError, NotFound, ParleyError, Unavailable, UpgradeRequired
-from ..journal.errors import JournalUnavailable
+from ..actors.failures import wire_error
+from ..errors import InternalError, NotFound, UpgradeRequired
 from .metrics import Metrics
 from .routes import ROUTER, ROUTES, websocket_routes
 from .routing import JSON, RAW, UNMATCHED
@@ -94,21 +94,14 @@ async def handle(backbone, metrics: Metrics):
     route = UNMATCHED
     try:
         route, response = await dispatch(backbone, metrics)
-    except ParleyError as error:
+    except Exception as exc:
+        # A refusal, a read that met a database failure (the same 503 the
+        # write paths answer), or a bug (500, logged): one mapper (ADR-0034).
         route = request.scope.get("parley.route", route)
+        error = wire_error(exc, log=log, during=f"{request.method} {request.path} (request {request_id})")
         response = error_response(error)
         if error.code in ("rate_limited", "duplicate_post"):
             metrics.rejections.labels(error.code).inc()
-    except JournalUnavailable:
-        # A read (artifact, session describe, a channel lookup) that met a
-        # database failure: the same 503 the write paths answer, not a 500.
-        route = request.scope.get("parley.route", route)
-        log.warning("journal unavailable on %s %s (request %s)", request.method, request.path, request_id)
-        response = error_response(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
-    except Exception:
-        route = request.scope.get("parley.route", route)
-        log.exception("internal error on %s %s (request %s)", request.method, request.path, request_id)
-        response = error_response(InternalError())
     elapsed = time.perf_counter() - started
     response.headers["x-request-id"] = request_id
     if unread_body(request):

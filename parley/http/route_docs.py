@@ -22,7 +22,7 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-#: ``{status: (description, content_type | None, schema | None)}``
+#: ``{status: (description, content_type | None, schema | None)}``: every answer but the error envelope
 Success = dict[int, tuple[str, str | None, dict[str, Any] | None]]
 
 

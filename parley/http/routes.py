@@ -49,8 +49,11 @@ _PEERS = {"type": "object", "properties": {"peers": {"type": "array", "items": {
     "properties": {"agent_id": {"type": "string"}, "owner": {"type": "string"}, "last_seen": {"type": "string"},
                    "status": {"enum": ["active", "idle"]}}}}}}
 _CONSOLE_ERRORS = ("not_found", "method_not_allowed", "internal_error")
-_MCP_ERRORS = ("invalid_request", "unauthorized", "forbidden", "internal_error")
+_MCP_ERRORS = ("unauthorized", "forbidden", "internal_error")
 _JSON_RPC = {"description": "A JSON-RPC 2.0 message (contracts/mcp.md)", "type": "object"}
+#: The MCP SDK answers a malformed request with a JSON-RPC error, not parley's envelope.
+_MCP_400 = {400: ("A JSON-RPC error from the MCP SDK; or `invalid_request` for an MCP-Protocol-Version "
+                  "other than the initialize handshake's.", None, None)}
 _ACTION = Miss.POST_OR_405  # /channels/:c/<action>, /admin/tokens/<x>: the method is checked before the action
 
 ROUTES: tuple[Route, ...] = (
@@ -235,19 +238,19 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", MCP_PATH, None, "mcp", "session",
           Doc("mcpPost", "Send MCP JSON-RPC messages (initialize opens a session)", "mcp",
               {200: ("The JSON-RPC response, as JSON or as an SSE stream.", JSON, _JSON_RPC),
-               202: ("Accepted (a notification or a response from the client).", None, None)},
+               202: ("Accepted (a notification or a response from the client).", None, None), **_MCP_400},
               _MCP_ERRORS, request=(JSON, _JSON_RPC),
               description="Bearer and `Origin` are checked before any MCP processing; `initialize` answers "
                           "an `Mcp-Session-Id` to send on every later request (contracts/mcp.md §8.3)."),
           serve=MOUNT),
     Route("GET", MCP_PATH, None, "mcp", "session",
           Doc("mcpStream", "The session's server-to-client stream (SSE)", "mcp",
-              {200: ("Server-initiated JSON-RPC messages as SSE.", SSE, {"type": "string"})},
+              {200: ("Server-initiated JSON-RPC messages as SSE.", SSE, {"type": "string"}), **_MCP_400},
               (*_MCP_ERRORS, "stream_capacity"),
               description="Holds a tail slot of its identity, like an SSE tail (ADR-0022)."),
           serve=MOUNT),
     Route("DELETE", MCP_PATH, None, "mcp", "session",
-          Doc("mcpClose", "End an MCP session", "mcp", {200: ("Ended.", None, None)}, _MCP_ERRORS),
+          Doc("mcpClose", "End an MCP session", "mcp", {200: ("Ended.", None, None), **_MCP_400}, _MCP_ERRORS),
           serve=MOUNT),
 )
 

@@ -30,6 +30,7 @@ from ..domain import session as S
 from ..domain.identity import Identity
 from ..errors import InvalidRequest, MissingSession, ParleyError, TurnInFlight, Unauthorized, UpgradeRequired
 from .auth import bearer, require_identity
+from .error_frames import ws_error_frame
 from .revocation import TokenWatch
 from .sessions import record_of
 from .wire import error_response, loads_bounded
@@ -86,7 +87,7 @@ class _Connection:
             await websocket.send(orjson.dumps(frame).decode())
 
     async def send_error(self, error: ParleyError) -> None:
-        await self.send({"type": "error", "code": error.code, "message": error.message})
+        await self.send(ws_error_frame(error))
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:

@@ -24,6 +24,7 @@ from ..domain import session as S
 from ..errors import InvalidRequest
 from .auth import require_identity
 from .channels import idempotency_key
+from .error_frames import sse_error_event
 from .wire import json_response, require_object
 
 KEEP_ALIVE = b": keep-alive\n\n"
@@ -119,7 +120,7 @@ def record_of(event) -> dict[str, Any]:
 def turn_events(handle: TurnHandle) -> list[tuple[str, Any]]:
     """The events of a finished handle, in order: records, deltas, outcome (or one error)."""
     if handle.error is not None:
-        return [("error", {"code": handle.error.code, "message": handle.error.message})]
+        return [sse_error_event(handle.error)]
     assert handle.response is not None
     out: list[tuple[str, Any]] = []
     if not handle.replayed and not handle.contended:

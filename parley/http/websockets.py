@@ -31,8 +31,9 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, ParleyError, UpgradeRequired
+from ..errors import InvalidCursor, InvalidJson, InvalidRequest, ParleyError, Unauthorized, UpgradeRequired
 from .auth import bearer
+from .error_frames import ws_error_frame
 from .revocation import TokenWatch
 from .ws_frames import FRAME_CAP
 from .stream import _since, bound_tail_connection, tail, tail_identity
@@ -112,7 +113,7 @@ async def _refuse_anonymous(raw: str | bytes, send) -> None:
             frame_id = frame.get("id") if isinstance(frame, dict) else None
         except orjson.JSONDecodeError:
             pass
-    await send({"type": "error", "id": frame_id, "code": "unauthorized", "message": "missing or invalid token"})
+    await send(ws_error_frame(Unauthorized(), frame_id))
 
 
 async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> int | None:
@@ -120,8 +121,6 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
 
     Returns the close code to end with when the server ends the connection.
     """
-    from ..errors import InvalidRequest, Unauthorized
-
     limiter = trio.Semaphore(MAX_IN_FLIGHT)
 
     async def run(frame_id, op: str, body) -> None:
@@ -139,7 +138,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 ack["replayed"] = True
             await send(ack)
         except ParleyError as error:
-            await send({"type": "error", "id": frame_id, **error.envelope()["error"]})
+            await send(ws_error_frame(error, frame_id))
         finally:
             limiter.release()
 
@@ -151,16 +150,12 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
         try:
             frame = loads_bounded(raw)
         except orjson.JSONDecodeError:
-            await send({"type": "error", "id": None, "code": "invalid_json", "message": "request body is not valid JSON"})
+            await send(ws_error_frame(InvalidJson(), None))
             continue
         ops = [k for k in ("append", "claim") if isinstance(frame, dict) and k in frame]
         if len(ops) != 1:
-            await send({
-                "type": "error",
-                "id": frame.get("id") if isinstance(frame, dict) else None,
-                "code": "invalid_request",
-                "message": 'a frame must carry exactly one of "append" or "claim"',
-            })
+            frame_id = frame.get("id") if isinstance(frame, dict) else None
+            await send(ws_error_frame(InvalidRequest('a frame must carry exactly one of "append" or "claim"'), frame_id))
             continue
         await limiter.acquire()
         nursery.start_soon(run, frame.get("id"), ops[0], frame[ops[0]])
