@@ -157,7 +157,7 @@ class _Path:
         return all(mine.get(i, lit) == lit for i, lit in other.literals)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Found:
     """The outcome of a lookup: the route to run with its path parameters, or the error to answer."""
 
@@ -186,10 +186,23 @@ class Router:
                 assert route.method not in path.operations, f"{route.method} {route.path} is listed twice"
                 path.operations[route.method] = route
         self._check_unambiguous(paths.values())
-        #: (stage, segment count) → fixed-length paths, most specific first; (stage, None) → tail paths.
-        self._buckets: dict[tuple[Serve, int | None], list[_Path]] = {}
+        #: (stage, segment count) → its shapes, most specific first: (literal positions,
+        #: {literal values: path}). Equally specific shapes cannot both match (checked above),
+        #: so the first shape whose key is present wins.
+        self._shapes: dict[tuple[Serve, int], list[tuple[tuple[int, ...], dict[tuple[str, ...], _Path]]]] = {}
+        #: stage → paths ending in a ``{rest...}`` tail, most specific first.
+        self._tails: dict[Serve, list[_Path]] = {}
         for path in sorted(paths.values(), key=_Path.rank):
-            self._buckets.setdefault((path.stage, None if path.tail else path.length), []).append(path)
+            if path.tail:
+                self._tails.setdefault(path.stage, []).append(path)
+                continue
+            shapes = self._shapes.setdefault((path.stage, path.length), [])
+            positions = tuple(i for i, _ in path.literals)
+            table = next((t for p, t in shapes if p == positions), None)
+            if table is None:
+                table = {}
+                shapes.append((positions, table))
+            table[tuple(lit for _, lit in path.literals)] = path
 
     @staticmethod
     def _check_unambiguous(paths: Iterable[_Path]) -> None:
@@ -202,11 +215,11 @@ class Router:
     def find(self, stage: Serve, method: str, segments: list[str]) -> Found | None:
         """The route for a request in ``stage``, the miss error of its path, or ``None`` (no path matches)."""
         n = len(segments)
-        for path in self._buckets.get((stage, n), ()):
-            params = path.match(segments)
-            if params is not None:
-                return self._resolve(path, method, params)
-        for path in self._buckets.get((stage, None), ()):
+        for positions, table in self._shapes.get((stage, n), ()):
+            path = table.get(tuple([segments[i] for i in positions]))
+            if path is not None:
+                return self._resolve(path, method, [segments[i] for i in path.params])
+        for path in self._tails.get(stage, ()):
             if n >= path.length:
                 params = path.match(segments)
                 if params is not None:
