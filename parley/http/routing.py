@@ -24,6 +24,7 @@ request are refused when the table is built.
 from __future__ import annotations
 
 import enum
+import operator
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -157,6 +158,19 @@ class _Path:
         return all(mine.get(i, lit) == lit for i, lit in other.literals)
 
 
+def _getter(positions: tuple[int, ...]) -> Callable[[list[str]], Any]:
+    """The segments at ``positions`` as a dict key (``itemgetter``: no Python frame per lookup)."""
+    if not positions:
+        return lambda segments: ()
+    return operator.itemgetter(*positions)
+
+
+def _key(literals: tuple[tuple[int, str], ...]) -> Any:
+    """The key :func:`_getter` yields for these literals (a bare string for one position)."""
+    values = tuple(value for _, value in literals)
+    return values[0] if len(values) == 1 else values
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """The outcome of a lookup: the route to run with its path parameters, or the error to answer."""
@@ -186,10 +200,10 @@ class Router:
                 assert route.method not in path.operations, f"{route.method} {route.path} is listed twice"
                 path.operations[route.method] = route
         self._check_unambiguous(paths.values())
-        #: (stage, segment count) → its shapes, most specific first: (literal positions,
-        #: {literal values: path}). Equally specific shapes cannot both match (checked above),
-        #: so the first shape whose key is present wins.
-        self._shapes: dict[tuple[Serve, int], list[tuple[tuple[int, ...], dict[tuple[str, ...], _Path]]]] = {}
+        #: (stage, segment count) → its shapes, most specific first: (a getter of the literal
+        #: positions, {their values: path}). Equally specific shapes cannot both match (checked
+        #: above), so the first shape whose key is present wins.
+        self._shapes: dict[tuple[Serve, int], list[tuple[tuple[int, ...], Callable[[list[str]], Any], dict]]] = {}
         #: stage → paths ending in a ``{rest...}`` tail, most specific first.
         self._tails: dict[Serve, list[_Path]] = {}
         for path in sorted(paths.values(), key=_Path.rank):
@@ -198,11 +212,11 @@ class Router:
                 continue
             shapes = self._shapes.setdefault((path.stage, path.length), [])
             positions = tuple(i for i, _ in path.literals)
-            table = next((t for p, t in shapes if p == positions), None)
+            table = next((t for p, _, t in shapes if p == positions), None)
             if table is None:
                 table = {}
-                shapes.append((positions, table))
-            table[tuple(lit for _, lit in path.literals)] = path
+                shapes.append((positions, _getter(positions), table))
+            table[_key(path.literals)] = path
 
     @staticmethod
     def _check_unambiguous(paths: Iterable[_Path]) -> None:
@@ -215,8 +229,8 @@ class Router:
     def find(self, stage: Serve, method: str, segments: list[str]) -> Found | None:
         """The route for a request in ``stage``, the miss error of its path, or ``None`` (no path matches)."""
         n = len(segments)
-        for positions, table in self._shapes.get((stage, n), ()):
-            path = table.get(tuple([segments[i] for i in positions]))
+        for _positions, key_of, table in self._shapes.get((stage, n), ()):
+            path = table.get(key_of(segments))
             if path is not None:
                 return self._resolve(path, method, [segments[i] for i in path.params])
         for path in self._tails.get(stage, ()):
