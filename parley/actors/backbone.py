@@ -19,8 +19,8 @@ from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..domain.message import check_channel_name
 from ..domain.seatbelt import Seatbelt
-from ..errors import ChannelExists, InternalError, ParleyError, Unavailable, UnknownChannel
-from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable, WindowFull
+from ..errors import ChannelExists, ParleyError, UnknownChannel
+from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
 from ..journal.backend import JournalBackend
 from ..journal.journal import Journal
 from ..journal.types import NewEvent, StoredEvent
@@ -36,6 +36,7 @@ from .channel_actor import (
     window_side_effect,
 )
 from .directory import Directory
+from .failures import journal_unavailable, map_journal_errors
 from .presence import Presence
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
@@ -225,7 +226,7 @@ class Backbone:
                     raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
                 except JournalUnavailable:
                     self.seatbelt.undo(undo)
-                    raise Unavailable("the journal is unavailable; retry shortly", retry_after=1) from None
+                    raise journal_unavailable() from None
             directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
             self.stamper.observe(committed[-1].position)
         out = dict(descriptor)
@@ -287,12 +288,8 @@ class Backbone:
         slug = self._known(name)
         if len(sha256) != 64:
             return None
-        try:
+        with map_journal_errors():  # a hash mismatch is logged and counted by the journal (ADR-0023)
             return await self.journal.get_artifact(slug, sha256)
-        except IntegrityFailure:  # logged and counted by the journal (ADR-0023)
-            raise InternalError(
-                "the stored artifact does not match its sha256; an operator should run `parley journal verify`"
-            ) from None
 
     async def archive(self, name: str, identity: Identity) -> Result:
         return await self._ask(name, Archive(identity))

@@ -22,6 +22,7 @@ from ..domain.identity import Identity
 from ..errors import ParleyError, Unavailable, UnknownChannel
 from ..journal.effects import ChargeWindows, PutBlobs, WindowCharge, chain
 from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
+from .failures import journal_unavailable
 from ..journal.types import NewEvent
 from .runtime import Actor, Envelope
 
@@ -274,7 +275,7 @@ class ChannelActor(Actor):
                     raise
                 if not isinstance(exc, JournalUnavailable):
                     log.exception("append to %s failed", self.name)
-                error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
+                error = journal_unavailable()
                 queries = []
                 for envelope, answer in answers:
                     if isinstance(answer, Query):

@@ -30,8 +30,8 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
-from ..errors import InternalError, ParleyError, Unavailable
-from ..journal.errors import JournalUnavailable
+from ..errors import InternalError, Unavailable
+from .failures import wire_error
 
 log = logging.getLogger("parley.actors")
 
@@ -119,17 +119,9 @@ class _Cell:
         except BaseException as exc:
             reg._forget(self)
             self.send.close()
-            error: BaseException
-            if isinstance(exc, ParleyError):
-                error = exc
-            elif isinstance(exc, JournalUnavailable):
-                # The database went away while the state was loading: the
-                # same 503 every write path answers, not a 500.
-                error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
-                log.warning("activation of %s failed: %s", self.key, exc)
-            else:
-                error = InternalError()
-                log.exception("activation of %s failed", self.key)
+            # The database went away while the state was loading: the same
+            # 503 every write path answers, not a 500 (ADR-0034).
+            error = wire_error(exc, log=log, during=f"activation of {self.key}")
             for envelope in self._drain():
                 envelope.reply.set_error(error)
             if isinstance(exc, trio.Cancelled):

@@ -96,5 +96,3 @@ async def rotate(ctx):
     _audit(ctx.backbone.settings, "rotate", "ok", agent_id=agent_id, owner=owner, digest=token_digest(token)[:12])
     return json_response(201, {"token": token, "agent_id": agent_id, "owner": owner})
 
-
-ACTIONS = {"revoke": revoke, "rotate": rotate}

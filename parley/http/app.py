@@ -1,11 +1,12 @@
-"""The Quart-Trio app factory and the request dispatcher.
+"""The Quart-Trio app factory and the request wrapper around the route table.
 
-Caucus routes by hand (channels.md §4.2: artifact route → stream route →
-JSON dispatch, the method checked before the action on
-``/channels/:c/<action>``), and its clients depend on that exact 404/405
-matrix and on raw-path percent-decoding, so one catch-all Quart route feeds
-:func:`dispatch` instead of Werkzeug's router (ADR-0006). WebSocket routes
-are ordinary Quart websocket routes.
+Caucus's clients depend on its exact 404/405 matrix and on raw-path
+percent-decoding (channels.md §4.2), so Werkzeug's router is bypassed for
+HTTP: two catch-all Quart rules (every method) feed :func:`dispatch`, which
+looks the request up in :data:`parley.http.routes.ROUTES` (ADR-0006,
+ADR-0033). The table's WebSocket entries become ordinary Quart websocket
+routes. :func:`handle` turns whatever the handler raised into the error
+envelope, labels the request for ``/metrics`` and writes the access log.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from quart import request, websocket
 from quart_trio import QuartTrio
 from werkzeug.routing import BaseConverter
 
-from ..errors import InternalError, MethodNotAllowed, NotFound, ParleyError, Unavailable, UpgradeRequired
-from ..journal.errors import JournalUnavailable
-from . import admin, channels, ops, stream, ui
+from ..actors.failures import wire_error
+from ..errors import InternalError, NotFound, UpgradeRequired
 from .metrics import Metrics
-from .wire import REQUEST_STARTED, error_response, json_response, parse_json, read_body, split_path, unread_body
+from .routes import ROUTER, ROUTES, websocket_routes
+from .routing import JSON, RAW, UNMATCHED
+from .wire import REQUEST_STARTED, error_response, parse_json, read_body, split_path, unread_body
 
 log = logging.getLogger("parley.http")
+#: Labels whose latency goes to ``parley_write_seconds`` (the table's ``timed`` routes).
+TIMED = frozenset(r.label for r in ROUTES if r.timed)
 access_log = logging.getLogger("parley.access")
 
 
@@ -72,9 +76,8 @@ def create_app(backbone) -> QuartTrio:
         app.url_map.add(app.url_rule_class(path, endpoint=endpoint, methods=None))
         app.view_functions[endpoint] = entry
 
-    from . import websockets
-
-    websockets.register(app, backbone, metrics)
+    for route in websocket_routes():
+        app.add_websocket(route.quart_rule, route.label, route.handler(backbone, metrics, route.label))
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception):  # pragma: no cover - safety net
@@ -88,30 +91,23 @@ async def handle(backbone, metrics: Metrics):
     started = time.perf_counter()
     request.scope[REQUEST_STARTED] = trio.current_time()
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    route = "unmatched"
+    route = UNMATCHED
     try:
         route, response = await dispatch(backbone, metrics)
-    except ParleyError as error:
+    except Exception as exc:
+        # A refusal, a read that met a database failure (the same 503 the
+        # write paths answer), or a bug (500, logged): one mapper (ADR-0034).
         route = request.scope.get("parley.route", route)
+        error = wire_error(exc, log=log, during=f"{request.method} {request.path} (request {request_id})")
         response = error_response(error)
         if error.code in ("rate_limited", "duplicate_post"):
             metrics.rejections.labels(error.code).inc()
-    except JournalUnavailable:
-        # A read (artifact, session describe, a channel lookup) that met a
-        # database failure: the same 503 the write paths answer, not a 500.
-        route = request.scope.get("parley.route", route)
-        log.warning("journal unavailable on %s %s (request %s)", request.method, request.path, request_id)
-        response = error_response(Unavailable("the journal is unavailable; retry shortly", retry_after=1))
-    except Exception:
-        route = request.scope.get("parley.route", route)
-        log.exception("internal error on %s %s (request %s)", request.method, request.path, request_id)
-        response = error_response(InternalError())
     elapsed = time.perf_counter() - started
     response.headers["x-request-id"] = request_id
     if unread_body(request):
         response.headers["connection"] = "close"
     metrics.requests.labels(route, str(response.status_code)).inc()
-    if route in ("append", "claim", "reassign", "done"):
+    if route in TIMED:
         metrics.latency.labels(route).observe(elapsed)
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
@@ -127,105 +123,28 @@ async def handle(backbone, metrics: Metrics):
     return response
 
 
-async def _run(route: str, target, *args) -> tuple[str, Any]:
-    """Label the request with its route (metrics count failures too), then run it."""
-    request.scope["parley.route"] = route
-    response = await (target(*args) if args else target)
-    return route, response
-
-
 async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:
+    """Find the request's route in the table (ADR-0033) and run it; returns (label, response).
+
+    Raw routes (artifacts, the SSE stream, the console) are matched before
+    the body is buffered, every other route after it has been read and parsed
+    (channels.md §4.1: invalid JSON is refused even on a 404).
+    """
     method = request.method
     segments = split_path(request.scope.get("raw_path") or request.path.encode())
-    n = len(segments)
-    # 1. artifact route: exactly channels/*/artifacts/*
-    if n == 4 and segments[0] == "channels" and segments[2] == "artifacts":
-        if method == "PUT":
-            return await _run("artifact_put", channels.put_artifact(request, backbone, segments[1], segments[3]))
-        if method == "GET":
-            return await _run("artifact_get", channels.get_artifact(request, backbone, segments[1], segments[3]))
-        raise MethodNotAllowed()
-    # 2. stream route: channels/*/stream
-    if n == 3 and segments[0] == "channels" and segments[2] == "stream":
-        if method != "GET":
-            raise MethodNotAllowed()
-        return await _run("stream", stream.open_stream(request, backbone, segments[1]))
-    # The web console's static files (ADR-0017): a path that was a 404 before.
-    if n >= 1 and segments[0] == "ui":
-        return await _run("ui", ui.serve(request, segments[1:]))
-    # 3. JSON dispatch: the body is buffered (and must parse) on every route.
-    raw = await read_body(request, backbone.settings.max_body_bytes, timeout=backbone.settings.body_timeout_s)
-    ctx = Ctx(request, backbone, metrics, segments, method, parse_json(raw), raw != b"")
-    return await _route_json(ctx)
-
-
-async def _route_json(ctx: Ctx) -> tuple[str, Any]:
-    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
-    if n == 1 and s[0] in ("healthz", "readyz", "metrics"):
-        if method != "GET":
-            raise MethodNotAllowed()
-        handler = {"healthz": ops.healthz, "readyz": ops.readyz, "metrics": ops.metrics}[s[0]]
-        return await _run(s[0], handler, ctx)
-    if n >= 1 and s[0] == "channels":
-        return await _route_channels(ctx)
-    if n >= 1 and s[0] == "admin":
-        return await _route_admin(ctx)
-    if n == 2 and s[0] == "v1" and s[1] == "peers":
-        if method != "GET":
-            raise MethodNotAllowed()
-        channels.check_read_auth(ctx)
-        ctx.request.scope["parley.route"] = "peers"
-        return "peers", json_response(200, {"peers": ctx.backbone.presence.peers()})
-    if n >= 1 and s[0] == "v1":
-        from . import sessions
-
-        return await sessions.route(ctx)
-    if n == 1 and s[0] == "openapi.json" and method == "GET":
-        from .openapi import document
-
-        return "openapi", json_response(200, document())
-    raise NotFound()
-
-
-async def _route_channels(ctx: Ctx) -> tuple[str, Any]:
-    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
-    if n == 1:
-        if method == "GET":
-            return await _run("list", channels.list_channels(ctx))
-        if method == "POST":
-            return await _run("create", channels.create(ctx))
-        raise MethodNotAllowed()
-    if n == 2:
-        if method == "GET":
-            return await _run("describe", channels.describe(ctx, s[1]))
-        raise MethodNotAllowed()
-    if n == 3:
-        action = s[2]
-        if method == "GET" and action in channels.GET_ACTIONS:
-            return await _run(action, channels.GET_ACTIONS[action](ctx, s[1]))
-        if method != "POST":
-            raise MethodNotAllowed()
-        handler = channels.POST_ACTIONS.get(action)
-        if handler is None:
-            raise NotFound()
-        return await _run(action, handler(ctx, s[1]))
-    raise NotFound()
-
-
-async def _route_admin(ctx: Ctx) -> tuple[str, Any]:
-    s, method, n = ctx.segments, ctx.method, len(ctx.segments)
-    if n == 2 and s[1] == "tokens":
-        if method != "POST":
-            raise MethodNotAllowed()
-        return await _run("admin_mint", admin.mint(ctx))
-    if n == 3 and s[1] == "tokens":
-        if method != "POST":
-            raise MethodNotAllowed()
-        handler = admin.ACTIONS.get(s[2])
-        if handler is None:
-            raise NotFound()
-        return await _run(f"admin_{s[2]}", handler, ctx)
-    raise NotFound()
+    found = ROUTER.find(RAW, method, segments)
+    ctx = Ctx(request, backbone, metrics, segments, method)
+    if found is None:
+        raw = await read_body(request, backbone.settings.max_body_bytes, timeout=backbone.settings.body_timeout_s)
+        ctx.body, ctx.has_body = parse_json(raw), raw != b""
+        found = ROUTER.find(JSON, method, segments)
+    if found is None:
+        raise NotFound()
+    # Labelled before the handler runs, so its refusals are counted under it too.
+    request.scope["parley.route"] = found.label
+    if found.error is not None:
+        raise found.error
+    return found.label, await found.route.handler(ctx, *found.params)
 
 
 __all__ = ["create_app", "UpgradeRequired", "websocket"]

@@ -115,24 +115,13 @@ async def archive(ctx, channel: str):
     return result_response(await ctx.backbone.archive(channel, identity))
 
 
-POST_ACTIONS = {
-    "subscribe": subscribe,
-    "append": append,
-    "read": read,
-    "claim": claim,
-    "reassign": reassign,
-    "done": done,
-    "archive": archive,
-}
-GET_ACTIONS = {"claims": claims}
-
-
 # -- artifacts (routed before the JSON dispatch; bodies are raw bytes) ---------
 
 
-async def put_artifact(request, backbone, channel: str, sha256: str):
+async def put_artifact(ctx, channel: str, sha256: str):
     from ..errors import ArtifactTooLarge
 
+    request, backbone = ctx.request, ctx.backbone
     identity = require_identity(backbone.tokens, request.headers.get("authorization"))
     del identity
     # Caucus order: token → body with its running cap (413) → the backbone
@@ -145,9 +134,10 @@ async def put_artifact(request, backbone, channel: str, sha256: str):
     return json_response(result.status, result.body)
 
 
-async def get_artifact(request, backbone, channel: str, sha256: str):
+async def get_artifact(ctx, channel: str, sha256: str):
     from quart import Response
 
+    request, backbone = ctx.request, ctx.backbone
     if backbone.settings.read_auth:
         require_identity(backbone.tokens, request.headers.get("authorization"))
     data = await backbone.get_artifact(channel, sha256)

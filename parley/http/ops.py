@@ -1,10 +1,11 @@
-"""Operational routes: liveness, readiness, metrics."""
+"""Operational routes: liveness, readiness, metrics, presence and the OpenAPI document."""
 
 from __future__ import annotations
 
 from quart import Response
 
 from ..errors import Unavailable
+from .channels import check_read_auth
 from .wire import json_response
 
 
@@ -21,3 +22,15 @@ async def readyz(ctx):
 
 async def metrics(ctx):
     return Response(ctx.metrics.render(), status=200, content_type=ctx.metrics.content_type)
+
+
+async def peers(ctx):
+    """``GET /v1/peers``: agents seen recently (ADR-0010)."""
+    check_read_auth(ctx)
+    return json_response(200, {"peers": ctx.backbone.presence.peers()})
+
+
+async def openapi(ctx):
+    from .openapi import document
+
+    return json_response(200, document())

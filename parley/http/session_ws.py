@@ -30,6 +30,7 @@ from ..domain import session as S
 from ..domain.identity import Identity
 from ..errors import InvalidRequest, MissingSession, ParleyError, TurnInFlight, Unauthorized, UpgradeRequired
 from .auth import bearer, require_identity
+from .error_frames import ws_error_frame
 from .revocation import TokenWatch
 from .sessions import record_of
 from .wire import error_response, loads_bounded
@@ -51,21 +52,24 @@ def _authenticate(backbone) -> tuple[Identity, str | None, str]:
     raise Unauthorized()
 
 
-def register(app, backbone, metrics) -> None:
-    @app.websocket("/v1/ws")
+def view(backbone, metrics, label: str):
+    """The view of ``/v1/ws`` (its route table entry, ADR-0033)."""
+
     async def session_ws():
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
             identity, subprotocol, token = _authenticate(backbone)
         except ParleyError as error:
-            metrics.requests.labels("session_ws", str(error.status)).inc()
+            metrics.requests.labels(label, str(error.status)).inc()
             return error_response(error)
-        metrics.requests.labels("session_ws", "101").inc()
+        metrics.requests.labels(label, "101").inc()
         await websocket.accept(subprotocol=subprotocol)
         watch = TokenWatch(backbone.tokens, token)
         await _Connection(backbone, identity, watch).serve()
         await watch.close_if_revoked(websocket)
+
+    return session_ws
 
 
 class _Connection:
@@ -83,7 +87,7 @@ class _Connection:
             await websocket.send(orjson.dumps(frame).decode())
 
     async def send_error(self, error: ParleyError) -> None:
-        await self.send({"type": "error", "code": error.code, "message": error.message})
+        await self.send(ws_error_frame(error))
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:

@@ -21,48 +21,13 @@ from quart import Response
 
 from ..actors.session_actor import TurnHandle, TurnRequest
 from ..domain import session as S
-from ..errors import InvalidRequest, MethodNotAllowed, NotFound, UpgradeRequired
+from ..errors import InvalidRequest
 from .auth import require_identity
 from .channels import idempotency_key
+from .error_frames import sse_error_event
 from .wire import json_response, require_object
 
 KEEP_ALIVE = b": keep-alive\n\n"
-
-
-def _handler(segments: list[str], method: str):
-    """(metric label, handler) for a session route, or the contract's 405/404/426."""
-    s, n = segments, len(segments)
-    if n >= 2 and s[1] == "session":
-        if n == 2:
-            if method == "POST":
-                return "session_start", start
-            raise MethodNotAllowed()
-        if n == 3:
-            if method == "GET":
-                return "session_describe", describe
-            if method == "DELETE":
-                return "session_close", close
-            raise MethodNotAllowed()
-        if n == 4 and s[3] == "message":
-            if method == "POST":
-                return "session_message", continue_
-            raise MethodNotAllowed()
-    if n == 2 and s[1] == "sessions":
-        if method == "GET":
-            return "session_list", list_sessions
-        raise MethodNotAllowed()
-    if n == 2 and s[1] == "ws":
-        # A plain HTTP request on the WebSocket route.
-        raise UpgradeRequired("this route needs a WebSocket upgrade")
-    raise NotFound()
-
-
-async def route(ctx) -> tuple[str, Any]:
-    label, handler = _handler(ctx.segments, ctx.method)
-    # Labelled before the handler runs, so its refusals are counted under it too.
-    ctx.request.scope["parley.route"] = label
-    args = ctx.segments[2:3]
-    return label, await handler(ctx, *args)
 
 
 def _body(ctx) -> dict[str, Any]:
@@ -155,7 +120,7 @@ def record_of(event) -> dict[str, Any]:
 def turn_events(handle: TurnHandle) -> list[tuple[str, Any]]:
     """The events of a finished handle, in order: records, deltas, outcome (or one error)."""
     if handle.error is not None:
-        return [("error", {"code": handle.error.code, "message": handle.error.message})]
+        return [sse_error_event(handle.error)]
     assert handle.response is not None
     out: list[tuple[str, Any]] = []
     if not handle.replayed and not handle.contended:

@@ -86,7 +86,8 @@ def bound_tail_connection(settings) -> None:
         connection.write_timeout = settings.tail_write_timeout_s
 
 
-async def open_stream(request, backbone, channel: str) -> Response:
+async def open_stream(ctx, channel: str) -> Response:
+    request, backbone = ctx.request, ctx.backbone
     identity = tail_identity(backbone, request.headers)
     since = _since(request)
     slug = backbone.check_channel(channel)

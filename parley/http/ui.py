@@ -60,11 +60,11 @@ def assets() -> dict[str, Asset]:
     return _assets
 
 
-async def serve(request, rest: list[str]) -> Response:
-    """``rest`` is the path after ``/ui``: empty for the page, one file name for an asset."""
-    if len(rest) > 1:
-        raise NotFound()
-    asset = assets().get(rest[0] if rest else INDEX)
+async def serve(ctx, name: str = INDEX) -> Response:
+    """``GET /ui`` (the page) or ``GET /ui/<name>``; every method comes here, so an
+    unknown file is 404 before a wrong method is 405."""
+    request = ctx.request
+    asset = assets().get(name)
     if asset is None:
         raise NotFound()
     if request.method not in ("GET", "HEAD"):

@@ -31,16 +31,18 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, ParleyError, UpgradeRequired
+from ..errors import InvalidCursor, InvalidJson, InvalidRequest, ParleyError, Unauthorized, UpgradeRequired
 from .auth import bearer
+from .error_frames import ws_error_frame
 from .revocation import TokenWatch
 from .ws_frames import FRAME_CAP
 from .stream import _since, bound_tail_connection, tail, tail_identity
 from .wire import error_response, loads_bounded
 
 
-def register(app, backbone, metrics) -> None:
-    @app.websocket("/channels/<channel>/ws")
+def channel_ws_view(backbone, metrics, label: str):
+    """The view of ``/channels/<channel>/ws`` (its route table entry, ADR-0033)."""
+
     async def channel_ws(channel: str):
         try:
             if not backbone.settings.websockets:
@@ -53,7 +55,7 @@ def register(app, backbone, metrics) -> None:
                 raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
             slot = backbone.streams.acquire(identity)
         except ParleyError as error:
-            metrics.requests.labels("channel_ws", str(error.status)).inc()
+            metrics.requests.labels(label, str(error.status)).inc()
             return error_response(error)
         token = bearer(websocket.headers.get("authorization"))
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
@@ -88,10 +90,7 @@ def register(app, backbone, metrics) -> None:
         finally:
             slot.release()
 
-    if getattr(backbone, "sessions", None) is not None:
-        from . import session_ws
-
-        session_ws.register(app, backbone, metrics)
+    return channel_ws
 
 
 MAX_IN_FLIGHT = 256
@@ -114,7 +113,7 @@ async def _refuse_anonymous(raw: str | bytes, send) -> None:
             frame_id = frame.get("id") if isinstance(frame, dict) else None
         except orjson.JSONDecodeError:
             pass
-    await send({"type": "error", "id": frame_id, "code": "unauthorized", "message": "missing or invalid token"})
+    await send(ws_error_frame(Unauthorized(), frame_id))
 
 
 async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWatch) -> int | None:
@@ -122,8 +121,6 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
 
     Returns the close code to end with when the server ends the connection.
     """
-    from ..errors import InvalidRequest, Unauthorized
-
     limiter = trio.Semaphore(MAX_IN_FLIGHT)
 
     async def run(frame_id, op: str, body) -> None:
@@ -141,7 +138,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 ack["replayed"] = True
             await send(ack)
         except ParleyError as error:
-            await send({"type": "error", "id": frame_id, **error.envelope()["error"]})
+            await send(ws_error_frame(error, frame_id))
         finally:
             limiter.release()
 
@@ -153,16 +150,12 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
         try:
             frame = loads_bounded(raw)
         except orjson.JSONDecodeError:
-            await send({"type": "error", "id": None, "code": "invalid_json", "message": "request body is not valid JSON"})
+            await send(ws_error_frame(InvalidJson(), None))
             continue
         ops = [k for k in ("append", "claim") if isinstance(frame, dict) and k in frame]
         if len(ops) != 1:
-            await send({
-                "type": "error",
-                "id": frame.get("id") if isinstance(frame, dict) else None,
-                "code": "invalid_request",
-                "message": 'a frame must carry exactly one of "append" or "claim"',
-            })
+            frame_id = frame.get("id") if isinstance(frame, dict) else None
+            await send(ws_error_frame(InvalidRequest('a frame must carry exactly one of "append" or "claim"'), frame_id))
             continue
         await limiter.acquire()
         nursery.start_soon(run, frame.get("id"), ops[0], frame[ops[0]])

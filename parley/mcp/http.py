@@ -23,10 +23,13 @@ import trio
 
 from ..errors import Forbidden, InternalError, InvalidRequest, ParleyError, StreamCapacity, Unauthorized, Unavailable
 from ..http.auth import bearer
+from ..http.routes import MCP_PATH, MOUNT, label_of
 
 log = logging.getLogger("parley.mcp")
 
-PATH = "/mcp"
+#: The mount point and metric label come from the route table (ADR-0033).
+PATH = MCP_PATH
+LABEL = label_of(MOUNT, PATH)
 DEFAULT_HOME = "general"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 MAX_BODY = 4 * 1024 * 1024
@@ -78,7 +81,7 @@ class McpMount:
                 if status.status == 0:
                     await _send_error(status, InternalError())
             if self.metrics is not None:
-                self.metrics.requests.labels("mcp", str(status.status)).inc()
+                self.metrics.requests.labels(LABEL, str(status.status)).inc()
             return
         await self.app(scope, receive, send)
 

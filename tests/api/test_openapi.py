@@ -1,72 +1,32 @@
-"""The OpenAPI document describes exactly the routes the dispatcher serves.
+"""The OpenAPI document describes exactly the routes the route table holds.
 
-Both directions are checked, so a route added to the dispatcher without
-being documented fails here:
+The document is rendered from ``parley.http.routes.ROUTES`` (ADR-0033), so
+"served → documented" is checked where the table is checked
+(tests/api/test_route_table.py: Quart's url_map and the /mcp mount against
+the table). Here:
 
-* documented → served: every (method, path) of ``openapi.ROUTES`` is
-  requested on a live server (WebSocket routes are really upgraded) and must
-  not answer ``404 not_found "no such route"`` / ``405``; the status it does
-  answer must be one the document lists for that operation. Methods a
-  documented path does *not* list must answer 404/405 (no hidden operation).
-* served → documented: the route tables the dispatcher walks
-  (``channels.POST_ACTIONS``/``GET_ACTIONS``, ``admin.ACTIONS``), every
-  path-segment literal the dispatch functions of ``app.py`` and
-  ``sessions.py`` compare segments against (read from their source with
-  ``ast``), the Quart rules of the app (the WebSocket routes), and a
-  hard-coded list of the dispatcher's routes must all be in the document.
+* the document itself is consistent OpenAPI 3.1 (refs resolve, every error
+  code sits under its status, operation ids are unique);
+* documented → served: every (method, path) is requested on a live server
+  (WebSocket routes are really upgraded) and must not answer ``404
+  not_found "no such route"`` / ``405``; the status it does answer must be
+  one the document lists for that operation. Methods a documented path does
+  *not* list must answer 404/405/426 (no hidden operation).
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import inspect
 import re
-from pathlib import Path
 
 import httpx
 import trio
 import trio_websocket
 
 from parley.errors import STATUS_BY_CODE
-from parley.http import admin, app as app_module, channels, openapi
+from parley.http import openapi, routes
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE")
-
-#: The dispatcher's routes, by hand (keep in step with parley/http/app.py).
-DISPATCHER_ROUTES = {
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/channels"),
-    ("POST", "/channels"),
-    ("GET", "/channels/{channel}"),
-    ("POST", "/channels/{channel}/subscribe"),
-    ("POST", "/channels/{channel}/append"),
-    ("POST", "/channels/{channel}/read"),
-    ("POST", "/channels/{channel}/claim"),
-    ("POST", "/channels/{channel}/reassign"),
-    ("POST", "/channels/{channel}/done"),
-    ("POST", "/channels/{channel}/archive"),
-    ("GET", "/channels/{channel}/claims"),
-    ("GET", "/channels/{channel}/stream"),
-    ("PUT", "/channels/{channel}/artifacts/{sha256}"),
-    ("GET", "/channels/{channel}/artifacts/{sha256}"),
-    ("GET", "/channels/{channel}/ws"),
-    ("POST", "/admin/tokens"),
-    ("POST", "/admin/tokens/revoke"),
-    ("POST", "/admin/tokens/rotate"),
-    ("POST", "/v1/session"),
-    ("GET", "/v1/sessions"),
-    ("GET", "/ui"),
-    ("GET", "/ui/{asset}"),
-    ("POST", "/v1/session/{id}/message"),
-    ("GET", "/v1/session/{id}"),
-    ("DELETE", "/v1/session/{id}"),
-    ("GET", "/v1/ws"),
-    ("GET", "/v1/peers"),
-}
 
 
 def documented() -> dict[tuple[str, str], dict]:
@@ -76,11 +36,6 @@ def documented() -> dict[tuple[str, str], dict]:
         for path, item in doc["paths"].items()
         for method, op in item.items()
     }
-
-
-def literal_segments() -> set[str]:
-    """Every segment of a documented path that is not a ``{parameter}``."""
-    return {seg for _, path in documented() for seg in path.strip("/").split("/") if not seg.startswith("{")}
 
 
 # -- the document itself -----------------------------------------------------------
@@ -109,7 +64,7 @@ def test_the_document_is_openapi_3_1_and_consistent():
     assert set(schemas["ErrorEnvelope"]["properties"]["error"]["properties"]["code"]["enum"]) == set(STATUS_BY_CODE)
     ids = [op["operationId"] for op in documented().values()]
     assert len(ids) == len(set(ids))
-    assert len(openapi.ROUTES) == len(documented())  # no (method, path) listed twice
+    assert len(routes.operations()) == len(documented())  # no (method, path) listed twice
     for (method, path), op in documented().items():
         assert op["responses"], (method, path)
         assert op["x-error-codes"], (method, path)
@@ -117,96 +72,13 @@ def test_the_document_is_openapi_3_1_and_consistent():
             status = str(STATUS_BY_CODE[code])
             assert code in op["responses"][status]["x-error-codes"], (method, path, code)
         for status, response in op["responses"].items():
-            if int(status) >= 400:
+            if int(status) >= 400 and "x-error-codes" in response:  # not the /mcp mount's JSON-RPC 400
                 schema = response["content"]["application/json"]["schema"]
                 assert schema["allOf"][0] == {"$ref": "#/components/schemas/ErrorEnvelope"}
                 assert all(STATUS_BY_CODE[c] == int(status) for c in response["x-error-codes"])
         for name in re.findall(r"\{(\w+)\}", path):
             assert any(p["name"] == name and p["in"] == "path" for p in op["parameters"]), (path, name)
         assert op.get("x-websocket", False) == path.endswith("/ws")
-
-
-# -- served → documented -----------------------------------------------------------
-
-
-def test_the_hand_written_route_list_matches_the_document():
-    assert openapi.route_set() == DISPATCHER_ROUTES
-
-
-def test_the_dispatch_tables_are_documented():
-    routes = openapi.route_set()
-    for action in channels.POST_ACTIONS:
-        assert ("POST", f"/channels/{{channel}}/{action}") in routes, action
-    for action in channels.GET_ACTIONS:
-        assert ("GET", f"/channels/{{channel}}/{action}") in routes, action
-    for action in admin.ACTIONS:
-        assert ("POST", f"/admin/tokens/{action}") in routes, action
-
-
-def _segment_literals(source: str, functions: set[str] | None) -> set[str]:
-    """String constants compared against a path segment (``s[i]``, ``segments[i]``) in ``functions``."""
-
-    def is_segment(node: ast.AST) -> bool:
-        if not isinstance(node, ast.Subscript):
-            return False
-        base = node.value
-        return (isinstance(base, ast.Name) and base.id in ("s", "segments", "seg", "parts")) or (
-            isinstance(base, ast.Attribute) and base.attr == "segments"
-        )
-
-    def strings(node: ast.AST) -> list[str]:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return [node.value]
-        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-            return [s for elt in node.elts for s in strings(elt)]
-        return []
-
-    found: set[str] = set()
-    for fn in ast.walk(ast.parse(source)):
-        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        if functions is not None and fn.name not in functions:
-            continue
-        for node in ast.walk(fn):
-            if isinstance(node, ast.Compare):
-                operands = [node.left, *node.comparators]
-                if any(is_segment(o) for o in operands):
-                    for operand in operands:
-                        found.update(strings(operand))
-            elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Dict) and is_segment(node.slice):
-                found.update(k.value for k in node.value.keys if isinstance(k, ast.Constant))
-    return found
-
-
-def test_every_segment_the_dispatcher_matches_is_documented():
-    app_source = Path(inspect.getsourcefile(app_module)).read_text()
-    literals = _segment_literals(app_source, {"dispatch", "_route_json", "_route_channels", "_route_admin"})
-    # Sanity: the extraction sees the dispatcher's vocabulary.
-    assert {"healthz", "channels", "artifacts", "stream", "admin", "tokens", "v1", "openapi.json"} <= literals
-    from parley.http import sessions
-
-    literals |= _segment_literals(Path(inspect.getsourcefile(sessions)).read_text(), {"_handler"})
-    assert {"session", "message", "ws"} <= literals
-    undocumented = literals - literal_segments()
-    assert not undocumented, f"dispatcher segments missing from the OpenAPI document: {sorted(undocumented)}"
-
-
-async def test_every_quart_rule_is_documented(server):
-    app = app_module.create_app(server.backbone)
-    routes = documented()
-    catch_all = {"/", "/<everything:path>"}
-    websocket_rules = set()
-    for rule in app.url_map.iter_rules():
-        if rule.rule in catch_all or rule.endpoint == "static":
-            continue
-        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        if rule.websocket:
-            websocket_rules.add(path)
-            assert routes.get(("GET", path), {}).get("x-websocket") is True, path
-        else:
-            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
-                assert (method, path) in routes, (method, path)
-    assert websocket_rules == {"/channels/{channel}/ws", "/v1/ws"}
 
 
 # -- documented → served (live) ------------------------------------------------------
@@ -247,8 +119,8 @@ async def test_every_documented_route_is_served(server):
         served = await anon.get("/openapi.json")
         assert served.status_code == 200 and served.json() == openapi.document()
 
-        routes = documented()
-        for (method, path), op in sorted(routes.items()):
+        documented_routes = documented()
+        for (method, path), op in sorted(documented_routes.items()):
             url = path.format(**values)
             if op.get("x-websocket"):
                 ws_url = server.url.replace("http://", "ws://") + url
@@ -266,11 +138,16 @@ async def test_every_documented_route_is_served(server):
                 assert _code(response) in op["x-error-codes"], (method, path, _code(response))
 
         # A documented path answers no method it does not document (no hidden operation).
-        paths = {path: {m for m, p in routes if p == path} for _, path in routes}
+        # The /mcp mount checks the bearer before the method (ADR-0015): 401, like every method there.
+        mounted = {r.path for r in routes.ROUTES if r.serve is routes.MOUNT}
+        paths = {path: {m for m, p in documented_routes if p == path} for _, path in documented_routes}
         for path, methods in sorted(paths.items()):
             for method in HTTP_METHODS:
                 if method in methods:
                     continue
                 response = await _probe(anon, method, path.format(**values))
+                if path in mounted:
+                    assert _code(response) == "unauthorized", (method, path, response.status_code)
+                    continue
                 assert response.status_code in (404, 405, 426), (method, path, response.status_code)
                 assert _code(response) in ("not_found", "method_not_allowed", "upgrade_required"), (method, path)

@@ -82,3 +82,21 @@ def test_the_sdk_exposes_the_families_and_rebuilds_leaves_under_them() -> None:
     assert isinstance(pc.build_error("stream_capacity", "busy", status=503), pc.ServiceUnavailable)
     assert isinstance(pc.build_error("rate_limited", "slow", status=429), pc.Retryable)
     assert not isinstance(pc.build_error("internal_error", "boom", status=500), (pc.Refused, pc.Retryable))
+
+
+def test_every_wire_code_comes_back_through_the_sdk_in_its_family() -> None:
+    """What the server raises and what the SDK rebuilds from the wire sit in the same families."""
+    for code, status in pe.STATUS_BY_CODE.items():
+        built = pc.build_error(code, "said by the server", status=status)
+        server_class = pe.error_class_for(code)
+        assert type(built) is server_class, code
+        for family in pe.FAMILIES:
+            assert isinstance(built, family) == issubclass(server_class, family), (code, family.__name__)
+
+
+def test_the_journal_mapper_hands_out_leaves_of_the_tree() -> None:
+    from parley.actors.failures import JOURNAL_ERRORS
+
+    for _kind, make in JOURNAL_ERRORS:
+        error = make()
+        assert type(error) in pe.ERROR_CLASSES and type(error) is not pe.ParleyError, error
