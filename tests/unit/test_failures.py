@@ -35,9 +35,8 @@ from parley.http.error_frames import NO_ID, error_body, sse_error_event, ws_erro
 from parley.http.sessions import sse_event
 
 #: Journal exceptions a caller handles itself (reload and decide again), so the map leaves them alone.
-DECIDED_AGAIN = {journal_errors.ConcurrencyError} | (
-    {journal_errors.WindowFull} if hasattr(journal_errors, "WindowFull") else set()  # the seatbelt's lost race
-)
+#: (``WindowFull``, the shared seatbelt's lost race, is not a JournalError: the channel actor handles it.)
+DECIDED_AGAIN = {journal_errors.ConcurrencyError}
 
 
 def test_every_journal_error_is_mapped_or_left_to_its_caller_on_purpose():
