@@ -31,11 +31,13 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
+from ..domain.outcomes import Replayed
 from ..errors import InvalidCursor, ParleyError, UpgradeRequired
 from .auth import bearer
 from .revocation import TokenWatch
 from .ws_frames import FRAME_CAP
 from .stream import _since, bound_tail_connection, tail, tail_identity
+from .outcomes import status_of
 from .wire import error_response, loads_bounded
 
 
@@ -136,8 +138,8 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 result = await backbone.append(channel, body, identity)
             else:
                 result = await backbone.claim(channel, "claim", body, identity)
-            ack = {"type": "ack", "id": frame_id, "status": result.status, "body": result.body}
-            if result.replayed:  # the HTTP route's Idempotent-Replayed: true
+            ack = {"type": "ack", "id": frame_id, "status": status_of(result), "body": result.body}
+            if isinstance(result, Replayed):  # the HTTP route's Idempotent-Replayed: true
                 ack["replayed"] = True
             await send(ack)
         except ParleyError as error:
