@@ -25,6 +25,7 @@ from ..domain.seatbelt import PendingCharges
 from ..errors import ParleyError, Unavailable, UnknownChannel
 from ..journal import queries
 from ..journal.errors import ConcurrencyError, JournalUnavailable
+from ..journal.stream_ids import channel_stream
 from ..journal.types import NewEvent
 from ..journal.windows import WindowCharge, WindowFull, charge_windows
 from .runtime import Actor, Envelope
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley.channels")
 
 
-def stream_id(name: str) -> str:
-    return f"channel:{name}"
+#: The journal stream of a channel (``journal/stream_ids.py`` is its one home).
+stream_id = channel_stream
 
 
 # -- commands -----------------------------------------------------------------

@@ -42,6 +42,7 @@ from ..errors import (
     InvalidMessage,
     MsgIdConflict,
 )
+from . import caps
 from . import claims as claim_rules
 from . import message as rules
 from .identity import Identity
@@ -57,12 +58,12 @@ ARTIFACT_SHA_RE_LEN = 64
 class Limits:
     """The configurable caps a channel decision needs (D6)."""
 
-    max_messages_per_channel: int = 10_000
-    max_read_limit: int = 500
+    max_messages_per_channel: int = caps.MAX_MESSAGES_PER_CHANNEL
+    max_read_limit: int = caps.MAX_READ_LIMIT
     max_body_chars: int = rules.MAX_BODY_CHARS
-    max_artifact_bytes: int = 1_048_576
-    max_channel_artifact_bytes: int = 16_777_216
-    max_total_artifact_bytes: int = 134_217_728
+    max_artifact_bytes: int = caps.MAX_ARTIFACT_BYTES
+    max_channel_artifact_bytes: int = caps.MAX_CHANNEL_ARTIFACT_BYTES
+    max_total_artifact_bytes: int = caps.MAX_TOTAL_ARTIFACT_BYTES
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..domain.message import check_assignee_shape
 from ..errors import InvalidRequest, NotFound
 from .auth import require_identity
 from .outcomes import outcome_response
@@ -80,17 +81,8 @@ async def claim(ctx, channel: str):
 
 async def reassign(ctx, channel: str):
     body, identity, key = _write_prelude(ctx)
-    assignee = body.get("assignee")
-    if (
-        not isinstance(assignee, dict)
-        or not isinstance(assignee.get("agent_id"), str)
-        or not isinstance(assignee.get("owner"), str)
-        or assignee["agent_id"] == ""
-        or assignee["owner"] == ""
-    ):
-        raise InvalidRequest("reassign requires an assignee object with a non-empty agent_id and owner")
+    target = check_assignee_shape(body.get("assignee"))
     message = {k: v for k, v in body.items() if k != "assignee"}
-    target = {"agent_id": assignee["agent_id"], "owner": assignee["owner"]}
     result = await ctx.backbone.claim(channel, "reassign", message, identity, target, key)
     return outcome_response(result)
 

@@ -32,11 +32,11 @@ from quart import websocket
 
 from ..domain.message import sanitize_message_fields
 from ..domain.outcomes import Replayed
-from ..errors import InvalidCursor, ParleyError, UpgradeRequired
+from ..errors import ParleyError, UpgradeRequired
 from .auth import bearer
 from .revocation import TokenWatch
 from .ws_frames import FRAME_CAP
-from .stream import _since, bound_tail_connection, tail, tail_identity
+from .stream import bound_tail_connection, open_tail, tail
 from .outcomes import status_of
 from .wire import error_response, loads_bounded
 
@@ -47,16 +47,11 @@ def register(app, backbone, metrics) -> None:
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
-            identity = tail_identity(backbone, websocket.headers)
-            since = _since(websocket)
-            slug = backbone.check_channel(channel)
-            head = backbone.directory.head(slug)
-            if since is not None and since > head:
-                raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-            slot = backbone.streams.acquire(identity)
+            opening = open_tail(backbone, websocket, channel)
         except ParleyError as error:
             metrics.requests.labels("channel_ws", str(error.status)).inc()
             return error_response(error)
+        identity, slug, start, slot = opening.identity, opening.slug, opening.start, opening.slot
         token = bearer(websocket.headers.get("authorization"))
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
         if identity is None:
@@ -71,7 +66,6 @@ def register(app, backbone, metrics) -> None:
                 await websocket.send(orjson.dumps(payload).decode())
 
         async def stream_tail() -> None:
-            start = head if since is None else since
             async for cursor, message in tail(backbone, slug, start):
                 if message is not None:
                     await send({"cursor": cursor, "message": sanitize_message_fields(message)})

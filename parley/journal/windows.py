@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from . import schema
 from .store import _dialect_insert, set_meta
+from .stream_ids import SESSION_PREFIX
 
 __all__ = [
     "WindowCharge",
@@ -147,7 +148,7 @@ def reserve_session_slot(
         m = schema.meta
         prefix = _slot_prefix(agent_id, owner)
         all_streams, open_streams = _sessions_of(conn, agent_id, owner, started_type, closed_type)
-        started = {s.removeprefix("session:") for s in all_streams}
+        started = {s.removeprefix(SESSION_PREFIX) for s in all_streams}
         stale, pending = [], 0
         for key, value in conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.startswith(prefix, autoescape=True))):
             sid = key[len(prefix) :]
