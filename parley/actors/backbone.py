@@ -74,6 +74,10 @@ class Backbone:
         self.signals = CommitSignals()
         self.stamper = Stamper(self.clock)
         self.artifact_bytes = 0
+        #: Bytes of artifacts decided in batches whose commit is under way:
+        #: they count against the global cap for every channel until the
+        #: commit moves them into ``artifact_bytes`` or its failure drops them.
+        self.pending_artifact_bytes = 0
         self.channels = Registry(
             lambda name: ChannelActor(name, self),
             mailbox_size=settings.mailbox_size,

@@ -218,6 +218,8 @@ class ChannelActor(Actor):
 
         A failed or lost commit leaves the state and the seatbelt as they were
         (the view and the sheet are dropped): nothing to take back (ADR-0037).
+        New artifact bytes are reserved against the global cap while the
+        commit is under way, so concurrent channels cannot overspend it.
         """
         state = self.state
         backbone = self.backbone
@@ -225,64 +227,72 @@ class ChannelActor(Actor):
         events: list[NewEvent] = []
         answers: list[tuple[Envelope[Any], Any]] = []
         blobs: list[tuple[str, bytes]] = []
-        blob_bytes = 0
-        with backbone.seatbelt.pending() as charges:
-            for envelope in batch:
-                if envelope.reply.done:
-                    continue  # refused in an earlier attempt: it stays refused, never half-stored
-                command = envelope.command
-                if isinstance(command, Query):
-                    answers.append((envelope, command))
-                    continue
-                try:
-                    decision = self._decide(command, view, charges, backbone.artifact_bytes + blob_bytes)
-                except ParleyError as error:
-                    envelope.reply.set_error(error)
-                    continue
-                for type_, data in decision.events:
-                    rules.apply(view, type_, data)
-                    events.append(NewEvent(type_, data))
-                if isinstance(command, PutArtifact) and decision.events:
-                    blobs.append((command.sha256, command.data))
-                    blob_bytes += len(command.data)
-                answers.append((envelope, decision.outcome))
-            if events:
-                effects = [_store_blobs(self.name, blobs)] if blobs else []
-                if backbone.shared_windows and charges:
-                    effects.append(window_side_effect(charges))
-                try:
-                    committed = await backbone.journal.append(
-                        stream_id(self.name),
-                        events,
-                        state.seq,
-                        side_effect=_chain(effects),
-                    )
-                except WindowFull as full:
-                    backbone.seatbelt.adopt(full.scope, full.key, full.stamps)
-                    raise
-                except ConcurrencyError:
-                    raise
-                except Exception as exc:
-                    # The commit may have happened after all (an error past it):
-                    # reads reload before they answer.
-                    self._stale = True
-                    if not isinstance(exc, JournalUnavailable):
-                        log.exception("append to %s failed", self.name)
-                    error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
-                    queries = []
-                    for envelope, answer in answers:
-                        if isinstance(answer, Query):
-                            queries.append((envelope, answer))
-                        else:
-                            envelope.reply.set_error(error)
-                    await self._answer_after_failure(queries)
-                    return
-                backbone.seatbelt.charge(charges)
-                backbone.artifact_bytes += blob_bytes
-                for event in events:
-                    rules.apply(state, event.type, event.data)
-                backbone.on_channel_commit(self.name, state, committed)
+        reserved = 0
+        try:
+            with backbone.seatbelt.pending() as charges:
+                for envelope in batch:
+                    if envelope.reply.done:
+                        continue  # refused in an earlier attempt: it stays refused, never half-stored
+                    command = envelope.command
+                    if isinstance(command, Query):
+                        answers.append((envelope, command))
+                        continue
+                    global_bytes = backbone.artifact_bytes + backbone.pending_artifact_bytes
+                    try:
+                        decision = self._decide(command, view, charges, global_bytes)
+                    except ParleyError as error:
+                        envelope.reply.set_error(error)
+                        continue
+                    for type_, data in decision.events:
+                        rules.apply(view, type_, data)
+                        events.append(NewEvent(type_, data))
+                    if isinstance(command, PutArtifact) and decision.events:
+                        blobs.append((command.sha256, command.data))
+                        reserved += len(command.data)
+                        backbone.pending_artifact_bytes += len(command.data)
+                    answers.append((envelope, decision.outcome))
+                if events:
+                    effects = [_store_blobs(self.name, blobs)] if blobs else []
+                    if backbone.shared_windows and charges:
+                        effects.append(window_side_effect(charges))
+                    try:
+                        committed = await backbone.journal.append(
+                            stream_id(self.name), events, state.seq, side_effect=_chain(effects)
+                        )
+                    except WindowFull as full:
+                        backbone.seatbelt.adopt(full.scope, full.key, full.stamps)
+                        raise
+                    except ConcurrencyError:
+                        raise
+                    except Exception as exc:
+                        await self._refuse_after_failed_commit(exc, answers)
+                        return
+                    backbone.seatbelt.charge(charges)
+                    backbone.artifact_bytes += reserved
+                    for event in events:
+                        rules.apply(state, event.type, event.data)
+                    backbone.on_channel_commit(self.name, state, committed)
+        finally:
+            backbone.pending_artifact_bytes -= reserved
         self._answer(answers)
+
+    async def _refuse_after_failed_commit(self, exc: Exception, answers: list[tuple[Envelope[Any], Any]]) -> None:
+        """503 for the batch's writes; its reads are answered from the committed state.
+
+        The state is marked stale: an error past the commit may hide a commit
+        that happened, so reads reload before they answer.
+        """
+        self._stale = True
+        if not isinstance(exc, JournalUnavailable):
+            log.exception("append to %s failed", self.name)
+        error = Unavailable("the journal is unavailable; retry shortly", retry_after=1)
+        queries = []
+        for envelope, answer in answers:
+            if isinstance(answer, Query):
+                queries.append((envelope, answer))
+            else:
+                envelope.reply.set_error(error)
+        await self._answer_after_failure(queries)
 
     def _answer(self, answers: list[tuple[Envelope[Any], Any]]) -> None:
         for envelope, answer in answers:

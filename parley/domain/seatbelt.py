@@ -193,7 +193,6 @@ class Seatbelt:
                     track.dup_key = dup_key
         charges.log = []
         charges.stamps.clear()
-        charges.floors.clear()
         charges.dups.clear()
 
     # -- windows shared through the database (ADR-0025) ----------------------------
@@ -237,16 +236,17 @@ class Seatbelt:
     def _over(self, scope: str, key: str, cap: int, now_ms: int) -> int | None:
         """Milliseconds to wait if the window of ``key`` is full, else ``None``.
 
-        Counts the recorded stamps and those of every open sheet. A sheet's
-        ``floors`` are the horizons its decisions would already have pruned
-        the window to, had they been recorded at once (a clock that steps
-        back within a batch sees the same window as decisions one by one).
+        Counts the recorded stamps and those of every open sheet. Recording a
+        stamp prunes the window to ``stamp - window``, so a sheet's newest
+        stamp is a horizon too: a clock that steps back within a batch sees
+        the window that deciding one by one would have left.
         """
+        window = (scope, key)
         horizon = now_ms - self.window_ms
         for sheet in self._open:
-            floor = sheet.floors.get((scope, key))
-            if floor is not None and floor > horizon:
-                horizon = floor
+            noted = sheet.stamps.get(window)
+            if noted and noted[-1] - self.window_ms > horizon:
+                horizon = noted[-1] - self.window_ms
         live = 0
         oldest: int | None = None
         track = self._tables[scope].get(key)
@@ -257,7 +257,7 @@ class Seatbelt:
                 live = len(stamps) - first
                 oldest = stamps[first]
         for sheet in self._open:
-            stamps = sheet.stamps.get((scope, key))
+            stamps = sheet.stamps.get(window)
             if stamps:
                 first = bisect.bisect_right(stamps, horizon)
                 if first < len(stamps):
@@ -318,8 +318,8 @@ class PendingCharges:
         self.belt = belt
         #: ``("stamp", scope, key, now_ms)`` and ``("dup", channel_key, dup_key)``, in order.
         self.log: list[tuple] = []
+        #: The noted stamps per ``(scope, key)`` window, sorted.
         self.stamps: dict[tuple[str, str], list[int]] = {}
-        self.floors: dict[tuple[str, str], int] = {}
         self.dups: dict[str, str] = {}
 
     def check_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
@@ -402,10 +402,10 @@ class PendingCharges:
     def _note(self, scope: str, key: str, now_ms: int) -> None:
         self.log.append(("stamp", scope, key, now_ms))
         stamps = self.stamps.setdefault((scope, key), [])
-        bisect.insort(stamps, now_ms)
-        floor = now_ms - self.belt.window_ms
-        if floor > self.floors.get((scope, key), floor - 1):
-            self.floors[(scope, key)] = floor
+        if not stamps or stamps[-1] <= now_ms:
+            stamps.append(now_ms)
+        else:
+            bisect.insort(stamps, now_ms)
 
 
 def _channel_key(channel: str, agent_id: str) -> str:
