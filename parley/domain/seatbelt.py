@@ -165,7 +165,7 @@ class Seatbelt:
         """A sheet of charges for decisions that have not committed yet.
 
         The channel actor decides a whole batch against the windows plus the
-        sheet, commits, and only then :meth:`charge`\ s it. A commit that
+        sheet, commits, and only then charges it (:meth:`charge`). A commit that
         fails (503, a lost race decided again) leaves the block without
         charging, so its posts never count against the budget or become the
         dup baseline: nothing has to be undone. While the block is open,
