@@ -5,8 +5,8 @@ view of its state (``domain/pending.py``), appends all resulting events as ONE
 journal append, and answers every command only after that append has
 committed (an acknowledged write is a durable write). Only then are the
 events folded into the state and the posts charged to the seatbelt. Reads
-that arrive in the same batch are answered
-after the commit too, so no one ever sees an uncommitted message.
+that arrive in the same batch are answered after the commit too, so no one
+ever sees an uncommitted message.
 """
 
 from __future__ import annotations
