@@ -52,9 +52,9 @@ from .. import session_keys
 from ..domain import session as S
 from ..domain.handlers import Handler, TurnView, load_handlers
 from ..domain.identity import Identity
-from ..domain.message import check_assignee_shape, check_cursor_in_log
 from ..domain.text import fragment
 from ..errors import (
+    InvalidCursor,
     InvalidRequest,
     ParleyError,
     SessionLimit,
@@ -432,7 +432,9 @@ class SessionService:
                     elif action.from_ == "start":
                         cursor = 0
                     else:
-                        cursor = check_cursor_in_log(int(action.from_), head)
+                        cursor = int(action.from_)
+                        if cursor > head:
+                            raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
                     subscriptions[slug] = cursor
                     result: Any = {"cursor": cursor}
                 elif action.kind == "unsubscribe":
@@ -441,7 +443,17 @@ class SessionService:
                 elif action.kind == "append":
                     result = (await backbone.append(action.channel, action.message, identity, key)).body
                 elif action.kind == "reassign":
-                    target = check_assignee_shape(action.assignee)
+                    assignee = action.assignee or {}
+                    if (
+                        not isinstance(assignee.get("agent_id"), str)
+                        or not isinstance(assignee.get("owner"), str)
+                        or assignee["agent_id"] == ""
+                        or assignee["owner"] == ""
+                    ):
+                        raise InvalidRequest(
+                            "reassign requires an assignee object with a non-empty agent_id and owner"
+                        )
+                    target = {"agent_id": assignee["agent_id"], "owner": assignee["owner"]}
                     result = (
                         await backbone.claim(action.channel, "reassign", action.message, identity, target, key)
                     ).body
