@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 
@@ -49,6 +49,9 @@ from .identity import Identity
 from .outcomes import Appended, Archived, ArtifactKnown, ArtifactStored, Claimed, ClaimRefused, Outcome, Replayed
 from .seatbelt import PendingCharges, Seatbelt
 from .text import fragment, js_quote
+
+if TYPE_CHECKING:
+    from .pending import PendingState
 
 Event = tuple[str, dict[str, Any]]
 ARTIFACT_SHA_RE_LEN = 64
@@ -95,12 +98,17 @@ class ChannelState:
         return len(self.messages)
 
     def describe(self) -> dict[str, Any]:
-        assert self.descriptor is not None
-        out = dict(self.descriptor)
-        out["head"] = self.head
-        if self.archived:
-            out["archived"] = True
-        return out
+        return describe(self)
+
+
+def describe(state: View) -> dict[str, Any]:
+    """The channel's descriptor as the wire shows it: ``head`` and, once archived, ``archived``."""
+    assert state.descriptor is not None
+    out = dict(state.descriptor)
+    out["head"] = state.head
+    if state.archived:
+        out["archived"] = True
+    return out
 
 
 def apply(state: ChannelState, type_: str, data: dict[str, Any]) -> None:
@@ -167,6 +175,8 @@ def key_fingerprint(route: str, payload: dict[str, Any]) -> str:
 
 #: What the decisions read the seatbelt through: a batch's sheet, or the belt itself.
 Belt = Seatbelt | PendingCharges
+#: What the decisions read the channel through: a batch's pending view, or a state.
+View: TypeAlias = "ChannelState | PendingState"
 
 
 @dataclass
@@ -179,7 +189,7 @@ class Decision:
     outcome: Outcome
 
 
-def _replay(state: ChannelState, record_index: int | None, route: str) -> Decision:
+def _replay(state: View, record_index: int | None, route: str) -> Decision:
     if record_index is None:
         body = state.describe()
         body["head"] = 0
@@ -191,7 +201,7 @@ def _replay(state: ChannelState, record_index: int | None, route: str) -> Decisi
     return Decision([], Replayed(route, body))
 
 
-def check_idempotency_key(state: ChannelState, key: str | None, fp: str) -> Decision | None:
+def check_idempotency_key(state: View, key: str | None, fp: str) -> Decision | None:
     """Replay a write already committed under ``key``, or refuse a different one."""
     if key is None:
         return None
@@ -205,7 +215,7 @@ def check_idempotency_key(state: ChannelState, key: str | None, fp: str) -> Deci
     return _replay(state, record.index, record.route)
 
 
-def check_msg_id(state: ChannelState, message: dict[str, Any], fp: str, route: str) -> Decision | None:
+def check_msg_id(state: View, message: dict[str, Any], fp: str, route: str) -> Decision | None:
     """D2: a known ``msg_id`` replays the original or is a conflict."""
     known = state.msg_ids.get(message.get("msg_id"))  # type: ignore[arg-type]
     if known is None:
@@ -225,12 +235,12 @@ def check_msg_id(state: ChannelState, message: dict[str, Any], fp: str, route: s
     )
 
 
-def check_writable(state: ChannelState) -> None:
+def check_writable(state: View) -> None:
     if state.archived:
         raise ChannelArchived(f"Channel is archived: {js_quote(fragment(state.name))}")
 
 
-def check_room(state: ChannelState, limits: Limits) -> None:
+def check_room(state: View, limits: Limits) -> None:
     cap = limits.max_messages_per_channel
     if state.head >= cap:
         noun = "message" if cap == 1 else "messages"
@@ -279,7 +289,7 @@ def _message_event(
 
 
 def decide_append(
-    state: ChannelState,
+    state: View,
     body: dict[str, Any],
     identity: Identity,
     *,
@@ -308,7 +318,7 @@ def decide_append(
 
 
 def decide_claim(
-    state: ChannelState,
+    state: View,
     op: str,
     body: dict[str, Any],
     identity: Identity,
@@ -371,7 +381,7 @@ def decide_claim(
 
 
 def decide_artifact(
-    state: ChannelState, sha256: str, data: bytes, *, limits: Limits, global_bytes: int
+    state: View, sha256: str, data: bytes, *, limits: Limits, global_bytes: int
 ) -> Decision:
     """Put order: sha format → blob cap → digest → dedup → archived → channel cap → global cap.
 
@@ -403,7 +413,7 @@ def decide_artifact(
     return Decision([("artifact_stored", {"sha256": sha256, "size": len(data)})], ArtifactStored(body))
 
 
-def decide_archive(state: ChannelState, identity: Identity) -> Decision:
+def decide_archive(state: View, identity: Identity) -> Decision:
     assert state.descriptor is not None
     if state.descriptor.get("created_by") != identity.owner:
         raise Forbidden("only the channel's creating owner can archive it")

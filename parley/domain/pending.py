@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .channel import ChannelState
+from .channel import ChannelState, describe
 from .claims import ClaimEntry, ClaimLedger
 
 __all__ = ["PendingState"]
@@ -117,7 +117,13 @@ class PendingState:
         self.archived = committed.archived
         self.seq = committed.seq
 
-    # One home for these: the state's own definitions, read off this view.
-    exists = ChannelState.exists
-    head = ChannelState.head
-    describe = ChannelState.describe
+    @property
+    def exists(self) -> bool:
+        return self.descriptor is not None
+
+    @property
+    def head(self) -> int:
+        return len(self.messages)
+
+    def describe(self) -> dict[str, Any]:
+        return describe(self)  # one home for the wire's descriptor

@@ -257,12 +257,12 @@ class Seatbelt:
                 live = len(stamps) - first
                 oldest = stamps[first]
         for sheet in self._open:
-            stamps = sheet.stamps.get(window)
-            if stamps:
-                first = bisect.bisect_right(stamps, horizon)
-                if first < len(stamps):
-                    live += len(stamps) - first
-                    oldest = stamps[first] if oldest is None else min(oldest, stamps[first])
+            noted = sheet.stamps.get(window)
+            if noted:
+                first = bisect.bisect_right(noted, horizon)
+                if first < len(noted):
+                    live += len(noted) - first
+                    oldest = noted[first] if oldest is None else min(oldest, noted[first])
         if live < cap or oldest is None:
             return None
         return oldest + self.window_ms - now_ms
