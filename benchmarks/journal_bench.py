@@ -27,6 +27,7 @@ the whole run is bounded. Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -119,8 +120,8 @@ async def _measure(journal: Journal, latencies: list[float], task, concurrency: 
     elapsed = time.perf_counter() - t0
     after = journal.statistics()
     latencies.sort()
-    commits = after["batches"] - before["batches"]
-    requests = after["requests"] - before["requests"]
+    commits = after.batches - before.batches
+    requests = after.requests - before.requests
     return {
         "appends": len(latencies),
         "appends_per_s": len(latencies) / elapsed,
@@ -128,8 +129,8 @@ async def _measure(journal: Journal, latencies: list[float], task, concurrency: 
         "p99_ms": percentile(latencies, 99) * 1e3,
         "commits": commits,
         "mean_batch": requests / commits if commits else 0.0,
-        "events_per_commit": (after["events"] - before["events"]) / commits if commits else 0.0,
-        "batch_size_histogram": hist_delta(before["batch_size_histogram"], after["batch_size_histogram"]),
+        "events_per_commit": (after.events - before.events) / commits if commits else 0.0,
+        "batch_size_histogram": hist_delta(before.batch_size_histogram, after.batch_size_histogram),
     }
 
 
@@ -176,7 +177,7 @@ async def bench_backend(url: str, duration: float, replay_events: int) -> dict:
                 r.update(mode=mode, concurrency=concurrency)
                 results["scenarios"].append(r)
         results["replay"] = await run_replay(journal, replay_events)
-        results["writer"] = journal.statistics()
+        results["writer"] = dataclasses.asdict(journal.statistics())
     return results
 
 

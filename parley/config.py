@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .domain import caps
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 FALSY = frozenset({"0", "false", "off", "no"})
 
@@ -39,18 +41,18 @@ class Settings:
     admin_audit: bool = True
     read_auth: bool = False
     websockets: bool = True
-    # Caps (defaults equal Caucus's).
-    max_posts_per_minute: int = 30
+    # Caps (defaults equal Caucus's; domain/caps.py holds them).
+    max_posts_per_minute: int = caps.MAX_POSTS_PER_MINUTE
     global_max_posts_per_minute: int | None = None
-    max_channel_creates_per_minute: int = 10
-    max_messages_per_channel: int = 10_000
-    max_channels: int = 1_000
-    max_read_limit: int = 500
+    max_channel_creates_per_minute: int = caps.MAX_CHANNEL_CREATES_PER_MINUTE
+    max_messages_per_channel: int = caps.MAX_MESSAGES_PER_CHANNEL
+    max_channels: int = caps.MAX_CHANNELS
+    max_read_limit: int = caps.MAX_READ_LIMIT
     max_streams: int = 32
     max_body_bytes: int = 262_144
-    max_artifact_bytes: int = 1_048_576
-    max_channel_artifact_bytes: int = 16_777_216
-    max_total_artifact_bytes: int = 134_217_728
+    max_artifact_bytes: int = caps.MAX_ARTIFACT_BYTES
+    max_channel_artifact_bytes: int = caps.MAX_CHANNEL_ARTIFACT_BYTES
+    max_total_artifact_bytes: int = caps.MAX_TOTAL_ARTIFACT_BYTES
     stream_heartbeat_s: float = 15.0
     #: An idle keep-alive connection is closed after this long.
     keep_alive_s: float = 5.0
@@ -173,15 +175,15 @@ def parse_read_auth(name: str, raw: str) -> bool:
 #: Integer settings: field -> (env var, default, lowest, highest). Flags of
 #: ``parley serve`` are generated from this table (parley/cli_options.py).
 INT_SETTINGS: dict[str, tuple[str, int, int, int | None]] = {
-    "max_posts_per_minute": ("PARLEY_MAX_POSTS_PER_MINUTE", 30, 1, None),
-    "max_channel_creates_per_minute": ("PARLEY_MAX_CHANNEL_CREATES_PER_MINUTE", 10, 1, None),
-    "max_messages_per_channel": ("PARLEY_MAX_MESSAGES_PER_CHANNEL", 10_000, 1, None),
-    "max_channels": ("PARLEY_MAX_CHANNELS", 1_000, 1, None),
-    "max_read_limit": ("PARLEY_MAX_READ_LIMIT", 500, 1, None),
+    "max_posts_per_minute": ("PARLEY_MAX_POSTS_PER_MINUTE", caps.MAX_POSTS_PER_MINUTE, 1, None),
+    "max_channel_creates_per_minute": ("PARLEY_MAX_CHANNEL_CREATES_PER_MINUTE", caps.MAX_CHANNEL_CREATES_PER_MINUTE, 1, None),
+    "max_messages_per_channel": ("PARLEY_MAX_MESSAGES_PER_CHANNEL", caps.MAX_MESSAGES_PER_CHANNEL, 1, None),
+    "max_channels": ("PARLEY_MAX_CHANNELS", caps.MAX_CHANNELS, 1, None),
+    "max_read_limit": ("PARLEY_MAX_READ_LIMIT", caps.MAX_READ_LIMIT, 1, None),
     "max_streams": ("PARLEY_MAX_STREAMS", 32, 1, None),
-    "max_artifact_bytes": ("PARLEY_MAX_ARTIFACT_BYTES", 1_048_576, 1, None),
-    "max_channel_artifact_bytes": ("PARLEY_MAX_CHANNEL_ARTIFACT_BYTES", 16_777_216, 1, None),
-    "max_total_artifact_bytes": ("PARLEY_MAX_TOTAL_ARTIFACT_BYTES", 134_217_728, 1, None),
+    "max_artifact_bytes": ("PARLEY_MAX_ARTIFACT_BYTES", caps.MAX_ARTIFACT_BYTES, 1, None),
+    "max_channel_artifact_bytes": ("PARLEY_MAX_CHANNEL_ARTIFACT_BYTES", caps.MAX_CHANNEL_ARTIFACT_BYTES, 1, None),
+    "max_total_artifact_bytes": ("PARLEY_MAX_TOTAL_ARTIFACT_BYTES", caps.MAX_TOTAL_ARTIFACT_BYTES, 1, None),
     "max_sessions_per_identity": ("PARLEY_MAX_SESSIONS_PER_IDENTITY", 1_000, 1, None),
     "workers": ("PARLEY_WORKERS", 1, 1, None),
 }

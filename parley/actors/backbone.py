@@ -2,8 +2,8 @@
 
 It owns the journal, the actor registries, the token store, the shared
 seatbelt and the commit signals, and offers the channel operations the HTTP
-layer calls. It never speaks HTTP; it returns :class:`Result` values and
-raises :class:`~parley.errors.ParleyError`.
+layer calls. It never speaks HTTP; it returns outcome values
+(``domain/outcomes.py``) and raises :class:`~parley.errors.ParleyError`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..config import Settings
 from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..domain.message import check_channel_name
+from ..domain.outcomes import Created, Outcome
 from ..domain.seatbelt import Seatbelt
 from ..errors import ChannelExists, ParleyError, UnknownChannel
 from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
@@ -31,7 +32,6 @@ from .channel_actor import (
     Claim,
     PutArtifact,
     Query,
-    Result,
     stream_id,
     window_side_effect,
 )
@@ -76,6 +76,10 @@ class Backbone:
         self.signals = CommitSignals()
         self.stamper = Stamper(self.clock)
         self.artifact_bytes = 0
+        #: Bytes of artifacts decided in batches whose commit is under way:
+        #: they count against the global cap for every channel until the
+        #: commit moves them into ``artifact_bytes`` or its failure drops them.
+        self.pending_artifact_bytes = 0
         self.channels = Registry(
             lambda name: ChannelActor(name, self),
             mailbox_size=settings.mailbox_size,
@@ -182,7 +186,7 @@ class Backbone:
     async def _ask(self, name: str, command: Any) -> Any:
         return await self.channels.ask(await self._resolve(name), command)
 
-    async def create_channel(self, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
+    async def create_channel(self, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Outcome:
         directory = self.directory
         async with directory.lock:
             if idem_key is not None:
@@ -190,7 +194,9 @@ class Backbone:
                 if replay is not None:
                     return replay
             while True:
-                with self.seatbelt.undo_log() as undo:
+                # The create throttle is charged only once the create has
+                # committed (ADR-0037): a failed one leaves the sheet unused.
+                with self.seatbelt.pending() as charges:
                     slug, descriptor = rules.decide_create(
                         body.get("channel"),
                         body,
@@ -200,38 +206,36 @@ class Backbone:
                         max_channels=self.settings.max_channels,
                         now_ms=self.clock.now_ms(),
                         stamp=self.stamper.next,
-                        seatbelt=self.seatbelt,
+                        seatbelt=charges,
                     )
-                data: dict[str, Any] = {"descriptor": descriptor}
-                if idem_key is not None:
-                    data["idem"] = {
-                        "key": idem_key,
-                        "fp": directory.create_fingerprint(identity, body),
-                        "route": "create",
-                    }
-                effect = window_side_effect(self.seatbelt, undo) if self.shared_windows else None
-                try:
-                    committed = await self.journal.append(
-                        stream_id(slug), [NewEvent("channel_created", data)], 0, side_effect=effect
-                    )
+                    data: dict[str, Any] = {"descriptor": descriptor}
+                    if idem_key is not None:
+                        data["idem"] = {
+                            "key": idem_key,
+                            "fp": directory.create_fingerprint(identity, body),
+                            "route": "create",
+                        }
+                    effect = window_side_effect(charges) if self.shared_windows else None
+                    try:
+                        committed = await self.journal.append(
+                            stream_id(slug), [NewEvent("channel_created", data)], 0, side_effect=effect
+                        )
+                    except WindowFull as full:
+                        # Another process spent this owner's create budget: decide
+                        # again against every process's stamps (raises rate_limited).
+                        self.seatbelt.adopt(full.scope, full.key, full.stamps)
+                        continue
+                    except ConcurrencyError:
+                        raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
+                    except JournalUnavailable:
+                        raise journal_unavailable() from None
+                    self.seatbelt.charge(charges)
                     break
-                except WindowFull as full:
-                    # Another process spent this owner's create budget: decide
-                    # again against every process's stamps (raises rate_limited).
-                    self.seatbelt.undo(undo)
-                    self.seatbelt.adopt(full.scope, full.key, full.stamps)
-                    continue
-                except ConcurrencyError:
-                    self.seatbelt.undo(undo)
-                    raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
-                except JournalUnavailable:
-                    self.seatbelt.undo(undo)
-                    raise journal_unavailable() from None
             directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
             self.stamper.observe(committed[-1].position)
         out = dict(descriptor)
         out["head"] = 0
-        return Result(201, out)
+        return Created(out)
 
     def list_channels(self) -> dict[str, Any]:
         return {"channels": self.directory.describe_all()}
@@ -244,7 +248,7 @@ class Backbone:
         slug = self._known(name)
         return {"cursor": self.directory.head(slug)}
 
-    async def append(self, name: str, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
+    async def append(self, name: str, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Outcome:
         return await self._ask(name, Append(body, identity, idem_key))
 
     async def claim(
@@ -255,7 +259,7 @@ class Backbone:
         identity: Identity,
         assignee: dict[str, str] | None = None,
         idem_key: str | None = None,
-    ) -> Result:
+    ) -> Outcome:
         return await self._ask(name, Claim(op, body, identity, assignee, idem_key))
 
     async def read(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +285,7 @@ class Backbone:
         now_ms = self.clock.now_ms()
         return {"claims": await self._ask(name, Query(lambda s: rules.live_claims(s, now_ms)))}
 
-    async def put_artifact(self, name: str, sha256: str, data: bytes) -> Result:
+    async def put_artifact(self, name: str, sha256: str, data: bytes) -> Outcome:
         return await self._ask(name, PutArtifact(sha256, data))
 
     async def get_artifact(self, name: str, sha256: str) -> bytes | None:
@@ -291,7 +295,7 @@ class Backbone:
         with map_journal_errors():  # a hash mismatch is logged and counted by the journal (ADR-0023)
             return await self.journal.get_artifact(slug, sha256)
 
-    async def archive(self, name: str, identity: Identity) -> Result:
+    async def archive(self, name: str, identity: Identity) -> Outcome:
         return await self._ask(name, Archive(identity))
 
     def check_channel(self, name: str) -> str:
@@ -299,4 +303,4 @@ class Backbone:
         return self._known(name)
 
 
-__all__ = ["Backbone", "ParleyError", "Result"]
+__all__ = ["Backbone", "ParleyError"]

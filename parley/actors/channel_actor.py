@@ -1,10 +1,12 @@
 """ChannelActor: one channel's state, its rules, and its journal stream.
 
-The actor decides every command waiting in its mailbox against its
-speculative state, appends all resulting events as ONE journal append, and
-answers every command only after that append has committed (an acknowledged
-write is a durable write). Reads that arrive in the same batch are answered
-after the commit too, so no one ever sees an uncommitted message.
+The actor decides every command waiting in its mailbox against a pending
+view of its state (``domain/pending.py``), appends all resulting events as ONE
+journal append, and answers every command only after that append has
+committed (an acknowledged write is a durable write). Only then are the
+events folded into the state and the posts charged to the seatbelt. Reads
+that arrive in the same batch are answered after the commit too, so no one
+ever sees an uncommitted message.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import trio
 
 from ..domain import channel as rules
 from ..domain.identity import Identity
+from ..domain.pending import PendingState
+from ..domain.seatbelt import PendingCharges
 from ..errors import ParleyError, Unavailable, UnknownChannel
 from ..journal.effects import ChargeWindows, PutBlobs, WindowCharge, chain
 from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
-from .failures import journal_unavailable
+from ..journal.stream_ids import channel_stream
 from ..journal.types import NewEvent
+from .failures import journal_unavailable
 from .runtime import Actor, Envelope
 
 if TYPE_CHECKING:
@@ -32,8 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("parley.channels")
 
 
-def stream_id(name: str) -> str:
-    return f"channel:{name}"
+#: The journal stream of a channel (``journal/stream_ids.py`` is its one home).
+stream_id = channel_stream
 
 
 # -- commands -----------------------------------------------------------------
@@ -76,13 +81,6 @@ class Query:
 @dataclass(frozen=True, slots=True)
 class Refresh:
     """Another process appended to this stream: fold the tail in (ADR-0007)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
 
 
 WRITES = (Append, Claim, PutArtifact, Archive)
@@ -185,10 +183,10 @@ class ChannelActor(Actor):
                 await self._decide_and_commit(batch)
                 return
             except WindowFull:
-                # Another process filled a seatbelt window first: the state
-                # and our seatbelt were put back and the window now holds
-                # every process's stamps, so deciding again refuses the
-                # over-cap posts exactly (ADR-0025).
+                # Another process filled a seatbelt window first: nothing of
+                # ours was folded or charged, and the window now holds every
+                # process's stamps, so deciding again refuses the over-cap
+                # posts exactly (ADR-0025).
                 if not await self._reload_or_refuse(batch):
                     return
                 if trio.current_time() >= deadline:
@@ -197,15 +195,10 @@ class ChannelActor(Actor):
             except ConcurrencyError:
                 self.backbone.lost_races += 1
                 losses += 1
-                # Another process appended to this stream. Our decisions were
-                # taken back out of the state: fold its events in (or reload,
-                # when they could not be) and decide again.
+                # Another process appended to this stream. Our decisions never
+                # reached the state: fold its events in and decide again.
                 try:
-                    if self._stale:
-                        await self.activate()
-                        self.backbone.on_channel_commit(self.name, self.state, [])
-                    else:
-                        await self._catch_up()
+                    await self._catch_up()
                 except JournalUnavailable:
                     self._stale = True
                     for envelope in batch:
@@ -219,73 +212,86 @@ class ChannelActor(Actor):
             envelope.reply.set_error(Unavailable("the channel is busy; retry shortly", retry_after=1))
 
     async def _decide_and_commit(self, batch: list[Envelope[Any]]) -> None:
+        """Decide the batch against a pending view, commit it as one append, and
+        only then fold its events into the state and charge the seatbelt.
+
+        A failed or lost commit leaves the state and the seatbelt as they were
+        (the view and the sheet are dropped): nothing to take back (ADR-0037).
+        New artifact bytes are reserved against the global cap while the
+        commit is under way, so concurrent channels cannot overspend it.
+        """
         state = self.state
         backbone = self.backbone
-        expected_seq = state.seq
+        view = PendingState(state)
         events: list[NewEvent] = []
         answers: list[tuple[Envelope[Any], Any]] = []
         blobs: list[tuple[str, bytes]] = []
-        take_backs: list[Any] = []  # how to take each applied event back out of ``state``
-        # The decisions record posts in the shared seatbelt; if the commit
-        # fails they are taken back (a retry must not be a "duplicate").
-        with backbone.seatbelt.undo_log() as posts:
-            for envelope in batch:
-                if envelope.reply.done:
-                    continue  # refused in an earlier attempt: it stays refused, never half-stored
-                command = envelope.command
-                if isinstance(command, Query):
-                    answers.append((envelope, command))
-                    continue
-                try:
-                    decision = self._decide(command)
-                except ParleyError as error:
-                    envelope.reply.set_error(error)
-                    continue
-                for type_, data in decision.events:
-                    take_backs.append(rules.apply_undoable(state, type_, data))
-                    events.append(NewEvent(type_, data))
-                if isinstance(command, PutArtifact) and decision.events:
-                    blobs.append((command.sha256, command.data))
-                    backbone.artifact_bytes += len(command.data)
-                answers.append((envelope, Result(decision.status, decision.response(state), decision.replayed)))
-        if events:
-            effects = [_store_blobs(self.name, blobs)] if blobs else []
-            if backbone.shared_windows and posts:
-                effects.append(window_side_effect(backbone.seatbelt, posts))
-            try:
-                committed = await backbone.journal.append(
-                    stream_id(self.name),
-                    events,
-                    expected_seq,
-                    side_effect=_chain(effects),
-                )
-            except Exception as exc:
-                backbone.seatbelt.undo(posts)
-                for _sha, data in blobs:
-                    backbone.artifact_bytes -= len(data)
-                retry = isinstance(exc, (ConcurrencyError, WindowFull))
-                if retry and all(t is not None for t in take_backs):
-                    for take_back in reversed(take_backs):
-                        take_back()  # the committed state again: the caller folds the other's events in
-                else:
-                    self._stale = True
-                if isinstance(exc, WindowFull):
-                    backbone.seatbelt.adopt(exc.scope, exc.key, exc.stamps)
-                if retry:
-                    raise
-                if not isinstance(exc, JournalUnavailable):
-                    log.exception("append to %s failed", self.name)
-                error = journal_unavailable()
-                queries = []
-                for envelope, answer in answers:
-                    if isinstance(answer, Query):
-                        queries.append((envelope, answer))
-                    else:
+        reserved = 0
+        try:
+            with backbone.seatbelt.pending() as charges:
+                for envelope in batch:
+                    if envelope.reply.done:
+                        continue  # refused in an earlier attempt: it stays refused, never half-stored
+                    command = envelope.command
+                    if isinstance(command, Query):
+                        answers.append((envelope, command))
+                        continue
+                    global_bytes = backbone.artifact_bytes + backbone.pending_artifact_bytes
+                    try:
+                        decision = self._decide(command, view, charges, global_bytes)
+                    except ParleyError as error:
                         envelope.reply.set_error(error)
-                await self._answer_after_failure(queries)
-                return
-            backbone.on_channel_commit(self.name, state, committed)
+                        continue
+                    for type_, data in decision.events:
+                        rules.apply(view, type_, data)
+                        events.append(NewEvent(type_, data))
+                    if isinstance(command, PutArtifact) and decision.events:
+                        blobs.append((command.sha256, command.data))
+                        reserved += len(command.data)
+                        backbone.pending_artifact_bytes += len(command.data)
+                    answers.append((envelope, decision.outcome))
+                if events:
+                    effects = [_store_blobs(self.name, blobs)] if blobs else []
+                    if backbone.shared_windows and charges:
+                        effects.append(window_side_effect(charges))
+                    try:
+                        committed = await backbone.journal.append(
+                            stream_id(self.name), events, state.seq, side_effect=_chain(effects)
+                        )
+                    except WindowFull as full:
+                        backbone.seatbelt.adopt(full.scope, full.key, full.stamps)
+                        raise
+                    except ConcurrencyError:
+                        raise
+                    except Exception as exc:
+                        await self._refuse_after_failed_commit(exc, answers)
+                        return
+                    backbone.seatbelt.charge(charges)
+                    backbone.artifact_bytes += reserved
+                    for event in events:
+                        rules.apply(state, event.type, event.data)
+                    backbone.on_channel_commit(self.name, state, committed)
+        finally:
+            backbone.pending_artifact_bytes -= reserved
         self._answer(answers)
+
+    async def _refuse_after_failed_commit(self, exc: Exception, answers: list[tuple[Envelope[Any], Any]]) -> None:
+        """503 for the batch's writes; its reads are answered from the committed state.
+
+        The state is marked stale: an error past the commit may hide a commit
+        that happened, so reads reload before they answer.
+        """
+        self._stale = True
+        if not isinstance(exc, JournalUnavailable):
+            log.exception("append to %s failed", self.name)
+        error = journal_unavailable()
+        queries = []
+        for envelope, answer in answers:
+            if isinstance(answer, Query):
+                queries.append((envelope, answer))
+            else:
+                envelope.reply.set_error(error)
+        await self._answer_after_failure(queries)
 
     def _answer(self, answers: list[tuple[Envelope[Any], Any]]) -> None:
         for envelope, answer in answers:
@@ -317,9 +323,8 @@ class ChannelActor(Actor):
             return False
         return True
 
-    def _decide(self, command: Any) -> rules.Decision:
+    def _decide(self, command: Any, state: PendingState, charges: PendingCharges, global_bytes: int) -> rules.Decision:
         backbone = self.backbone
-        state = self.state
         now_ms = backbone.clock.now_ms()
         if isinstance(command, Append):
             return rules.decide_append(
@@ -328,7 +333,7 @@ class ChannelActor(Actor):
                 command.identity,
                 now_ms=now_ms,
                 stamp=backbone.stamper.next,
-                seatbelt=backbone.seatbelt,
+                seatbelt=charges,
                 limits=backbone.limits,
                 idem_key=command.idem_key,
             )
@@ -340,7 +345,7 @@ class ChannelActor(Actor):
                 command.identity,
                 now_ms=now_ms,
                 stamp=backbone.stamper.next,
-                seatbelt=backbone.seatbelt,
+                seatbelt=charges,
                 limits=backbone.limits,
                 assignee=command.assignee,
                 idem_key=command.idem_key,
@@ -351,17 +356,17 @@ class ChannelActor(Actor):
                 command.sha256,
                 command.data,
                 limits=backbone.limits,
-                global_bytes=backbone.artifact_bytes,
+                global_bytes=global_bytes,
             )
         if isinstance(command, Archive):
             return rules.decide_archive(state, command.identity)
         raise TypeError(f"unknown command {type(command).__name__}")
 
 
-def window_side_effect(seatbelt, log: list[tuple]):
-    """The append side effect charging the stamps ``log`` recorded to the shared windows."""
-    charges = tuple(WindowCharge(*charge) for charge in seatbelt.charges(log))
-    return ChargeWindows(charges, seatbelt.window_ms) if charges else None
+def window_side_effect(charges: PendingCharges):
+    """The append side effect charging the sheet's stamps to the shared windows."""
+    windows = tuple(WindowCharge(*charge) for charge in charges.charges())
+    return ChargeWindows(windows, charges.belt.window_ms) if windows else None
 
 
 def _chain(effects: list[Any]):

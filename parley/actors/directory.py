@@ -18,7 +18,7 @@ import trio
 
 from ..domain.identity import Identity
 from ..errors import IdempotencyConflict
-from .channel_actor import Result
+from ..domain.outcomes import Replayed
 
 
 class Directory:
@@ -95,7 +95,7 @@ class Directory:
         payload = {**body, "created_by": identity.owner}
         return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def replay_create(self, identity: Identity, key: str, body: dict[str, Any]) -> Result | None:
+    def replay_create(self, identity: Identity, key: str, body: dict[str, Any]) -> Replayed | None:
         """An ``Idempotency-Key`` already used by this owner for a create."""
         known = self._create_keys.get((identity.owner, key))
         if known is None:
@@ -105,4 +105,4 @@ class Directory:
             raise IdempotencyConflict("Idempotency-Key was already used with a different request")
         out = dict(self._descriptors[slug])
         out["head"] = 0
-        return Result(201, out, replayed=True)
+        return Replayed("create", out)

@@ -4,8 +4,8 @@ An actor owns one piece of state and sees one batch of commands at a time
 from its mailbox (a bounded ``trio.open_memory_channel``), so check-then-act
 inside an actor can never interleave with another command for the same key.
 An actor receives *every* command already waiting in its mailbox as one batch
-(:meth:`Actor.handle_batch`), which lets it decide them all against its
-speculative state and commit them in one journal append (ADR-0003).
+(:meth:`Actor.handle_batch`), which lets it decide them all against a
+pending view of its state and commit them in one journal append (ADR-0003).
 
 Lifecycle of a key in the :class:`Registry`:
 
@@ -96,13 +96,27 @@ class Actor:
         return False
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class RegistryStatistics:
+    """What :meth:`Registry.statistics` reports, read at ``/metrics`` scrape time.
+
+    Levels: ``active`` (actors in memory), ``mailbox_depth`` (commands
+    waiting in all their mailboxes), ``largest_mailbox`` (the deepest one:
+    a hot key shows here long before the sum moves). Monotonic counts since
+    start: ``activations``, ``passivations`` (idle actors that left memory),
+    ``restarts`` (supervised re-activations after a failure), ``batches``
+    and ``commands`` handed to :meth:`Actor.handle_batch` (``commands /
+    batches`` is the mean batch size the commit grouping achieves).
+    """
+
     active: int
     activations: int
     passivations: int
     restarts: int
     mailbox_depth: int
+    largest_mailbox: int = 0
+    batches: int = 0
+    commands: int = 0
 
 
 class _Cell:
@@ -168,6 +182,8 @@ class _Cell:
                     batch.append(self.receive.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            reg.batches += 1
+            reg.commands += len(batch)
             await self._handle(batch)
 
     async def _handle(self, batch: list[Envelope[Any]]) -> None:
@@ -217,6 +233,8 @@ class Registry:
         self.activations = 0
         self.passivations = 0
         self.restarts = 0
+        self.batches = 0
+        self.commands = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Host the actor tasks until :meth:`shutdown` has drained them all."""
@@ -284,13 +302,17 @@ class Registry:
         return list(self._cells)
 
     def statistics(self) -> RegistryStatistics:
-        depth = sum(c.receive.statistics().current_buffer_used for c in self._cells.values())
+        """This registry's counts (trio's ``statistics()`` habit; see :class:`RegistryStatistics`)."""
+        depths = [c.receive.statistics().current_buffer_used for c in self._cells.values()]
         return RegistryStatistics(
             active=len(self._cells),
             activations=self.activations,
             passivations=self.passivations,
             restarts=self.restarts,
-            mailbox_depth=depth,
+            mailbox_depth=sum(depths),
+            largest_mailbox=max(depths, default=0),
+            batches=self.batches,
+            commands=self.commands,
         )
 
     async def shutdown(self) -> None:

@@ -13,9 +13,29 @@ and each identity may hold at most ``PARLEY_MAX_STREAMS_PER_IDENTITY``
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 from ..domain.identity import Identity
 from ..errors import StreamCapacity
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStatistics:
+    """What :meth:`StreamSlots.statistics` reports.
+
+    Levels: ``open`` tails, ``anonymous_open`` of them without a token,
+    ``identities`` holding at least one; the caps ``capacity`` (all tails)
+    and ``anonymous_capacity``. Monotonic: ``refusals`` (``503
+    stream_capacity`` answers since start), ``opened`` (slots ever taken).
+    """
+
+    open: int
+    anonymous_open: int
+    identities: int
+    capacity: int
+    anonymous_capacity: int
+    opened: int
+    refusals: int
 
 
 class StreamSlots:
@@ -25,6 +45,8 @@ class StreamSlots:
         self.anonymous = total // 2 if anonymous is None else min(anonymous, total)
         self.open = 0
         self._held: Counter[tuple[str, str] | None] = Counter()
+        self._opened = 0
+        self._refusals = 0
 
     @classmethod
     def from_settings(cls, settings) -> StreamSlots:
@@ -35,10 +57,25 @@ class StreamSlots:
         key = None if identity is None else (identity.agent_id, identity.owner)
         limit = self.anonymous if key is None else self.per_identity
         if self.open >= self.total or self._held[key] >= limit:
+            self._refusals += 1
             raise StreamCapacity(retry_after=1)
+        self._opened += 1
         self.open += 1
         self._held[key] += 1
         return StreamSlot(self, key)
+
+    def statistics(self) -> StreamStatistics:
+        """The slots' levels and counts (trio's ``statistics()`` habit)."""
+        anonymous = self._held.get(None, 0)
+        return StreamStatistics(
+            open=self.open,
+            anonymous_open=anonymous,
+            identities=len(self._held) - (1 if anonymous else 0),
+            capacity=self.total,
+            anonymous_capacity=self.anonymous,
+            opened=self._opened,
+            refusals=self._refusals,
+        )
 
     def held_by(self, identity: Identity | None) -> int:
         return self._held[None if identity is None else (identity.agent_id, identity.owner)]

@@ -16,6 +16,7 @@ import logging
 import trio
 
 from ..journal.errors import JournalUnavailable
+from ..journal.stream_ids import TOKENS, channel_of, session_of
 from .channel_actor import Refresh
 
 log = logging.getLogger("parley.tailer")
@@ -84,8 +85,8 @@ class JournalTailer:
         backbone = self.backbone
         backbone.stamper.observe(event.position)
         stream = event.stream_id
-        if stream.startswith("channel:"):
-            name = stream[len("channel:") :]
+        name = channel_of(stream)
+        if name is not None:
             directory = backbone.directory
             if event.seq == 1 and event.type == "channel_created":
                 if not directory.exists(name):
@@ -103,9 +104,9 @@ class JournalTailer:
                     pass
             else:
                 backbone.signals.notify(name)
-        elif stream == "tokens":
+        elif stream == TOKENS:
             backbone.tokens.observe(event)
-        elif stream.startswith("session:") and backbone.sessions is not None:
+        elif session_of(stream) is not None and backbone.sessions is not None:
             observe = getattr(backbone.sessions, "observe", None)
             if observe is not None:
                 observe(event)

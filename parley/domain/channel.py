@@ -2,9 +2,13 @@
 
 ``apply`` folds one event into :class:`ChannelState`; the ``decide_*``
 functions check a command against the state (Caucus's exact check order,
-channels.md §3) and return the events to journal plus the wire response.
-Nothing here does I/O: the clock reading, the seatbelt and the stamp counter
-are passed in, so the actor only orders and commits.
+channels.md §3) and return the events to journal plus the outcome
+(``domain/outcomes.py``; the http layer picks the status, ADR-0036).
+Nothing here does I/O: the clock reading, the seatbelt sheet and the stamp
+counter are passed in, so the actor only orders and commits. A batch is
+decided against a :class:`~parley.domain.pending.PendingState` (the committed
+state plus the batch's events so far); the state itself only folds committed
+events.
 
 Event types of a ``channel:<slug>`` stream:
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 
@@ -38,11 +42,16 @@ from ..errors import (
     InvalidMessage,
     MsgIdConflict,
 )
+from . import caps
 from . import claims as claim_rules
 from . import message as rules
 from .identity import Identity
-from .seatbelt import Seatbelt
+from .outcomes import Appended, Archived, ArtifactKnown, ArtifactStored, Claimed, ClaimRefused, Outcome, Replayed
+from .seatbelt import PendingCharges, Seatbelt
 from .text import fragment, js_quote
+
+if TYPE_CHECKING:
+    from .pending import PendingState
 
 Event = tuple[str, dict[str, Any]]
 ARTIFACT_SHA_RE_LEN = 64
@@ -52,12 +61,12 @@ ARTIFACT_SHA_RE_LEN = 64
 class Limits:
     """The configurable caps a channel decision needs (D6)."""
 
-    max_messages_per_channel: int = 10_000
-    max_read_limit: int = 500
+    max_messages_per_channel: int = caps.MAX_MESSAGES_PER_CHANNEL
+    max_read_limit: int = caps.MAX_READ_LIMIT
     max_body_chars: int = rules.MAX_BODY_CHARS
-    max_artifact_bytes: int = 1_048_576
-    max_channel_artifact_bytes: int = 16_777_216
-    max_total_artifact_bytes: int = 134_217_728
+    max_artifact_bytes: int = caps.MAX_ARTIFACT_BYTES
+    max_channel_artifact_bytes: int = caps.MAX_CHANNEL_ARTIFACT_BYTES
+    max_total_artifact_bytes: int = caps.MAX_TOTAL_ARTIFACT_BYTES
 
 
 @dataclass
@@ -89,12 +98,17 @@ class ChannelState:
         return len(self.messages)
 
     def describe(self) -> dict[str, Any]:
-        assert self.descriptor is not None
-        out = dict(self.descriptor)
-        out["head"] = self.head
-        if self.archived:
-            out["archived"] = True
-        return out
+        return describe(self)
+
+
+def describe(state: View) -> dict[str, Any]:
+    """The channel's descriptor as the wire shows it: ``head`` and, once archived, ``archived``."""
+    assert state.descriptor is not None
+    out = dict(state.descriptor)
+    out["head"] = state.head
+    if state.archived:
+        out["archived"] = True
+    return out
 
 
 def apply(state: ChannelState, type_: str, data: dict[str, Any]) -> None:
@@ -121,57 +135,6 @@ def apply(state: ChannelState, type_: str, data: dict[str, Any]) -> None:
             state.artifact_bytes += data["size"]
     elif type_ == "channel_archived":
         state.archived = True
-
-
-_ABSENT: Any = object()
-
-
-def apply_undoable(state: ChannelState, type_: str, data: dict[str, Any]) -> Callable[[], None] | None:
-    """:func:`apply`, returning the function that takes the event back out of
-    ``state`` again, or ``None`` when it cannot be taken back cheaply.
-
-    The channel actor applies its decisions before they commit. When the
-    commit loses an optimistic race to another process, undoing them (newest
-    first) restores the committed state, and the actor folds in the other
-    process's events instead of reloading the whole channel (ADR-0007).
-    Removing a claim (``done``, a lapse) cannot be undone in place: the
-    ledger keeps first-claimed order and a re-insert would go last; those
-    return ``None`` and the actor reloads.
-    """
-    effect = data.get("claim") if type_ == "message" else None
-    if type_ in ("channel_created", "claim_lapsed") or (effect is not None and effect["op"] == "done"):
-        apply(state, type_, data)
-        return None
-    seq, head, archived, artifact_bytes = state.seq, len(state.messages), state.archived, state.artifact_bytes
-    saved: list[tuple[dict[str, Any], str, Any]] = []  # (table, key, value before or _ABSENT)
-    ledger_key = effect["key"] if effect is not None else None
-    ledger_before = state.ledger.get(ledger_key) if ledger_key is not None else None
-    if type_ == "message":
-        msg_id = data["message"].get("msg_id")
-        if isinstance(msg_id, str):
-            saved.append((state.msg_ids, msg_id, state.msg_ids.get(msg_id, _ABSENT)))
-        if data.get("idem") is not None:
-            key = data["idem"]["key"]
-            saved.append((state.idem, key, state.idem.get(key, _ABSENT)))
-    elif type_ == "artifact_stored":
-        saved.append((state.artifacts, data["sha256"], state.artifacts.get(data["sha256"], _ABSENT)))
-    apply(state, type_, data)
-
-    def undo() -> None:
-        state.seq, state.archived, state.artifact_bytes = seq, archived, artifact_bytes
-        del state.messages[head:]
-        for table, key, before in reversed(saved):
-            if before is _ABSENT:
-                table.pop(key, None)
-            else:
-                table[key] = before
-        if ledger_key is not None:
-            if ledger_before is None:
-                state.ledger.delete(ledger_key)  # it was added last: order unchanged
-            else:
-                state.ledger.put(ledger_key, ledger_before)  # overwrite keeps its place
-
-    return undo
 
 
 def _remember_idem(state: ChannelState, data: dict[str, Any], index: int | None) -> None:
@@ -210,36 +173,35 @@ def key_fingerprint(route: str, payload: dict[str, Any]) -> str:
     return fingerprint(route, payload, ("v", "ts", "msg_id"))
 
 
+#: What the decisions read the seatbelt through: a batch's sheet, or the belt itself.
+Belt = Seatbelt | PendingCharges
+#: What the decisions read the channel through: a batch's pending view, or a state.
+View: TypeAlias = "ChannelState | PendingState"
+
+
 @dataclass
 class Decision:
-    """What a write decided: events to journal and how to answer once committed.
-
-    ``response`` is evaluated on the state right after ``events`` are folded in
-    (the actor does that speculatively, before the batch commits).
-    """
+    """What a write decided: events to journal and the outcome to answer with
+    once they have committed (the outcome describes the state right after
+    ``events``)."""
 
     events: list[Event]
-    response: Callable[[ChannelState], dict[str, Any]]
-    status: int = 200
-    replayed: bool = False
+    outcome: Outcome
 
 
-def _replay(state: ChannelState, record_index: int | None, route: str) -> Decision:
-    def respond(s: ChannelState) -> dict[str, Any]:
-        if record_index is None:
-            out = s.describe()
-            out["head"] = 0
-            return out
-        message = s.messages[record_index]
-        if route == "append":
-            return {"message": message, "cursor": record_index + 1}
-        return {"outcome": "granted", "message": message, "cursor": record_index + 1}
-
-    status = 201 if route in ("append", "create") else 200
-    return Decision([], respond, status=status, replayed=True)
+def _replay(state: View, record_index: int | None, route: str) -> Decision:
+    if record_index is None:
+        body = state.describe()
+        body["head"] = 0
+    else:
+        message = state.messages[record_index]
+        body = {"message": message, "cursor": record_index + 1}
+        if route != "append":
+            body = {"outcome": "granted", **body}
+    return Decision([], Replayed(route, body))
 
 
-def check_idempotency_key(state: ChannelState, key: str | None, fp: str) -> Decision | None:
+def check_idempotency_key(state: View, key: str | None, fp: str) -> Decision | None:
     """Replay a write already committed under ``key``, or refuse a different one."""
     if key is None:
         return None
@@ -253,7 +215,7 @@ def check_idempotency_key(state: ChannelState, key: str | None, fp: str) -> Deci
     return _replay(state, record.index, record.route)
 
 
-def check_msg_id(state: ChannelState, message: dict[str, Any], fp: str, route: str) -> Decision | None:
+def check_msg_id(state: View, message: dict[str, Any], fp: str, route: str) -> Decision | None:
     """D2: a known ``msg_id`` replays the original or is a conflict."""
     known = state.msg_ids.get(message.get("msg_id"))  # type: ignore[arg-type]
     if known is None:
@@ -273,12 +235,12 @@ def check_msg_id(state: ChannelState, message: dict[str, Any], fp: str, route: s
     )
 
 
-def check_writable(state: ChannelState) -> None:
+def check_writable(state: View) -> None:
     if state.archived:
         raise ChannelArchived(f"Channel is archived: {js_quote(fragment(state.name))}")
 
 
-def check_room(state: ChannelState, limits: Limits) -> None:
+def check_room(state: View, limits: Limits) -> None:
     cap = limits.max_messages_per_channel
     if state.head >= cap:
         noun = "message" if cap == 1 else "messages"
@@ -321,32 +283,19 @@ def _message_event(
     return ("message", data)
 
 
-def _appended(route: str) -> Callable[[ChannelState], dict[str, Any]]:
-    """Answer with the message this decision appended (the last one in the log)."""
-
-    def respond(s: ChannelState) -> dict[str, Any]:
-        if route == "append":
-            return {"message": s.messages[-1], "cursor": s.head}
-        return {"outcome": "granted", "message": s.messages[-1], "cursor": s.head}
-
-    return respond
-
-
-def _fixed(body: dict[str, Any]) -> Callable[[ChannelState], dict[str, Any]]:
-    return lambda _s: body
 
 
 # -- decisions ----------------------------------------------------------------
 
 
 def decide_append(
-    state: ChannelState,
+    state: View,
     body: dict[str, Any],
     identity: Identity,
     *,
     now_ms: int,
     stamp: Callable[[], str],
-    seatbelt: Seatbelt,
+    seatbelt: Belt,
     limits: Limits,
     idem_key: str | None = None,
 ) -> Decision:
@@ -365,18 +314,18 @@ def decide_append(
     seatbelt.admit_post(state.name, identity.agent_id, rules.dup_key(message), now_ms)
     stored = _stamped(message, stamp())
     event = _message_event(stored, fp, _idem_data(idem_key, key_fp, "append"))
-    return Decision([event], _appended("append"), status=201)
+    return Decision([event], Appended({"message": stored, "cursor": state.head + 1}))
 
 
 def decide_claim(
-    state: ChannelState,
+    state: View,
     op: str,
     body: dict[str, Any],
     identity: Identity,
     *,
     now_ms: int,
     stamp: Callable[[], str],
-    seatbelt: Seatbelt,
+    seatbelt: Belt,
     limits: Limits,
     assignee: dict[str, str] | None = None,
     idem_key: str | None = None,
@@ -414,9 +363,9 @@ def decide_claim(
         events.append(("claim_lapsed", {"key": key, "msg_id": entry.msg_id}))
     if verdict.kind == "already_claimed":
         assert verdict.holder is not None
-        return Decision(events, _fixed({"outcome": "already_claimed", "by": verdict.holder.by()}))
+        return Decision(events, ClaimRefused({"outcome": "already_claimed", "by": verdict.holder.by()}))
     if verdict.kind == "not_held":
-        return Decision(events, _fixed({"outcome": "not_held"}))
+        return Decision(events, ClaimRefused({"outcome": "not_held"}))
     check_room(state, limits)
     stored = message
     if op == "reassign":
@@ -428,11 +377,11 @@ def decide_claim(
         effect["assignee"] = stored["assignee"]
     events.append(_message_event(stored, fp, _idem_data(idem_key, key_fp, op), effect))
     seatbelt.record_rate(state.name, identity.agent_id, now_ms)
-    return Decision(events, _appended(op))
+    return Decision(events, Claimed({"outcome": "granted", "message": stored, "cursor": state.head + 1}))
 
 
 def decide_artifact(
-    state: ChannelState, sha256: str, data: bytes, *, limits: Limits, global_bytes: int
+    state: View, sha256: str, data: bytes, *, limits: Limits, global_bytes: int
 ) -> Decision:
     """Put order: sha format → blob cap → digest → dedup → archived → channel cap → global cap.
 
@@ -449,7 +398,7 @@ def decide_artifact(
         raise ArtifactIntegrity()
     body = {"uri": f"caucus://artifact/{state.name}/{sha256}", "sha256": sha256, "size": len(data)}
     if sha256 in state.artifacts:
-        return Decision([], _fixed(body), status=200, replayed=False)
+        return Decision([], ArtifactKnown(body))
     check_writable(state)
     if state.artifact_bytes + len(data) > limits.max_channel_artifact_bytes:
         raise ArtifactTooLarge(
@@ -461,16 +410,18 @@ def decide_artifact(
             "Artifact too large: the backbone's artifact store is capped at "
             f"{limits.max_total_artifact_bytes} bytes."
         )
-    return Decision([("artifact_stored", {"sha256": sha256, "size": len(data)})], _fixed(body), status=201)
+    return Decision([("artifact_stored", {"sha256": sha256, "size": len(data)})], ArtifactStored(body))
 
 
-def decide_archive(state: ChannelState, identity: Identity) -> Decision:
+def decide_archive(state: View, identity: Identity) -> Decision:
     assert state.descriptor is not None
     if state.descriptor.get("created_by") != identity.owner:
         raise Forbidden("only the channel's creating owner can archive it")
+    body = state.describe()
     if state.archived:
-        return Decision([], lambda s: s.describe())
-    return Decision([("channel_archived", {"by": identity.owner})], lambda s: s.describe())
+        return Decision([], Archived(body))
+    body["archived"] = True  # describe() of the state once the event is folded in
+    return Decision([("channel_archived", {"by": identity.owner})], Archived(body))
 
 
 def read_page(state: ChannelState, body: dict[str, Any], limits: Limits) -> dict[str, Any]:
@@ -506,7 +457,7 @@ def decide_create(
     max_channels: int,
     now_ms: int,
     stamp: Callable[[], str],
-    seatbelt: Seatbelt,
+    seatbelt: Belt,
 ) -> tuple[str, dict[str, Any]]:
     """createChannel's order: slug → exists → options → limit → throttle (last, so
     a rejected create spends no budget). Returns ``(slug, descriptor)``."""

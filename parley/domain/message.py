@@ -30,7 +30,7 @@ from parley.domain.text import (
     utf16_len,
 )
 from parley.domain.ulid import ULID_RE as _ULID_RE
-from parley.errors import InvalidChannelName, InvalidCursor, InvalidMessage
+from parley.errors import InvalidChannelName, InvalidCursor, InvalidMessage, InvalidRequest
 
 __all__ = [
     "DEFAULT_RENDER_BUDGET_CHARS",
@@ -229,6 +229,32 @@ def validate_assignee(obj: Any, *, max_field_chars: int = MAX_FIELD_CHARS) -> li
     ) + _identity_issues("assignee.owner", fields.get("owner"), max_field_chars)
 
 
+def check_assignee_shape(obj: Any) -> dict[str, str]:
+    """The reassign ``assignee`` a transport passes on: an object with non-empty
+    string ``agent_id`` and ``owner``, else 400 ``invalid_request`` (§4.2).
+
+    One home for the HTTP route and a session's ``reassign`` action; it runs
+    before the backbone, whose :func:`validate_assignee` then checks the
+    fields like an identity.
+    """
+    if (
+        not isinstance(obj, dict)
+        or not isinstance(obj.get("agent_id"), str)
+        or not isinstance(obj.get("owner"), str)
+        or obj["agent_id"] == ""
+        or obj["owner"] == ""
+    ):
+        raise InvalidRequest("reassign requires an assignee object with a non-empty agent_id and owner")
+    return {"agent_id": obj["agent_id"], "owner": obj["owner"]}
+
+
+def check_cursor_in_log(cursor: int, head: int) -> int:
+    """A cursor into a log of ``head`` messages: ``[0, head]``, else 400 ``invalid_cursor``."""
+    if not 0 <= cursor <= head:
+        raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
+    return cursor
+
+
 # --------------------------------------------------------------------------
 # backbone boundary checks (§3 append / claim / reassign / done)
 # --------------------------------------------------------------------------
@@ -405,8 +431,9 @@ def check_read_args(body: dict[str, Any], head: int, max_read_limit: int) -> tup
     even when ``null``. An over-cap or missing limit is clamped silently.
     """
     cursor = body.get("cursor")
-    if not (is_js_integer(cursor) and 0 <= cursor <= head):
+    if not is_js_integer(cursor):
         raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
+    check_cursor_in_log(cursor, head)
     limit = body.get("limit")
     if "limit" in body and not (is_js_integer(limit) and limit > 0):
         raise InvalidCursor("limit must be a positive integer")

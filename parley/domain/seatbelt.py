@@ -20,6 +20,10 @@ restart too, and a budget is advisory back-pressure, not a durable fact.
 With several processes on Postgres, the rate and create windows are also
 kept in the database and checked with each append (``charges`` and
 ``adopt``, ADR-0025); this class stays the one place that decides.
+
+Decisions and records are apart (ADR-0037): a batch decides against a
+:class:`PendingCharges` sheet, and the windows change only when the commit
+has succeeded (:meth:`Seatbelt.charge`); a failed commit just drops the sheet.
 """
 
 from __future__ import annotations
@@ -32,20 +36,45 @@ from dataclasses import dataclass, field
 
 from parley.errors import DuplicatePost, RateLimited
 
+from . import caps
+
 __all__ = [
     "DEFAULT_GLOBAL_RATE_MULTIPLIER",
     "DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE",
     "DEFAULT_MAX_POSTS_PER_MINUTE",
     "DEFAULT_MAX_TRACKED",
     "SEATBELT_WINDOW_MS",
+    "PendingCharges",
     "Seatbelt",
+    "SeatbeltStatistics",
 ]
 
-DEFAULT_MAX_POSTS_PER_MINUTE = 30
-DEFAULT_GLOBAL_RATE_MULTIPLIER = 4
-DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE = 10
+DEFAULT_MAX_POSTS_PER_MINUTE = caps.MAX_POSTS_PER_MINUTE
+DEFAULT_GLOBAL_RATE_MULTIPLIER = caps.GLOBAL_RATE_MULTIPLIER
+DEFAULT_MAX_CHANNEL_CREATES_PER_MINUTE = caps.MAX_CHANNEL_CREATES_PER_MINUTE
 SEATBELT_WINDOW_MS = 60_000
 DEFAULT_MAX_TRACKED = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class SeatbeltStatistics:
+    """What :meth:`Seatbelt.statistics` reports (levels, then monotonic counts).
+
+    ``channel_windows`` / ``global_windows`` / ``create_windows``: tracked
+    sliding windows per scope; ``dup_baselines``: channel windows holding a
+    previous post to compare with; ``pending_sheets``: batches decided but not
+    yet committed; ``sweeps`` / ``swept_entries``: idle-window sweeps and the
+    windows they forgot; ``lru_evictions``: windows dropped by the size cap.
+    """
+
+    channel_windows: int
+    global_windows: int
+    create_windows: int
+    dup_baselines: int
+    pending_sheets: int
+    sweeps: int
+    swept_entries: int
+    lru_evictions: int
 
 
 @dataclass
@@ -92,8 +121,9 @@ class Seatbelt:
         self._global: OrderedDict[str, _Track] = OrderedDict()
         self._create: OrderedDict[str, _Track] = OrderedDict()
         self._last_sweep_ms: int | None = None
-        #: While not None, every record made is logged here so it can be undone.
-        self._undo: list[tuple] | None = None
+        self._tables = {"channel": self._channel, "global": self._global, "create": self._create}
+        #: Sheets of decisions whose commit is still under way (see :meth:`pending`).
+        self._open: list[PendingCharges] = []
         self._sweeps = 0
         self._swept = 0
         self._lru_evicted = 0
@@ -101,110 +131,75 @@ class Seatbelt:
     # -- checks (never mutate) ------------------------------------------------
 
     def check_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
-        """Raise :class:`RateLimited` (channel scope, then global); record nothing."""
-        track = self._channel.get(_channel_key(channel, agent_id))
-        retry = self._over(track, self.max_posts, now_ms)
-        if retry is not None:
-            raise RateLimited(
-                f"Rate limit exceeded: at most {self.max_posts} posts/min per agent. "
-                f"Wait ~{_ceil_s(retry)}s before posting again, or batch your updates.",
-                retry_after=retry / 1000,
-            )
-        retry = self._over(self._global.get(agent_id), self.global_max_posts, now_ms)
-        if retry is not None:
-            raise RateLimited(
-                f"Rate limit exceeded: at most {self.global_max_posts} posts/min per agent "
-                f"across all channels. Wait ~{_ceil_s(retry)}s before posting again, "
-                "or batch your updates.",
-                retry_after=retry / 1000,
-            )
+        """Raise :class:`RateLimited` (channel scope, then global); charge nothing."""
+        PendingCharges(self).check_rate(channel, agent_id, now_ms)
 
     def check_dup(self, channel: str, agent_id: str, dup_key: str) -> None:
         """Raise :class:`DuplicatePost` if ``dup_key`` repeats the previous post (N=1)."""
-        track = self._channel.get(_channel_key(channel, agent_id))
-        if track is not None and track.dup_key == dup_key:
-            raise DuplicatePost()
+        PendingCharges(self).check_dup(channel, agent_id, dup_key)
 
-    # -- mutators -------------------------------------------------------------
+    # -- one-shot decisions (tests, and any caller without a commit to wait for) --
 
     def admit_post(self, channel: str, agent_id: str, dup_key: str, now_ms: int) -> None:
-        """Rate (channel, global), then dup, then record both; nothing recorded on raise."""
-        self._maybe_sweep(now_ms)
-        self.check_rate(channel, agent_id, now_ms)
-        self.check_dup(channel, agent_id, dup_key)
-        key = _channel_key(channel, agent_id)
-        track = self._record(self._channel, key, now_ms)
-        if self._undo is not None:
-            self._undo.append(("dup", key, track.dup_key, dup_key))
-        track.dup_key = dup_key
-        self._record(self._global, agent_id, now_ms)
+        """Rate (channel, global), then dup, then charge both; nothing charged on raise."""
+        with self.pending() as charges:
+            charges.admit_post(channel, agent_id, dup_key, now_ms)
+            self.charge(charges)
 
     def record_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
         """Charge one post to both windows without touching the dup baseline (claims)."""
-        self._maybe_sweep(now_ms)
-        self._record(self._channel, _channel_key(channel, agent_id), now_ms)
-        self._record(self._global, agent_id, now_ms)
+        with self.pending() as charges:
+            charges.record_rate(channel, agent_id, now_ms)
+            self.charge(charges)
 
     def admit_create(self, owner: str, now_ms: int) -> None:
-        """Check and record one channel create for ``owner`` in one step."""
-        self._maybe_sweep(now_ms)
-        retry = self._over(self._create.get(owner), self.max_creates, now_ms)
-        if retry is not None:
-            raise RateLimited(
-                f"Rate limit exceeded: at most {self.max_creates} channel creates/min per owner. "
-                f"Wait ~{_ceil_s(retry)}s before creating another channel.",
-                retry_after=retry / 1000,
-            )
-        self._record(self._create, owner, now_ms)
+        """Check and charge one channel create for ``owner`` in one step."""
+        with self.pending() as charges:
+            charges.admit_create(owner, now_ms)
+            self.charge(charges)
 
-    # -- undo (a decision whose journal commit failed) ---------------------------
+    # -- decide now, charge after the commit ---------------------------------------
 
     @contextmanager
-    def undo_log(self) -> Iterator[list[tuple]]:
-        """Log every record made inside the block, so it can be undone.
+    def pending(self) -> Iterator[PendingCharges]:
+        """A sheet of charges for decisions that have not committed yet.
 
-        The channel actor decides a batch synchronously, records the posts,
-        and only then commits them; if the commit fails (503, or a lost
-        race that is decided again), the posts never happened and must not
-        count against the budget or become the dup baseline, or the client's
-        retry of the very same message would be refused as a duplicate.
+        The channel actor decides a whole batch against the windows plus the
+        sheet, commits, and only then charges it (:meth:`charge`). A commit that
+        fails (503, a lost race decided again) leaves the block without
+        charging, so its posts never count against the budget or become the
+        dup baseline: nothing has to be undone. While the block is open,
+        the sheet's stamps count for every other decider too (two channel
+        actors deciding one agent's global window at the same time).
         """
-        self._undo = log = []
+        charges = PendingCharges(self)
+        self._open.append(charges)
         try:
-            yield log
+            yield charges
         finally:
-            self._undo = None
+            self._open.remove(charges)
 
-    def undo(self, log: list[tuple]) -> None:
-        """Take back the records in ``log`` (newest first)."""
-        tables = {"channel": self._channel, "global": self._global, "create": self._create}
-        for entry in reversed(log):
-            if entry[0] == "dup":
-                _, key, previous, dup_key = entry
-                track = self._channel.get(key)
-                if track is not None and track.dup_key == dup_key:
-                    track.dup_key = previous
+    def charge(self, charges: PendingCharges) -> None:
+        """Record what ``charges`` decided, in decision order (after its commit)."""
+        tables = self._tables
+        for entry in charges.log:
+            if entry[0] == "stamp":
+                _, scope, key, now_ms = entry
+                self._record(tables[scope], key, now_ms)
             else:
-                _, table, key, now_ms = entry
-                track = tables[table].get(key)
-                if track is not None and now_ms in track.stamps:
-                    track.stamps.remove(now_ms)
+                _, key, dup_key = entry
+                track = self._channel.get(key)
+                if track is not None:
+                    track.dup_key = dup_key
+        charges.log = []
+        charges.stamps.clear()
+        charges.dups.clear()
 
     # -- windows shared through the database (ADR-0025) ----------------------------
 
-    def charges(self, log: list[tuple]) -> list[tuple[str, str, int, tuple[int, ...]]]:
-        """The stamps recorded in ``log`` as ``(scope, key, cap, stamps)``, one per window."""
-        caps = {"channel": self.max_posts, "global": self.global_max_posts, "create": self.max_creates}
-        grouped: dict[tuple[str, str], list[int]] = {}
-        for entry in log:
-            if entry[0] == "stamp":
-                _, table, key, now_ms = entry
-                grouped.setdefault((table, key), []).append(now_ms)
-        return [(scope, key, caps[scope], tuple(stamps)) for (scope, key), stamps in grouped.items()]
-
     def adopt(self, scope: str, key: str, stamps: list[int]) -> None:
         """Replace one window's stamps with the shared ones (every process's posts)."""
-        table = {"channel": self._channel, "global": self._global, "create": self._create}[scope]
+        table = self._tables[scope]
         track = table.get(key)
         if track is None:
             track = table[key] = _Track()
@@ -212,17 +207,18 @@ class Seatbelt:
         if stamps:
             track.last_ms = max(track.last_ms, track.stamps[-1])
 
-    def statistics(self) -> dict[str, int]:
-        """Map sizes and eviction counters, for ``/metrics``."""
-        return {
-            "channel_windows": len(self._channel),
-            "global_windows": len(self._global),
-            "create_windows": len(self._create),
-            "dup_baselines": sum(1 for t in self._channel.values() if t.dup_key is not None),
-            "sweeps": self._sweeps,
-            "swept_entries": self._swept,
-            "lru_evictions": self._lru_evicted,
-        }
+    def statistics(self) -> SeatbeltStatistics:
+        """Map sizes, open sheets and eviction counters, for ``/metrics``."""
+        return SeatbeltStatistics(
+            channel_windows=len(self._channel),
+            global_windows=len(self._global),
+            create_windows=len(self._create),
+            dup_baselines=sum(1 for t in self._channel.values() if t.dup_key is not None),
+            pending_sheets=len(self._open),
+            sweeps=self._sweeps,
+            swept_entries=self._swept,
+            lru_evictions=self._lru_evicted,
+        )
 
     # -- internals ------------------------------------------------------------
 
@@ -237,14 +233,39 @@ class Seatbelt:
         """
         return bisect.bisect_right(track.stamps, now_ms - self.window_ms)
 
-    def _over(self, track: _Track | None, cap: int, now_ms: int) -> int | None:
-        """Milliseconds to wait if the window is full, else ``None``."""
-        if track is None:
-            return None if cap > 0 else 0
-        first = self._first_live(track, now_ms)
-        if len(track.stamps) - first < cap:
+    def _over(self, scope: str, key: str, cap: int, now_ms: int) -> int | None:
+        """Milliseconds to wait if the window of ``key`` is full, else ``None``.
+
+        Counts the recorded stamps and those of every open sheet. Recording a
+        stamp prunes the window to ``stamp - window``, so a sheet's newest
+        stamp is a horizon too: a clock that steps back within a batch sees
+        the window that deciding one by one would have left.
+        """
+        window = (scope, key)
+        horizon = now_ms - self.window_ms
+        for sheet in self._open:
+            noted = sheet.stamps.get(window)
+            if noted and noted[-1] - self.window_ms > horizon:
+                horizon = noted[-1] - self.window_ms
+        live = 0
+        oldest: int | None = None
+        track = self._tables[scope].get(key)
+        if track is not None:
+            stamps = track.stamps
+            first = bisect.bisect_right(stamps, horizon)
+            if first < len(stamps):
+                live = len(stamps) - first
+                oldest = stamps[first]
+        for sheet in self._open:
+            noted = sheet.stamps.get(window)
+            if noted:
+                first = bisect.bisect_right(noted, horizon)
+                if first < len(noted):
+                    live += len(noted) - first
+                    oldest = noted[first] if oldest is None else min(oldest, noted[first])
+        if live < cap or oldest is None:
             return None
-        return track.stamps[first] + self.window_ms - now_ms
+        return oldest + self.window_ms - now_ms
 
     def _record(self, table: OrderedDict[str, _Track], key: str, now_ms: int) -> _Track:
         track = table.get(key)
@@ -261,9 +282,6 @@ class Seatbelt:
             stamps.append(now_ms)
         else:
             bisect.insort(stamps, now_ms)
-        if self._undo is not None:
-            name = "channel" if table is self._channel else "global" if table is self._global else "create"
-            self._undo.append(("stamp", name, key, now_ms))
         track.last_ms = max(track.last_ms, now_ms)
         return track
 
@@ -285,6 +303,109 @@ class Seatbelt:
 
     def _is_idle(self, track: _Track, now_ms: int) -> bool:
         return now_ms - track.last_ms >= self.window_ms and self._first_live(track, now_ms) == len(track.stamps)
+
+
+class PendingCharges:
+    """The seatbelt decisions of one batch, not yet recorded (:meth:`Seatbelt.pending`).
+
+    It offers the same decisions as :class:`Seatbelt`, each seeing the
+    recorded windows plus every open sheet's stamps (so the surplus of a
+    batch of N posts over the cap is refused), and keeps what it would
+    record in ``log`` until the commit lets :meth:`Seatbelt.charge` apply it.
+    """
+
+    def __init__(self, belt: Seatbelt) -> None:
+        self.belt = belt
+        #: ``("stamp", scope, key, now_ms)`` and ``("dup", channel_key, dup_key)``, in order.
+        self.log: list[tuple] = []
+        #: The noted stamps per ``(scope, key)`` window, sorted.
+        self.stamps: dict[tuple[str, str], list[int]] = {}
+        self.dups: dict[str, str] = {}
+
+    def check_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
+        """Raise :class:`RateLimited` (channel scope, then global); charge nothing."""
+        belt = self.belt
+        retry = belt._over("channel", _channel_key(channel, agent_id), belt.max_posts, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {belt.max_posts} posts/min per agent. "
+                f"Wait ~{_ceil_s(retry)}s before posting again, or batch your updates.",
+                retry_after=retry / 1000,
+            )
+        retry = belt._over("global", agent_id, belt.global_max_posts, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {belt.global_max_posts} posts/min per agent "
+                f"across all channels. Wait ~{_ceil_s(retry)}s before posting again, "
+                "or batch your updates.",
+                retry_after=retry / 1000,
+            )
+
+    def check_dup(self, channel: str, agent_id: str, dup_key: str) -> None:
+        """Raise :class:`DuplicatePost` if ``dup_key`` repeats the previous post (N=1).
+
+        The previous post is this sheet's last one, else the recorded one: a
+        channel's posts are decided by its one actor, a batch at a time.
+        """
+        key = _channel_key(channel, agent_id)
+        previous = self.dups.get(key)
+        if previous is None:
+            track = self.belt._channel.get(key)
+            previous = track.dup_key if track is not None else None
+        if previous == dup_key:
+            raise DuplicatePost()
+
+    def admit_post(self, channel: str, agent_id: str, dup_key: str, now_ms: int) -> None:
+        """Rate (channel, global), then dup, then note both; nothing noted on raise."""
+        self.belt._maybe_sweep(now_ms)  # forgetting idle windows is no charge
+        self.check_rate(channel, agent_id, now_ms)
+        self.check_dup(channel, agent_id, dup_key)
+        key = _channel_key(channel, agent_id)
+        self._note("channel", key, now_ms)
+        self.log.append(("dup", key, dup_key))
+        self.dups[key] = dup_key
+        self._note("global", agent_id, now_ms)
+
+    def record_rate(self, channel: str, agent_id: str, now_ms: int) -> None:
+        """Note one post in both windows without touching the dup baseline (claims)."""
+        self.belt._maybe_sweep(now_ms)
+        self._note("channel", _channel_key(channel, agent_id), now_ms)
+        self._note("global", agent_id, now_ms)
+
+    def admit_create(self, owner: str, now_ms: int) -> None:
+        """Check and note one channel create for ``owner``."""
+        belt = self.belt
+        belt._maybe_sweep(now_ms)
+        retry = belt._over("create", owner, belt.max_creates, now_ms)
+        if retry is not None:
+            raise RateLimited(
+                f"Rate limit exceeded: at most {belt.max_creates} channel creates/min per owner. "
+                f"Wait ~{_ceil_s(retry)}s before creating another channel.",
+                retry_after=retry / 1000,
+            )
+        self._note("create", owner, now_ms)
+
+    def charges(self) -> list[tuple[str, str, int, tuple[int, ...]]]:
+        """The noted stamps as ``(scope, key, cap, stamps)``, one per window (ADR-0025)."""
+        belt = self.belt
+        caps = {"channel": belt.max_posts, "global": belt.global_max_posts, "create": belt.max_creates}
+        grouped: dict[tuple[str, str], list[int]] = {}
+        for entry in self.log:
+            if entry[0] == "stamp":
+                _, scope, key, now_ms = entry
+                grouped.setdefault((scope, key), []).append(now_ms)
+        return [(scope, key, caps[scope], tuple(stamps)) for (scope, key), stamps in grouped.items()]
+
+    def __bool__(self) -> bool:
+        return bool(self.log)
+
+    def _note(self, scope: str, key: str, now_ms: int) -> None:
+        self.log.append(("stamp", scope, key, now_ms))
+        stamps = self.stamps.setdefault((scope, key), [])
+        if not stamps or stamps[-1] <= now_ms:
+            stamps.append(now_ms)
+        else:
+            bisect.insort(stamps, now_ms)
 
 
 def _channel_key(channel: str, agent_id: str) -> str:

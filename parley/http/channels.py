@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..actors.channel_actor import Result
+from ..domain.message import check_assignee_shape
 from ..errors import InvalidRequest, NotFound
 from .auth import require_identity
+from .outcomes import outcome_response
 from .wire import json_response, read_body, require_object
 
 _IDEM_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -25,11 +26,6 @@ def idempotency_key(request) -> str | None:
     if not _IDEM_KEY.match(raw):
         raise InvalidRequest("Idempotency-Key must be 1-255 visible ASCII characters")
     return raw
-
-
-def result_response(result: Result):
-    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return json_response(result.status, result.body, headers)
 
 
 def _write_prelude(ctx) -> tuple[dict[str, Any], Any, str | None]:
@@ -45,7 +41,7 @@ def check_read_auth(ctx) -> None:
 
 async def create(ctx):
     body, identity, key = _write_prelude(ctx)
-    return result_response(await ctx.backbone.create_channel(body, identity, key))
+    return outcome_response(await ctx.backbone.create_channel(body, identity, key))
 
 
 async def list_channels(ctx):
@@ -65,7 +61,7 @@ async def subscribe(ctx, channel: str):
 
 async def append(ctx, channel: str):
     body, identity, key = _write_prelude(ctx)
-    return result_response(await ctx.backbone.append(channel, body, identity, key))
+    return outcome_response(await ctx.backbone.append(channel, body, identity, key))
 
 
 async def read(ctx, channel: str):
@@ -80,29 +76,20 @@ async def read(ctx, channel: str):
 
 async def claim(ctx, channel: str):
     body, identity, key = _write_prelude(ctx)
-    return result_response(await ctx.backbone.claim(channel, "claim", body, identity, idem_key=key))
+    return outcome_response(await ctx.backbone.claim(channel, "claim", body, identity, idem_key=key))
 
 
 async def reassign(ctx, channel: str):
     body, identity, key = _write_prelude(ctx)
-    assignee = body.get("assignee")
-    if (
-        not isinstance(assignee, dict)
-        or not isinstance(assignee.get("agent_id"), str)
-        or not isinstance(assignee.get("owner"), str)
-        or assignee["agent_id"] == ""
-        or assignee["owner"] == ""
-    ):
-        raise InvalidRequest("reassign requires an assignee object with a non-empty agent_id and owner")
+    target = check_assignee_shape(body.get("assignee"))
     message = {k: v for k, v in body.items() if k != "assignee"}
-    target = {"agent_id": assignee["agent_id"], "owner": assignee["owner"]}
     result = await ctx.backbone.claim(channel, "reassign", message, identity, target, key)
-    return result_response(result)
+    return outcome_response(result)
 
 
 async def done(ctx, channel: str):
     body, identity, key = _write_prelude(ctx)
-    return result_response(await ctx.backbone.claim(channel, "done", body, identity, idem_key=key))
+    return outcome_response(await ctx.backbone.claim(channel, "done", body, identity, idem_key=key))
 
 
 async def claims(ctx, channel: str):
@@ -112,7 +99,7 @@ async def claims(ctx, channel: str):
 
 async def archive(ctx, channel: str):
     identity = require_identity(ctx.backbone.tokens, ctx.request.headers.get("authorization"))
-    return result_response(await ctx.backbone.archive(channel, identity))
+    return outcome_response(await ctx.backbone.archive(channel, identity))
 
 
 # -- artifacts (routed before the JSON dispatch; bodies are raw bytes) ---------
@@ -130,8 +117,7 @@ async def put_artifact(ctx, channel: str, sha256: str):
     data = await read_body(
         request, cap, ArtifactTooLarge(f"artifact exceeds {cap} bytes"), timeout=backbone.settings.body_timeout_s
     )
-    result = await backbone.put_artifact(channel, sha256, data)
-    return json_response(result.status, result.body)
+    return outcome_response(await backbone.put_artifact(channel, sha256, data))
 
 
 async def get_artifact(ctx, channel: str, sha256: str):

@@ -1,8 +1,11 @@
 """Prometheus metrics (D10), one registry per app so tests can run several apps.
 
 Counters and histograms are fed by the request wrapper and the channel
-routes. :class:`RuntimeCollector` reads the actors' and the writer's
-``statistics()`` at scrape time: monotonic counts are exported as counters
+routes. :class:`RuntimeCollector` reads every ``statistics()`` of the
+process at scrape time — the channel and session actor registries
+(``RegistryStatistics``), the journal writer (``WriterStatistics``), the
+seatbelt (``SeatbeltStatistics``) and the live-tail slots
+(``StreamStatistics``): monotonic counts are exported as counters
 (``…_total``), levels as gauges, following the Prometheus naming rules.
 """
 
@@ -51,7 +54,7 @@ class Metrics:
         streams = Gauge("parley_open_streams", "Open SSE and WebSocket tails", registry=self.registry)
         streams.set_function(lambda: backbone.open_streams)
         depth = Gauge("parley_journal_queue_depth", "Appends waiting for the writer", registry=self.registry)
-        depth.set_function(lambda: backbone.journal.statistics().get("queue_depth", 0))
+        depth.set_function(lambda: backbone.journal.statistics().queue_depth)
         frozen = Gauge(
             "parley_gc_frozen_objects", "Objects in the GC's permanent generation (frozen at start-up)", registry=self.registry
         )
@@ -90,13 +93,19 @@ class RuntimeCollector:
             activations.add_metric([kind], stats.activations)
             passivations.add_metric([kind], stats.passivations)
             restarts.add_metric([kind], stats.restarts)
-        yield from (active, mailbox, activations, passivations, restarts)
-        yield CounterMetricFamily(
-            "parley_journal_batches", "Journal commit batches of this process", value=writer.get("batches", 0)
+        largest = GaugeMetricFamily(
+            "parley_actor_largest_mailbox", "Commands waiting in the deepest actor mailbox", labels=["kind"]
         )
-        yield CounterMetricFamily(
-            "parley_journal_events", "Events committed by this process", value=writer.get("events", 0)
-        )
+        batches = CounterMetricFamily("parley_actor_batches", "Command batches handed to actors", labels=["kind"])
+        commands = CounterMetricFamily("parley_actor_commands", "Commands handed to actors in batches", labels=["kind"])
+        for kind, stats in registries.items():
+            largest.add_metric([kind], stats.largest_mailbox)
+            batches.add_metric([kind], stats.batches)
+            commands.add_metric([kind], stats.commands)
+        yield from (active, mailbox, activations, passivations, restarts, largest, batches, commands)
+        yield from _writer_families(writer)
+        yield from _seatbelt_families(backbone.seatbelt.statistics())
+        yield from _stream_families(backbone.streams.statistics())
         yield CounterMetricFamily(
             "parley_channel_lost_races",
             "Channel commits lost to another process's append, then decided again (ADR-0007)",
@@ -110,6 +119,70 @@ class RuntimeCollector:
         for kind, count in backbone.journal.integrity_failures.items():
             integrity.add_metric([kind], count)
         yield integrity
+
+
+def _writer_families(writer):
+    yield CounterMetricFamily("parley_journal_batches", "Journal commit batches of this process", value=writer.batches)
+    yield CounterMetricFamily("parley_journal_events", "Events committed by this process", value=writer.events)
+    yield CounterMetricFamily(
+        "parley_journal_requests", "Write requests (appends, side writes) committed in batches", value=writer.requests
+    )
+    yield CounterMetricFamily(
+        "parley_journal_failed_batches", "Commit batches that failed and were answered 503", value=writer.failed_batches
+    )
+    yield CounterMetricFamily(
+        "parley_journal_stale_connection_retries",
+        "Batches retried once on a fresh database connection",
+        value=writer.stale_connection_retries,
+    )
+    yield GaugeMetricFamily(
+        "parley_journal_last_batch_size", "Requests in the writer's last commit batch", value=writer.last_batch_size
+    )
+    yield GaugeMetricFamily(
+        "parley_journal_failing_seconds",
+        "How long commits have been failing (0 while the writer commits)",
+        value=writer.failing_for_s or 0.0,
+    )
+    sizes = CounterMetricFamily(
+        "parley_journal_batch_size_batches", "Committed batches by request count bucket", labels=["size"]
+    )
+    for label, count in writer.batch_size_histogram.items():
+        sizes.add_metric([label], count)
+    yield sizes
+
+
+def _seatbelt_families(belt):
+    windows = GaugeMetricFamily("parley_seatbelt_windows", "Sliding windows the seatbelt tracks", labels=["scope"])
+    windows.add_metric(["channel"], belt.channel_windows)
+    windows.add_metric(["global"], belt.global_windows)
+    windows.add_metric(["create"], belt.create_windows)
+    yield windows
+    yield GaugeMetricFamily(
+        "parley_seatbelt_dup_baselines", "Channel windows holding a previous post for the dup guard", value=belt.dup_baselines
+    )
+    yield GaugeMetricFamily(
+        "parley_seatbelt_pending_batches",
+        "Batches decided against the seatbelt whose commit is under way (ADR-0037)",
+        value=belt.pending_sheets,
+    )
+    yield CounterMetricFamily("parley_seatbelt_sweeps", "Idle-window sweeps of the seatbelt", value=belt.sweeps)
+    yield CounterMetricFamily(
+        "parley_seatbelt_swept_windows", "Idle windows the sweeps forgot", value=belt.swept_entries
+    )
+    yield CounterMetricFamily(
+        "parley_seatbelt_evicted_windows", "Windows dropped by the seatbelt's size cap", value=belt.lru_evictions
+    )
+
+
+def _stream_families(streams):
+    yield GaugeMetricFamily(
+        "parley_anonymous_streams", "Open SSE and WebSocket tails without a token", value=streams.anonymous_open
+    )
+    yield GaugeMetricFamily("parley_stream_capacity", "Live tails this process admits at once", value=streams.capacity)
+    yield CounterMetricFamily("parley_streams_opened", "Live tails opened since start", value=streams.opened)
+    yield CounterMetricFamily(
+        "parley_stream_refusals", "Live tails refused with 503 stream_capacity", value=streams.refusals
+    )
 
 
 class SessionLag:

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import orjson
 from quart import Response
 
-from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, InvalidRequest
+from ..actors.streams import StreamSlot
+from ..domain.identity import Identity
+from ..domain.message import check_cursor_in_log, sanitize_message_fields
+from ..errors import InvalidRequest
 from . import admission
 from .auth import bearer, require_identity
 from .revocation import TokenWatch
@@ -86,19 +89,32 @@ def bound_tail_connection(settings) -> None:
         connection.write_timeout = settings.tail_write_timeout_s
 
 
-async def open_stream(ctx, channel: str) -> Response:
-    request, backbone = ctx.request, ctx.backbone
+@dataclass(frozen=True, slots=True)
+class TailOpening:
+    """A tail that passed the open checks: who, which channel, from where, its slot."""
+
+    identity: Identity | None
+    slug: str
+    start: int
+    slot: StreamSlot
+
+
+def open_tail(backbone, request, channel: str) -> TailOpening:
+    """The open checks every tail (SSE and WebSocket) makes, in the contract's
+    order: bearer → ``since`` shape → channel → cursor in ``[0, head]`` → a
+    stream slot (taken last, so a refused open holds none)."""
     identity = tail_identity(backbone, request.headers)
     since = _since(request)
     slug = backbone.check_channel(channel)
     head = backbone.directory.head(slug)
-    if since is None:
-        start = head
-    else:
-        if since > head:
-            raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-        start = since
-    slot = backbone.streams.acquire(identity)
+    start = head if since is None else check_cursor_in_log(since, head)
+    return TailOpening(identity, slug, start, backbone.streams.acquire(identity))
+
+
+async def open_stream(ctx, channel: str) -> Response:
+    request, backbone = ctx.request, ctx.backbone
+    opening = open_tail(backbone, request, channel)
+    identity, slug, start, slot = opening.identity, opening.slug, opening.start, opening.slot
     bound_tail_connection(backbone.settings)
     token = bearer(request.headers.get("authorization"))
     watch = TokenWatch(backbone.tokens, token if identity is not None else None)

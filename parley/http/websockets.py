@@ -31,12 +31,14 @@ import trio
 from quart import websocket
 
 from ..domain.message import sanitize_message_fields
-from ..errors import InvalidCursor, InvalidJson, InvalidRequest, ParleyError, Unauthorized, UpgradeRequired
+from ..domain.outcomes import Replayed
+from ..errors import InvalidJson, InvalidRequest, ParleyError, Unauthorized, UpgradeRequired
 from .auth import bearer
 from .error_frames import ws_error_frame
 from .revocation import TokenWatch
 from .ws_frames import FRAME_CAP
-from .stream import _since, bound_tail_connection, tail, tail_identity
+from .stream import bound_tail_connection, open_tail, tail
+from .outcomes import status_of
 from .wire import error_response, loads_bounded
 
 
@@ -47,16 +49,11 @@ def channel_ws_view(backbone, metrics, label: str):
         try:
             if not backbone.settings.websockets:
                 raise UpgradeRequired()
-            identity = tail_identity(backbone, websocket.headers)
-            since = _since(websocket)
-            slug = backbone.check_channel(channel)
-            head = backbone.directory.head(slug)
-            if since is not None and since > head:
-                raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-            slot = backbone.streams.acquire(identity)
+            opening = open_tail(backbone, websocket, channel)
         except ParleyError as error:
             metrics.requests.labels(label, str(error.status)).inc()
             return error_response(error)
+        identity, slug, start, slot = opening.identity, opening.slug, opening.start, opening.slot
         token = bearer(websocket.headers.get("authorization"))
         watch = TokenWatch(backbone.tokens, token if identity is not None else None)
         if identity is None:
@@ -71,7 +68,6 @@ def channel_ws_view(backbone, metrics, label: str):
                 await websocket.send(orjson.dumps(payload).decode())
 
         async def stream_tail() -> None:
-            start = head if since is None else since
             async for cursor, message in tail(backbone, slug, start):
                 if message is not None:
                     await send({"cursor": cursor, "message": sanitize_message_fields(message)})
@@ -133,8 +129,8 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 result = await backbone.append(channel, body, identity)
             else:
                 result = await backbone.claim(channel, "claim", body, identity)
-            ack = {"type": "ack", "id": frame_id, "status": result.status, "body": result.body}
-            if result.replayed:  # the HTTP route's Idempotent-Replayed: true
+            ack = {"type": "ack", "id": frame_id, "status": status_of(result), "body": result.body}
+            if isinstance(result, Replayed):  # the HTTP route's Idempotent-Replayed: true
                 ack["replayed"] = True
             await send(ack)
         except ParleyError as error:

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from . import schema
 from .store import load_checked_snapshot
+from .stream_ids import channel_of
 
 ANCHOR_FORMAT = "parley-anchor/1"
 
@@ -140,7 +141,7 @@ def check_artifacts(engine: Engine, chunk: int = 64) -> tuple[int, list[str]]:
             sa.select(e.c.stream_id, e.c.data).where(e.c.type == "artifact_stored", schema.NOT_MESSAGE)
         ).all()
     for sid, data_text in stored:
-        channel = sid.split(":", 1)[1] if sid.startswith("channel:") else sid
+        channel = channel_of(sid) or sid
         try:
             sha = orjson.loads(data_text)["sha256"]
         except (orjson.JSONDecodeError, KeyError, TypeError):

@@ -44,7 +44,7 @@ from .leases import Lease, TakeResult
 from .notify import CommitListener
 from .store import AppendRequest, CallRequest, JournalStore, is_fatal_db_error, unavailable
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
-from .writer import CommitCallback, GroupCommitWriter
+from .writer import CommitCallback, GroupCommitWriter, WriterStatistics
 
 T = TypeVar("T")
 
@@ -162,8 +162,8 @@ class Journal:
         """Callbacks ``cb(events: list[StoredEvent])`` run in trio after each commit."""
         return self.writer.on_commit
 
-    def statistics(self) -> dict[str, Any]:
-        """Writer statistics: queue_depth, batches, events, last_batch_size, histogram…"""
+    def statistics(self) -> WriterStatistics:
+        """The writer's statistics (:class:`~parley.journal.writer.WriterStatistics`)."""
         return self.writer.statistics()
 
     # ------------------------------------------------------------------ writes
@@ -262,7 +262,7 @@ class Journal:
         failing writer gets no other batch to prove it recovered once the
         clients back off).
         """
-        if self.writer.statistics()["last_error"] is None:
+        if self.writer.statistics().last_error is None:
             return None
         try:
             await self._write(_store.probe_write)

@@ -14,6 +14,7 @@ import orjson
 import sqlalchemy as sa
 
 from . import migrate, schema
+from .stream_ids import CHANNEL_PREFIX, SESSION_PREFIX, session_stream
 
 _E = schema.events
 
@@ -48,7 +49,7 @@ def channel_index(engine) -> list[tuple[str, dict[str, Any], int, bool, int]]:
         counts: dict[str, dict[str, int]] = {}
         for stream, type_, n in conn.execute(
             sa.select(_E.c.stream_id, _E.c.type, sa.func.count())
-            .where(schema.NOT_MESSAGE, has_prefix(_E.c.stream_id, "channel:"))
+            .where(schema.NOT_MESSAGE, has_prefix(_E.c.stream_id, CHANNEL_PREFIX))
             .group_by(_E.c.stream_id, _E.c.type)
         ):
             counts.setdefault(stream, {})[type_] = n
@@ -71,13 +72,13 @@ def latest_subscriptions(engine, session_ids: list[str], *, chunk: int = 500) ->
     out: dict[str, dict[str, int]] = {}
     with engine.connect() as conn:
         for start in range(0, len(session_ids), chunk):
-            streams = [f"session:{sid}" for sid in session_ids[start : start + chunk]]
+            streams = [session_stream(sid) for sid in session_ids[start : start + chunk]]
             for stream, data in conn.execute(
                 sa.select(_E.c.stream_id, _E.c.data).where(
                     _E.c.stream_id.in_(streams), _E.c.seq == last_seq, _E.c.type == "turn_committed"
                 )
             ):
-                out[stream[len("session:") :]] = dict(orjson.loads(data).get("subscriptions") or {})
+                out[stream[len(SESSION_PREFIX) :]] = dict(orjson.loads(data).get("subscriptions") or {})
     return out
 
 

@@ -32,6 +32,7 @@ from . import schema
 from .effects import WindowCharge
 from .errors import WindowFull
 from .store import _dialect_insert, set_meta
+from .stream_ids import SESSION_PREFIX
 
 __all__ = [
     "WindowCharge",
@@ -128,7 +129,7 @@ def reserve_session_slot(
         m = schema.meta
         prefix = _slot_prefix(agent_id, owner)
         all_streams, open_streams = _sessions_of(conn, agent_id, owner, started_type, closed_type)
-        started = {s.removeprefix("session:") for s in all_streams}
+        started = {s.removeprefix(SESSION_PREFIX) for s in all_streams}
         stale, pending = [], 0
         for key, value in conn.execute(sa.select(m.c.key, m.c.value).where(m.c.key.startswith(prefix, autoescape=True))):
             sid = key[len(prefix) :]

@@ -45,7 +45,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -74,6 +75,34 @@ def _bucket(n: int) -> str:
         if n <= upper:
             return label
     return BUCKETS[-1][0]
+
+
+@dataclass(frozen=True, slots=True)
+class WriterStatistics:
+    """What :meth:`Writer.statistics` reports (read from any thread; values are
+    written by the writer thread only, so a reading is a moment's picture).
+
+    ``queue_depth``: requests waiting for the next batch. Monotonic counts:
+    ``batches`` committed (or failed: ``failed_batches``), ``requests`` and
+    ``events`` they carried, ``stale_connection_retries`` (a batch retried on
+    a fresh connection). The last batch: ``last_batch_size`` requests in
+    ``last_batch_seconds``. ``batch_size_histogram``: committed batches per
+    size bucket (labels of ``BUCKETS``). While batches fail,
+    ``failing_for_s`` says how long and ``last_error`` names the error class;
+    both are ``None`` while the writer commits.
+    """
+
+    queue_depth: int
+    batches: int
+    failed_batches: int
+    stale_connection_retries: int
+    requests: int
+    events: int
+    last_batch_size: int
+    last_batch_seconds: float
+    batch_size_histogram: Mapping[str, int]
+    failing_for_s: float | None
+    last_error: str | None
 
 
 class _Pending:
@@ -188,20 +217,22 @@ class GroupCommitWriter:
 
     # ------------------------------------------------------------------ statistics
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "queue_depth": self._queue.qsize(),
-            "batches": self._batches,
-            "failed_batches": self._failed_batches,
-            "stale_connection_retries": self._reconnects,
-            "requests": self._requests,
-            "events": self._events,
-            "last_batch_size": self._last_batch_size,
-            "last_batch_seconds": self._last_batch_seconds,
-            "batch_size_histogram": dict(self._histogram),
-            "failing_for_s": None if self._failing is None else time.monotonic() - self._failing[0],
-            "last_error": None if self._failing is None else self._failing[1],
-        }
+    def statistics(self) -> WriterStatistics:
+        """The writer's counts (trio's ``statistics()`` habit; see :class:`WriterStatistics`)."""
+        failing = self._failing
+        return WriterStatistics(
+            queue_depth=self._queue.qsize(),
+            batches=self._batches,
+            failed_batches=self._failed_batches,
+            stale_connection_retries=self._reconnects,
+            requests=self._requests,
+            events=self._events,
+            last_batch_size=self._last_batch_size,
+            last_batch_seconds=self._last_batch_seconds,
+            batch_size_histogram=dict(self._histogram),
+            failing_for_s=None if failing is None else time.monotonic() - failing[0],
+            last_error=None if failing is None else failing[1],
+        )
 
     # ------------------------------------------------------------------ the thread
 

@@ -17,9 +17,10 @@ from typing import Any
 import trio
 
 from ..client import ParleyError
+from ..domain import caps
 from .agent import Agent, ToolError
 
-MAX_UPLOAD = 1_048_576
+MAX_UPLOAD = caps.MAX_ARTIFACT_BYTES  # the backbone's default single-artifact cap
 URI = re.compile(r"^(?:caucus|parley)://artifact/([a-z0-9][a-z0-9-]{0,63})/([0-9a-f]{64})$")
 BAD_URI = (
     "Not a valid caucus://artifact/<channel>/<sha256> URI. "

@@ -53,6 +53,22 @@ async def test_commands_waiting_together_arrive_as_one_batch(registry):
     assert registry.batch_log == [5]
 
 
+async def test_statistics_count_batches_commands_and_the_deepest_mailbox(registry):
+    """RegistryStatistics (ADR-0038): what /metrics exports per actor kind."""
+    for _ in range(3):
+        registry.tell("deep", 1)
+    registry.tell("shallow", 1)
+    waiting = registry.statistics()
+    assert (waiting.mailbox_depth, waiting.largest_mailbox, waiting.active) == (4, 3, 2)
+    assert await registry.ask("deep", 0) == 3 and await registry.ask("shallow", 0) == 1
+    done = registry.statistics()
+    assert done.commands == 6 and done.batches == len(registry.batch_log)
+    assert done.batches < done.commands  # the three waiting commands arrived as one batch
+    assert (done.mailbox_depth, done.largest_mailbox) == (0, 0)
+    with pytest.raises(AttributeError):
+        done.batches = 0  # type: ignore[misc]  # a frozen snapshot
+
+
 async def test_a_raising_command_is_answered_internal_error_and_the_rest_are_served(registry):
     replies = [registry.tell("k", 1), registry.tell("k", "boom"), registry.tell("k", 2)]
     assert await replies[0].wait() >= 1

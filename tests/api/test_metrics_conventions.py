@@ -55,3 +55,34 @@ def test_every_dashboard_query_names_an_exported_metric(tmp_path):
     series = exported_series(text)
     missing = {(expr, name) for expr in exprs for name in queried_metrics(expr) if name not in series}
     assert not missing, sorted(missing)
+
+
+def test_every_statistics_dataclass_is_exported(tmp_path):
+    """Each ``statistics()`` of the process reaches /metrics (issue 17 item 9)."""
+    with serve(sqlite_url(tmp_path), tmp_path) as server, server.client("tok-a") as client:
+        client.post("/channels", json={"channel": "s"})
+        client.post("/channels/s/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W5"})
+        text = client.get("/metrics").text
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    expected = {
+        # runtime (RegistryStatistics), per kind
+        "parley_actor_largest_mailbox": "gauge",
+        "parley_actor_batches_total": "counter",
+        "parley_actor_commands_total": "counter",
+        # writer (WriterStatistics)
+        "parley_journal_requests_total": "counter",
+        "parley_journal_failed_batches_total": "counter",
+        "parley_journal_batch_size_batches_total": "counter",
+        "parley_journal_failing_seconds": "gauge",
+        # seatbelt (SeatbeltStatistics)
+        "parley_seatbelt_windows": "gauge",
+        "parley_seatbelt_pending_batches": "gauge",
+        "parley_seatbelt_sweeps_total": "counter",
+        # stream slots (StreamStatistics)
+        "parley_stream_refusals_total": "counter",
+        "parley_streams_opened_total": "counter",
+    }
+    assert {name: types.get(name) for name in expected} == expected
+    assert 'parley_actor_commands_total{kind="channel"}' in text
+    assert 'parley_seatbelt_windows{scope="channel"} 1.0' in text
+    assert 'parley_actor_batches_total{kind="session"}' in text

@@ -119,7 +119,7 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
         except Exception as e:  # noqa: BLE001
             results[name] = e
 
-    before = journal.statistics()["batches"]
+    before = journal.statistics().batches
     async with trio.open_nursery() as nursery:
         release = await hold_writer(journal, nursery)
         # submitted one after the other (trio may run sibling tasks in any order)
@@ -134,8 +134,8 @@ async def test_side_effect_failure_rolls_back_only_its_request(journal: Journal)
             await submitted()
         release.set()
     stats = journal.statistics()
-    assert stats["batches"] - before == 2  # the sleeper, then all five together
-    assert stats["last_batch_size"] == 5
+    assert stats.batches - before == 2  # the sleeper, then all five together
+    assert stats.last_batch_size == 5
 
     assert isinstance(results["bad"], ConcurrencyError) and results["bad"].stream_id == "lease:nobody"
     assert isinstance(results["conflict"], ConcurrencyError)
@@ -158,11 +158,11 @@ async def test_group_commit_shares_transactions(journal: Journal):
         for i in range(n):
             nursery.start_soon(journal.append, f"distinct:{i}", [ev(i=i)], 0)
     after = journal.statistics()
-    assert after["events"] - before["events"] == n
-    assert after["batches"] - before["batches"] < n
-    assert after["queue_depth"] == 0
-    assert sum(after["batch_size_histogram"].values()) == after["batches"]
-    assert after["batch_size_histogram"]["1"] < n
+    assert after.events - before.events == n
+    assert after.batches - before.batches < n
+    assert after.queue_depth == 0
+    assert sum(after.batch_size_histogram.values()) == after.batches
+    assert after.batch_size_histogram["1"] < n
     assert len(await journal.read_all(limit=1000)) == n
 
 
@@ -312,7 +312,7 @@ async def test_writer_survives_a_failed_batch(journal: Journal):
     assert isinstance(results["killer"], JournalUnavailable)
     assert "postgresql" not in str(results["victim"])  # no URL in the message
     stats = journal.statistics()
-    assert stats["failed_batches"] == 1
+    assert stats.failed_batches == 1
 
     # the writer is alive, reconnected, and the rolled-back event is absent
     stored = await journal.append("s", [ev(n=2)], 1)
@@ -340,7 +340,7 @@ async def _idle_connection_killed(journal: Journal) -> None:
     stored = await journal.append("s", [ev(n=2)], 1)
     assert [e.seq for e in stored] == [2]
     stats = journal.statistics()
-    assert stats["stale_connection_retries"] == 1 and stats["failed_batches"] == 0
+    assert stats.stale_connection_retries == 1 and stats.failed_batches == 0
 
 
 async def test_closed_journal_refuses_work(migrated_url: str):

@@ -79,3 +79,19 @@ def test_reads_keep_answering_while_writes_fail(tmp_path):
                 t.join()
         assert statuses["append"] and set(statuses["append"]) == {503}
         assert statuses["read"] == [200] * 6
+
+
+def test_a_post_whose_commit_failed_spends_no_budget_and_is_no_duplicate_baseline(tmp_path):
+    """The seatbelt is charged after the commit (ADR-0037): the refused post's
+    retry is accepted, and the budget counts only what was stored."""
+    env = {"PARLEY_MAX_POSTS_PER_MINUTE": "2"}
+    with serve(sqlite_url(tmp_path), tmp_path, **env) as server, server.client("tok-a") as client:
+        assert client.post("/channels", json={"channel": "w"}).status_code == 201
+        assert client.post("/channels/w/append", json=note()).status_code == 201
+        retried = {"type": "note", "body": "the same words", "msg_id": ulid()}
+        with write_lock_held(tmp_path):
+            assert client.post("/channels/w/append", json=retried, timeout=30).status_code == 503
+        again = client.post("/channels/w/append", json={**retried, "msg_id": ulid()})
+        assert again.status_code == 201, again.text  # not duplicate_post, not rate_limited
+        over = client.post("/channels/w/append", json=note())
+        assert over.status_code == 429 and over.json()["error"]["code"] == "rate_limited"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 
 import pytest
@@ -154,7 +156,7 @@ def test_check_rate_records_nothing() -> None:
     for _ in range(5):
         sb.check_rate("c", "a", 0)
     sb.admit_post("c", "a", "x", 0)
-    assert sb.statistics()["channel_windows"] == 1
+    assert sb.statistics().channel_windows == 1
 
 
 # -- global rate -------------------------------------------------------------------
@@ -270,7 +272,7 @@ def test_global_rejection_records_nothing_in_channel_window() -> None:
     with pytest.raises(RateLimited):
         sb.admit_post("d", "a", "note x", 0)
     # "d" got no stamp and no baseline.
-    assert sb.statistics()["channel_windows"] == 1
+    assert sb.statistics().channel_windows == 1
 
 
 # -- record_rate (claims) ------------------------------------------------------------
@@ -296,9 +298,9 @@ def test_record_rate_leaves_dup_baseline_alone() -> None:
         sb.admit_post("c", "a", "note A", 2)
     sb2 = Seatbelt()
     sb2.record_rate("c", "a", 0)  # claims never set a baseline
-    assert sb2.statistics()["dup_baselines"] == 0
+    assert sb2.statistics().dup_baselines == 0
     sb2.admit_post("c", "a", "claim x", 1)
-    assert sb2.statistics()["dup_baselines"] == 1
+    assert sb2.statistics().dup_baselines == 1
 
 
 # -- creates -------------------------------------------------------------------------
@@ -354,9 +356,9 @@ def test_sweep_runs_at_most_once_per_window() -> None:
     sb.admit_post("x", "other", "note p", 60_000)  # sweep at 60 s: A only 50 s idle
     with pytest.raises(DuplicatePost):
         sb.admit_post("c", "a", "note A", 100_000)  # 90 s quiet, but no sweep since 60 s
-    assert sb.statistics()["sweeps"] == 1
+    assert sb.statistics().sweeps == 1
     sb.admit_post("c", "a", "note A", 120_000)  # second sweep forgets A
-    assert sb.statistics()["sweeps"] == 2
+    assert sb.statistics().sweeps == 2
 
 
 def test_sweep_keeps_entries_with_in_window_posts() -> None:
@@ -365,7 +367,7 @@ def test_sweep_keeps_entries_with_in_window_posts() -> None:
     sb.admit_post("c", "a", "note B", 30_000)
     sb.admit_post("x", "b", "note z", 60_000)  # sweep: a has a post at 30 s
     stats = sb.statistics()
-    assert stats["channel_windows"] == 2 and stats["swept_entries"] == 0
+    assert stats.channel_windows == 2 and stats.swept_entries == 0
     with pytest.raises(DuplicatePost):
         sb.check_dup("c", "a", "note B")
 
@@ -376,7 +378,7 @@ def test_sweep_is_driven_only_by_mutators() -> None:
     sb.check_rate("c", "a", 500_000)
     with pytest.raises(DuplicatePost):
         sb.check_dup("c", "a", "note A")
-    assert sb.statistics()["channel_windows"] == 1
+    assert sb.statistics().channel_windows == 1
 
 
 def test_sweep_covers_all_maps() -> None:
@@ -386,10 +388,10 @@ def test_sweep_covers_all_maps() -> None:
     sb.record_rate("d", "b", 0)
     sb.admit_create("bob", 70_000)
     stats = sb.statistics()
-    assert stats["channel_windows"] == 0
-    assert stats["global_windows"] == 0
-    assert stats["create_windows"] == 1
-    assert stats["swept_entries"] == 5
+    assert stats.channel_windows == 0
+    assert stats.global_windows == 0
+    assert stats.create_windows == 1
+    assert stats.swept_entries == 5
 
 
 def test_lru_cap_evicts_least_recently_used() -> None:
@@ -398,8 +400,8 @@ def test_lru_cap_evicts_least_recently_used() -> None:
     sb.admit_post("c", "b", "note B", 0)
     sb.admit_post("c", "c", "note C", 0)  # evicts (c, a) and global a
     stats = sb.statistics()
-    assert stats["channel_windows"] == 2 and stats["global_windows"] == 2
-    assert stats["lru_evictions"] == 2
+    assert stats.channel_windows == 2 and stats.global_windows == 2
+    assert stats.lru_evictions == 2
     # a was forgotten: rate budget and dup baseline are both fresh.
     sb.admit_post("c", "a", "note A", 1)
     # b is now the least recent and was evicted in turn.
@@ -421,7 +423,7 @@ def test_lru_cap_applies_to_create_map() -> None:
     sb = Seatbelt(max_tracked=3, max_creates_per_minute=1)
     for owner in "pqrs":
         sb.admit_create(owner, 0)
-    assert sb.statistics()["create_windows"] == 3
+    assert sb.statistics().create_windows == 3
     sb.admit_create("p", 0)  # p was evicted, so its budget is fresh
 
 
@@ -439,16 +441,16 @@ def test_backwards_clock_does_not_crash_and_future_stamps_count() -> None:
     sb.admit_create("o", 10**9)
     sb.admit_create("o", 0)
     sb.record_rate("c", "z", -5)
-    assert sb.statistics()["channel_windows"] >= 1
+    assert sb.statistics().channel_windows >= 1
 
 
 def test_backwards_clock_reanchors_sweep() -> None:
     sb = Seatbelt()
     sb.admit_post("c", "a", "note A", 1_000_000)
     sb.admit_post("c", "b", "note B", 0)  # clock back: re-anchor, no sweep
-    assert sb.statistics()["sweeps"] == 0
+    assert sb.statistics().sweeps == 0
     sb.admit_post("c", "b", "note C", 60_000)  # one window after re-anchor
-    assert sb.statistics()["sweeps"] == 1
+    assert sb.statistics().sweeps == 1
     # a's stamp is in the "future": not idle, kept with its baseline.
     with pytest.raises(DuplicatePost):
         sb.check_dup("c", "a", "note A")
@@ -535,20 +537,19 @@ def test_arbitrary_clock_never_crashes(ts: list[int], keys: list[str]) -> None:
             if isinstance(err, RateLimited):
                 assert err.retry_after is not None and err.retry_after > 0
     stats = sb.statistics()
-    assert all(v >= 0 for v in stats.values())
-    assert stats["channel_windows"] <= 2 and stats["create_windows"] <= 2
+    assert all(v >= 0 for v in dataclasses.astuple(stats))
+    assert stats.channel_windows <= 2 and stats.create_windows <= 2
 
 
-# -- undo (a decision whose commit failed) -------------------------------------------
+# -- decide now, charge after the commit (ADR-0037) -----------------------------------
 
 
-def test_undo_takes_back_posts_whose_commit_failed() -> None:
+def test_a_sheet_never_charged_leaves_the_windows_as_they_were() -> None:
     """A post decided but never committed must not be a duplicate baseline nor spend budget."""
     sb = Seatbelt(max_posts_per_minute=2, max_creates_per_minute=3)
     sb.admit_post("c", "a", "first", 0)
-    with sb.undo_log() as undo:
-        sb.admit_post("c", "a", "second", 1)
-    sb.undo(undo)
+    with sb.pending() as sheet:
+        sheet.admit_post("c", "a", "second", 1)
     # the retry of "second" is neither a duplicate nor over the budget of 2...
     sb.admit_post("c", "a", "second", 2)
     # ...while "first" was committed and still counts: a third post is refused.
@@ -556,24 +557,64 @@ def test_undo_takes_back_posts_whose_commit_failed() -> None:
         sb.admit_post("c", "a", "third", 3)
 
 
-def test_undo_restores_the_previous_duplicate_baseline() -> None:
+def test_a_dropped_sheet_keeps_the_previous_duplicate_baseline() -> None:
     sb = Seatbelt()
     sb.admit_post("c", "a", "same", 0)
-    with sb.undo_log() as undo:
-        sb.admit_post("c", "a", "other", 1)
-    sb.undo(undo)
+    with sb.pending() as sheet:
+        sheet.admit_post("c", "a", "other", 1)
     with pytest.raises(DuplicatePost):
         sb.admit_post("c", "a", "same", 2)
 
 
-def test_records_outside_an_undo_log_are_not_logged() -> None:
+def test_a_sheet_refuses_the_surplus_of_its_own_batch() -> None:
+    """N posts in one batch over the cap: the ones past it are refused before the commit."""
+    sb = Seatbelt(max_posts_per_minute=3)
+    sb.admit_post("c", "a", "note 0", 0)
+    refused = 0
+    with sb.pending() as sheet:
+        for i in range(1, 6):
+            try:
+                sheet.admit_post("c", "a", f"note {i}", i)
+            except RateLimited:
+                refused += 1
+        assert refused == 3
+        assert sb.statistics().pending_sheets == 1
+        sb.charge(sheet)
+    assert refused == 3 and sb.statistics().pending_sheets == 0
+    with pytest.raises(RateLimited):
+        sb.admit_post("c", "a", "note 9", 20)  # three charged posts fill the window
+
+
+def test_the_last_post_of_the_sheet_is_the_duplicate_baseline() -> None:
     sb = Seatbelt()
-    with sb.undo_log() as undo:
-        pass
-    sb.admit_post("c", "a", "kept", 0)
-    sb.undo(undo)
+    sb.admit_post("c", "a", "recorded", 0)
+    with sb.pending() as sheet:
+        sheet.admit_post("c", "a", "same", 1)
+        with pytest.raises(DuplicatePost):
+            sheet.admit_post("c", "a", "same", 2)
+        sheet.admit_post("c", "a", "recorded", 3)  # the recorded baseline was replaced
+
+
+def test_an_open_sheet_counts_for_other_deciders() -> None:
+    """Two channel actors deciding one agent's global window while both commits are under way."""
+    sb = Seatbelt(max_posts_per_minute=10, global_max_posts_per_minute=2)
+    with sb.pending() as first, sb.pending() as second:
+        first.admit_post("c1", "a", "x", 0)
+        second.admit_post("c2", "a", "y", 1)
+        with pytest.raises(RateLimited, match="across all channels"):
+            second.admit_post("c3", "a", "z", 2)
+    sb.admit_post("c3", "a", "z", 3)  # neither sheet was charged: the budget is whole
+
+
+def test_charging_records_the_sheet_once() -> None:
+    sb = Seatbelt(max_posts_per_minute=2)
+    with sb.pending() as sheet:
+        sheet.admit_post("c", "a", "kept", 0)
+        sb.charge(sheet)
+        sb.charge(sheet)  # a second charge finds an empty sheet
     with pytest.raises(DuplicatePost):
         sb.admit_post("c", "a", "kept", 1)
+    sb.admit_post("c", "a", "next", 2)  # one stamp of two was spent, not two
 
 
 @given(
@@ -607,11 +648,11 @@ def test_any_clock_order_matches_the_reference_window(ts: list[int], cap: int) -
 
 def test_charges_group_the_logged_stamps_per_window_with_its_cap() -> None:
     sb = Seatbelt(max_posts_per_minute=5, global_max_posts_per_minute=7, max_creates_per_minute=2)
-    with sb.undo_log() as log:
-        sb.admit_post("c", "a1", "note x", 1_000)
-        sb.record_rate("c", "a1", 1_001)
-        sb.admit_create("owner", 1_002)
-    assert sorted(sb.charges(log)) == [
+    with sb.pending() as sheet:
+        sheet.admit_post("c", "a1", "note x", 1_000)
+        sheet.record_rate("c", "a1", 1_001)
+        sheet.admit_create("owner", 1_002)
+    assert sorted(sheet.charges()) == [
         ("channel", "c\0a1", 5, (1_000, 1_001)),
         ("create", "owner", 2, (1_002,)),
         ("global", "a1", 7, (1_000, 1_001)),
