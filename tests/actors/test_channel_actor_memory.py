@@ -12,6 +12,7 @@ import trio
 
 from parley.actors.channel_actor import ChannelActor, stream_id
 from parley.domain import channel as rules
+from parley.domain.outcomes import Appended, Created, Replayed
 from parley.errors import MsgIdConflict
 from parley.journal.memory import MemoryJournal
 from tests.actors.memory_backbone import ALICE, BOB, memory_backbone
@@ -25,9 +26,9 @@ def note(i: int, **extra) -> dict:
 async def test_append_commits_before_it_answers():
     async with memory_backbone() as backbone:
         created = await backbone.create_channel({"channel": "plan"}, ALICE)
-        assert created.status == 201
+        assert isinstance(created, Created)
         result = await backbone.append("plan", note(1), ALICE)
-        assert result.status == 201 and not result.replayed
+        assert isinstance(result, Appended)
         events = await backbone.journal.read_stream(stream_id("plan"))
         assert [e.type for e in events] == ["channel_created", "message"]
         assert events[1].data["message"]["msg_id"] == ulid(1)
@@ -40,7 +41,7 @@ async def test_a_repeated_msg_id_is_answered_from_the_journal_once():
         await backbone.create_channel({"channel": "plan"}, ALICE)
         first = await backbone.append("plan", note(1), ALICE)
         again = await backbone.append("plan", note(1), ALICE)
-        assert again.replayed and again.body == first.body
+        assert isinstance(again, Replayed) and again.body == first.body
         assert await backbone.journal.last_seq(stream_id("plan")) == 2  # created + one message
         with pytest.raises(MsgIdConflict):  # same msg_id, other content: refused, nothing written
             await backbone.append("plan", note(1, body="different"), ALICE)
@@ -71,14 +72,14 @@ async def test_a_reactivated_actor_replays_to_the_live_state():
     async with memory_backbone(journal) as backbone:
         await backbone.create_channel({"channel": "log"}, ALICE)
         for i in range(12):
-            assert (await backbone.append("log", note(i), BOB if i % 3 else ALICE)).status == 201
+            assert isinstance(await backbone.append("log", note(i), BOB if i % 3 else ALICE), Appended)
         live = backbone.channels._cells["log"].actor
         await journal.save_snapshot(stream_id("log"), live.state.seq - 5, {"stale": "ignored"})  # a bad snapshot
         fresh = ChannelActor("log", backbone)
         await fresh.activate()
         assert rules.to_snapshot(fresh.state) == rules.to_snapshot(live.state)
         await journal.save_snapshot(stream_id("log"), live.state.seq, rules.to_snapshot(live.state))
-        assert (await backbone.append("log", note(50), ALICE)).status == 201
+        assert isinstance(await backbone.append("log", note(50), ALICE), Appended)
         snap_plus_tail = ChannelActor("log", backbone)
         await snap_plus_tail.activate()
         assert snap_plus_tail._snapshot_seq == live.state.seq - 1

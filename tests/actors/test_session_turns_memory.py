@@ -13,6 +13,7 @@ import trio
 
 from parley.actors.session_actor import SessionActor, TurnRequest
 from parley.domain import session as S
+from parley.domain.outcomes import Appended
 from parley.errors import StaleToken, TurnInFlight
 from parley.journal.memory import MemoryJournal
 from tests.actors.memory_backbone import ALICE, BOB, memory_backbone
@@ -42,7 +43,7 @@ async def test_a_waiting_turn_keeps_its_actor_in_memory_past_the_idle_timeout(au
         with pytest.raises(TurnInFlight):
             await sessions.continue_(sid, turn({}, token=token))
         message = {"type": "note", "body": "wake up", "msg_id": ulid(3)}
-        assert (await backbone.append("team", message, BOB)).status == 201
+        assert isinstance(await backbone.append("team", message, BOB), Appended)
         woken = await answer(waiting)
         assert woken["status"] == "finished"
         assert [m["message"]["msg_id"] for m in woken["output"]["messages"]] == [ulid(3)]
