@@ -93,6 +93,7 @@ import h11  # noqa: E402
 import orjson  # noqa: E402
 import trio  # noqa: E402
 
+from _pyspy import recording  # noqa: E402
 from _harness import (  # noqa: E402
     CeilingServer,
     ParleyServer,
@@ -144,6 +145,13 @@ QUICK = {
     "pipeline_replays": 20,
 }
 BURST_CONNECTIONS = 64
+#: ``--profile DIR``: py-spy records the server during scan and fanout (benchmarks/_pyspy.py)
+PROFILE_DIR: str | None = None
+#: The in-memory reference server's scan, issue 19's table (two runs, same load
+#: generator, this machine kind): it is not available here, so its figure is taken.
+REFERENCE_SCAN_MSGS_PER_S = (314_000, 388_000)
+#: How long ``--profile`` keeps scanning (after the measured scans, not counted in them).
+PROFILE_SCAN_S = 4.0
 CLIENT_TIMEOUT = 30.0
 
 # -- small helpers ---------------------------------------------------------------
@@ -582,6 +590,11 @@ async def scan_parley(ctx: Ctx) -> dict[str, Any]:
                     "pages": pages,
                 }
             )
+        if PROFILE_DIR is not None:
+            with recording(ctx.server.proc.pid, PROFILE_DIR, "scan"):
+                end = time.perf_counter() + PROFILE_SCAN_S
+                while time.perf_counter() < end:
+                    await scan_once(client, "scan")
     finally:
         await client.aclose()
     runs.sort(key=lambda r: r["msgs_per_s"])
@@ -872,7 +885,8 @@ async def fanout_case(
                 await rec.ready.wait()
         await trio.sleep(0.2)  # every tail parked on the commit signal
 
-        with CpuMeter(meter or ctx.server, postgres=meter is not None) as cpu:
+        pid = getattr(getattr(ctx.server, "proc", None), "pid", None) if meter is None else None
+        with recording(pid, PROFILE_DIR, channel), CpuMeter(meter or ctx.server, postgres=meter is not None) as cpu:
             t_first = time.perf_counter()
             if burst:
                 await burst_appends(ctx, channel, messages, sent, starts, acks)
@@ -1679,6 +1693,9 @@ def scenario_scan(backends, sizes, args) -> dict[str, Any]:
     for backend in backends:
         r = run_parley(backend, scan_parley, sizes, args, n_tokens=64)
         r["ratio_pages_over_ceiling_c1"] = rnd(r["pages_per_s_median"] / ceiling, 3)
+        low, high = REFERENCE_SCAN_MSGS_PER_S
+        r["reference_msgs_per_s"] = [low, high]
+        r["ratio_over_reference"] = [rnd(r["msgs_per_s_median"] / high, 2), rnd(r["msgs_per_s_median"] / low, 2)]
         out[backend] = r
         print(f"\nscan [{backend}] {r['messages']} messages in {r['page_size']}-message pages, {r['repeats']} scans (median shown)")
         print(f"  seeded {r['seed']['messages']} msgs with {r['seed']['writers']} writers at {r['seed']['rate']:.0f} msgs/s")
@@ -1688,6 +1705,11 @@ def scenario_scan(backends, sizes, args) -> dict[str, Any]:
             f"{r['page_p50_ms']:>9.2f} {r['page_p99_ms']:>9.2f} {r['server_cpu_pct']:>6}% {r['client_cpu_pct']:>6}% {r['other_cpu_pct']:>6}%"
         )
         print(f"  ceiling (1 sequential client): {ceiling:.0f} req/s -> pages/s / ceiling req/s = {r['ratio_pages_over_ceiling_c1']:.3f}")
+        lo, hi = r["ratio_over_reference"]
+        print(
+            f"  reference server (issue 19's table, not run here): {low:,}-{high:,} msgs/s -> "
+            f"parley median / reference = {lo:.2f}-{hi:.2f}x (target >= 1.0x)"
+        )
     out["checks"] = {"complete_scans": all(out[b]["complete"] for b in backends)}
     return out
 
@@ -1792,7 +1814,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=None, help="base URL (a fresh schema is made in it)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="h11")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measured case")
+    parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy the server during scan/fanout into DIR")
     args = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
     if args.scenario in POSTGRES_SCENARIOS:
         # Several processes sharing one database: SQLite serialises writers and
         # `parley serve --workers N` refuses it, so these run on Postgres only.

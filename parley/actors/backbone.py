@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import trio
 
 from ..clock import Clock
 from ..config import Settings
 from ..domain import channel as rules
 from ..domain.identity import Identity
-from ..domain.message import check_channel_name
+from ..domain.message import check_channel_name, check_read_args, sanitize_message_fields
 from ..domain.seatbelt import Seatbelt
 from ..errors import ChannelExists, InternalError, ParleyError, Unavailable, UnknownChannel
 from ..journal.errors import ConcurrencyError, IntegrityFailure, JournalUnavailable
@@ -37,6 +38,7 @@ from .channel_actor import (
     window_side_effect,
 )
 from .directory import Directory
+from .encoded_log import EncodedBudget
 from .presence import Presence
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
@@ -80,6 +82,8 @@ class Backbone:
             idle_timeout=settings.actor_idle_s,
         )
         self.streams = StreamSlots.from_settings(settings)
+        #: The byte cap of every channel's encoded messages together (ADR-0041).
+        self.encoded_budget = EncodedBudget(settings.read_cache_bytes)
         #: Channel commits lost to another process's append (then decided again).
         self.lost_races = 0
         self.tailer = JournalTailer(self)
@@ -263,6 +267,51 @@ class Backbone:
     async def read(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         limits = self.limits
         return await self._ask(name, Query(lambda s: rules.read_page(s, body, limits)))
+
+    async def read_encoded(self, name: str, body: dict[str, Any]) -> tuple[list[bytes], int]:
+        """``/read``'s page as the stored messages' JSON bytes and the cursor after it (ADR-0041).
+
+        Same checks in the same order as :meth:`read` (slug, channel, cursor,
+        limit). A channel whose actor is in memory is read without queueing
+        behind its appends, from the committed prefix only, like the tails;
+        an acknowledged append is always in it (the head moves before the ack).
+        """
+        slug = check_channel_name(name)
+        actor = self.channels.peek(slug) if self.directory.exists(slug) else None
+        if actor is not None and actor.readable:
+            head = actor.committed_head
+            cursor, limit = check_read_args(body, head, self.limits.max_read_limit)
+            stop = min(head, cursor + limit)
+            return actor.committed_bytes(cursor, stop), stop
+        limits = self.limits
+
+        def page(s: rules.ChannelState) -> tuple[list[bytes], int]:
+            cursor, limit = check_read_args(body, s.head, limits.max_read_limit)
+            stop = min(s.head, cursor + limit)
+            owner = self.channels.peek(slug)
+            if owner is not None and owner.state is s and stop <= owner.committed_head:
+                return owner.committed_bytes(cursor, stop), stop
+            return [orjson.dumps(m) for m in s.messages[cursor:stop]], stop
+
+        return await self._ask(slug, Query(page))
+
+    async def read_frames_from(self, name: str, cursor: int, limit: int) -> tuple[list[bytes], int]:
+        """The sanitised JSON of the committed messages after ``cursor`` (at most
+        ``limit``) and the head: what a live tail sends, encoded once for all
+        its subscribers (ADR-0041)."""
+        actor = self.channels.peek(name)
+        if actor is not None and actor.readable:
+            head = actor.committed_head
+            return actor.committed_bytes(cursor, min(head, cursor + limit), clean=True), head
+
+        def page(s: rules.ChannelState) -> tuple[list[bytes], int]:
+            stop = min(s.head, cursor + limit)
+            owner = self.channels.peek(name)
+            if owner is not None and owner.state is s and stop <= owner.committed_head:
+                return owner.committed_bytes(cursor, stop, clean=True), s.head
+            return [orjson.dumps(sanitize_message_fields(m)) for m in s.messages[cursor:stop]], s.head
+
+        return await self._ask(name, Query(page))
 
     async def read_from(self, name: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Messages after ``cursor`` (at most ``limit``) and the head, for tails and sessions."""

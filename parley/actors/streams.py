@@ -25,6 +25,8 @@ class StreamSlots:
         self.anonymous = total // 2 if anonymous is None else min(anonymous, total)
         self.open = 0
         self._held: Counter[tuple[str, str] | None] = Counter()
+        #: The slots held now (each names its tail's transport once the route sets it).
+        self.live: set[StreamSlot] = set()
 
     @classmethod
     def from_settings(cls, settings) -> StreamSlots:
@@ -38,12 +40,15 @@ class StreamSlots:
             raise StreamCapacity(retry_after=1)
         self.open += 1
         self._held[key] += 1
-        return StreamSlot(self, key)
+        slot = StreamSlot(self, key)
+        self.live.add(slot)
+        return slot
 
     def held_by(self, identity: Identity | None) -> int:
         return self._held[None if identity is None else (identity.agent_id, identity.owner)]
 
-    def _release(self, key) -> None:
+    def _release(self, slot: StreamSlot, key) -> None:
+        self.live.discard(slot)
         self.open -= 1
         self._held[key] -= 1
         if not self._held[key]:
@@ -55,8 +60,10 @@ class StreamSlot:
         self._slots = slots
         self._key = key
         self._held = True
+        #: The tail's connection (an opaque HTTP-layer object with a ``writes`` count), if known.
+        self.transport: object | None = None
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots._release(self._key)
+            self._slots._release(self, self._key)
