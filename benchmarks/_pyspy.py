@@ -56,14 +56,27 @@ def recording(pid: int | None, directory: str | None, label: str) -> Iterator[No
             print(f"  [profile {label}: py-spy failed: {err.decode(errors='replace').strip()[-300:]}]")
 
 
+#: The trio scheduler's frame: what is above it (the CLI, ``trio.run``) is in every stack.
+SCHEDULER = "unrolled_run (_run.py)"
+
+
 def _frames(stack: str) -> list[str]:
-    """``func (file:line)`` frames of one collapsed stack, outermost first, without line numbers."""
+    """``func (file)`` frames of one collapsed stack, outermost first, without line
+    numbers, from the frame below trio's scheduler on (a task's own code)."""
     frames = []
     for frame in stack.split(";"):
         name, _, where = frame.partition(" (")
         path = where.rsplit(":", 1)[0]
         frames.append(f"{name} ({_short(path)})")
-    return frames
+    if SCHEDULER in frames:
+        cut = len(frames) - 1 - frames[::-1].index(SCHEDULER)
+        frames = frames[cut + 1 :] or [SCHEDULER]
+    return [f for f in frames if not f.endswith(_ROOT_FILES) and f not in _ROOT_FRAMES]
+
+
+#: Frames every main-thread stack starts with (click, runpy, ``parley serve``, ``trio.run``).
+_ROOT_FILES = ("(core.py)", "(decorators.py)", "(<frozen runpy>)", "(__main__.py)", "(cli_errors.py)", "(cli.py)")
+_ROOT_FRAMES = {"serve (server.py)", "run (_run.py)"}
 
 
 def _short(path: str) -> str:
@@ -92,7 +105,10 @@ def summary(path: str, label: str, top: int = 18) -> str:
                 own[frames[-1]] += n
     if not total:
         return f"  [profile {label}: no samples]"
-    lines = [f"  profile {label}: {total} samples at {RATE} Hz ({path})", "    inclusive %   self %  function"]
+    lines = [
+        f"  profile {label}: {total} samples at {RATE} Hz ({path}); EpollIOManager.get_events = the loop idle",
+        "    inclusive %   self %  function",
+    ]
     selfs = dict(own)
     for name, n in inclusive.most_common(top):
         lines.append(f"    {100 * n / total:>10.1f}  {100 * selfs.get(name, 0) / total:>7.1f}  {name}")

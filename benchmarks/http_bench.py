@@ -118,7 +118,7 @@ FULL = {
     "append_clients": (1, 16, 64),
     "spread": (16, 64),
     "scan_messages": 10_000,
-    "scan_repeats": 5,
+    "scan_repeats": 15,
     "claim_clients": 16,
     "fanout_subscribers": (1, 16, 64),
     "fanout_messages": 200,
@@ -588,6 +588,8 @@ async def scan_parley(ctx: Ctx) -> dict[str, Any]:
                     "wall_s": cpu.wall,
                     "cpu": cpu.fields(),
                     "pages": pages,
+                    # server CPU per page: less sensitive than wall time to a busy machine
+                    "srv_cpu_ms_per_page": cpu.server_cpu / 100 * cpu.wall / pages * 1000,
                 }
             )
         if PROFILE_DIR is not None:
@@ -612,6 +614,7 @@ async def scan_parley(ctx: Ctx) -> dict[str, Any]:
         "page_p50_ms": median["page_p50_ms"],
         "page_p99_ms": median["page_p99_ms"],
         "scan_s_median": rnd(median["wall_s"], 3),
+        "srv_cpu_ms_per_page_median": rnd(sorted(r["srv_cpu_ms_per_page"] for r in runs)[len(runs) // 2], 3),
         **median["cpu"],
         "complete": True,
     }
@@ -1705,6 +1708,7 @@ def scenario_scan(backends, sizes, args) -> dict[str, Any]:
             f"{r['page_p50_ms']:>9.2f} {r['page_p99_ms']:>9.2f} {r['server_cpu_pct']:>6}% {r['client_cpu_pct']:>6}% {r['other_cpu_pct']:>6}%"
         )
         print(f"  ceiling (1 sequential client): {ceiling:.0f} req/s -> pages/s / ceiling req/s = {r['ratio_pages_over_ceiling_c1']:.3f}")
+        print(f"  server CPU per page (median): {r['srv_cpu_ms_per_page_median']:.3f} ms")
         lo, hi = r["ratio_over_reference"]
         print(
             f"  reference server (issue 19's table, not run here): {low:,}-{high:,} msgs/s -> "
