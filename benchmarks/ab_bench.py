@@ -136,19 +136,23 @@ async def scan_rounds(servers: dict[str, ParleyServer], rounds: int, profile: st
     return out
 
 
-async def fanout_rounds(servers: dict[str, ParleyServer], rounds: int) -> dict[str, Any]:
+async def fanout_rounds(servers: dict[str, ParleyServer], rounds: int, profile: str | None = None) -> dict[str, Any]:
+    """``profile``: py-spy each server during its first round's cases (``<DIR>/fan-<kind>-64-0-<tree>.txt``)."""
     sizes = dict(hb.FULL)
     out: dict[str, Any] = {name: {} for name in servers}
     for r in range(rounds):
+        hb.PROFILE_DIR = profile if r == 0 else None
         for kind in ("sse", "ws"):
             for name, server in servers.items():
                 ctx = hb.Ctx(server, sizes, "h11")
-                row = await hb.fanout_case(ctx, f"fan-{kind}-64-{r}", [(kind, 64)], sizes["fanout_messages"], burst=False)
+                channel = f"fan-{kind}-64-{r}-{name}"
+                row = await hb.fanout_case(ctx, channel, [(kind, 64)], sizes["fanout_messages"], burst=False)
                 out[name].setdefault(f"{kind}_64", []).append(row)
+    hb.PROFILE_DIR = None
     b = sizes["burst_subscribers"]
     for name, server in servers.items():
         ctx = hb.Ctx(server, sizes, "h11")
-        row = await hb.fanout_case(ctx, "fan-burst", [("sse", b), ("ws", b)], sizes["burst"], burst=True)
+        row = await hb.fanout_case(ctx, f"fan-burst-{name}", [("sse", b), ("ws", b)], sizes["burst"], burst=True)
         out[name][f"burst_{sizes['burst']}_sse{b}_ws{b}"] = [row]
     return out
 
@@ -167,14 +171,20 @@ def print_scan(r: dict[str, Any]) -> None:
 
 def print_fanout(r: dict[str, Any]) -> None:
     print("\nfanout A/B (latency = append start -> receipt; every case: every subscriber, every message)")
-    print(f"  {'case':<26} {'tree':<5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'srv cpu':>7} complete")
+    print(f"  {'case':<26} {'tree':<5} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'srv cpu':>7} {'srv us/delivery':>15} complete")
     for case in r["new"]:
         for name in ("base", "new"):
             for row in r[name][case]:
                 print(
                     f"  {case:<26} {name:<5} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} "
-                    f"{row['server_cpu_pct']:>6}% {row['complete']}"
+                    f"{row['server_cpu_pct']:>6}% {cpu_us_per_delivery(row):>15.1f} {row['complete']}"
                 )
+
+
+def cpu_us_per_delivery(row: dict[str, Any]) -> float:
+    """Server CPU per message delivered to one subscriber (appends included): less
+    sensitive than latency to a machine busy with other jobs."""
+    return row["server_cpu_pct"] / 100 * row["all_delivered_s"] / max(1, row["deliveries"]) * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scenario", choices=["scan", "fanout", "all"])
     parser.add_argument("--baseline", required=True, help="another parley checkout (its server is 'base')")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (scan 15, fanout 2)")
-    parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy both servers during extra scans")
+    parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy both servers (extra scans; fanout round 1)")
     args = parser.parse_args(argv)
     trees = {"base": os.path.abspath(args.baseline), "new": ROOT}
     report: dict[str, Any] = {
@@ -206,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = trio.run(scan_rounds, servers, args.rounds or 15, args.profile)
                 print_scan(result)
             else:
-                result = trio.run(fanout_rounds, servers, args.rounds or 2)
+                result = trio.run(fanout_rounds, servers, args.rounds or 2, args.profile)
                 print_fanout(result)
                 if not all(row["complete"] for tree in ("base", "new") for rows in result[tree].values() for row in rows):
                     failures.append("fanout.complete")
