@@ -48,14 +48,15 @@ class EncodedBudget:
         self._logs.move_to_end(id(log))
 
     def charge(self, log: EncodedLog, size: int) -> None:
+        """Count ``size`` more bytes of ``log`` (just touched); evict until under the cap."""
         self.used_bytes += size
         while self.used_bytes > self.cap_bytes and self._logs:
             _, victim = self._logs.popitem(last=False)
-            self.evictions += 1
             victim._drop()
-        if self.used_bytes > self.cap_bytes:
-            log._drop()  # one channel alone exceeds the cap: serve it uncached from now on
-            log._oversize = True
+            if victim is log:
+                log._oversize = True  # it alone exceeds the cap: served uncached from now on
+                break
+            self.evictions += 1
 
     def release(self, log: EncodedLog) -> None:
         """Forget ``log`` (its actor replaced or dropped its state)."""
