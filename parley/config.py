@@ -63,6 +63,8 @@ class Settings:
     #: A tail whose client stops reading is dropped after this long (ADR-0022).
     tail_write_timeout_s: float = 10.0
     tail_send_buffer_bytes: int = 65_536
+    #: Byte cap of the encoded messages kept for reads and tails (0: none kept, ADR-0041).
+    read_cache_bytes: int = 67_108_864
     # Connections (ADR-0021).
     body_timeout_s: float = 30.0
     write_timeout_s: float = 30.0
@@ -277,6 +279,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings
         max_anonymous_streams=_optional_int(env, "PARLEY_MAX_ANONYMOUS_STREAMS", low=0),
         tail_write_timeout_s=float(_int(env, "PARLEY_TAIL_WRITE_TIMEOUT_SECONDS", 10)),
         tail_send_buffer_bytes=_int(env, "PARLEY_TAIL_SEND_BUFFER_BYTES", 65_536, low=4096),
+        read_cache_bytes=_int(env, "PARLEY_READ_CACHE_BYTES", 67_108_864, low=0),
         body_timeout_s=float(_int(env, "PARLEY_BODY_TIMEOUT_SECONDS", 30)),
         write_timeout_s=float(_int(env, "PARLEY_WRITE_TIMEOUT_SECONDS", 30)),
         max_connections=_optional_int(env, "PARLEY_MAX_CONNECTIONS"),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import trio
 
 from ..clock import Clock
 from ..config import Settings
 from ..domain import channel as rules
 from ..domain.identity import Identity
-from ..domain.message import check_channel_name
+from ..domain.message import check_channel_name, check_read_args, sanitize_message_fields
 from ..domain.outcomes import Created, Outcome
 from ..domain.seatbelt import Seatbelt
 from ..errors import ChannelExists, ParleyError, UnknownChannel
@@ -36,6 +37,7 @@ from .channel_actor import (
     window_side_effect,
 )
 from .directory import Directory
+from .encoded_log import EncodedBudget
 from .failures import journal_unavailable, map_journal_errors
 from .presence import Presence
 from .runtime import Registry
@@ -86,6 +88,8 @@ class Backbone:
             idle_timeout=settings.actor_idle_s,
         )
         self.streams = StreamSlots.from_settings(settings)
+        #: The byte cap of every channel's encoded messages together (ADR-0041).
+        self.encoded_budget = EncodedBudget(settings.read_cache_bytes)
         #: Channel commits lost to another process's append (then decided again).
         self.lost_races = 0
         self.tailer = JournalTailer(self)
@@ -262,9 +266,51 @@ class Backbone:
     ) -> Outcome:
         return await self._ask(name, Claim(op, body, identity, assignee, idem_key))
 
-    async def read(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        limits = self.limits
-        return await self._ask(name, Query(lambda s: rules.read_page(s, body, limits)))
+    async def read_encoded(self, name: str, body: dict[str, Any]) -> tuple[list[bytes], int]:
+        """``/read``'s page as the stored messages' JSON bytes and the cursor after it (ADR-0041).
+
+        The route's checks in their order: slug, channel, cursor, limit.
+        """
+        slug = check_channel_name(name)
+        max_limit = self.limits.max_read_limit
+
+        def bounds(head: int) -> tuple[int, int]:
+            cursor, limit = check_read_args(body, head, max_limit)
+            return cursor, min(head, cursor + limit)
+
+        encoded, stop, _head = await self._committed_bytes(slug, bounds, clean=False)
+        return encoded, stop
+
+    async def read_frames_from(self, name: str, cursor: int, limit: int) -> tuple[list[bytes], int]:
+        """The sanitised JSON of the committed messages after ``cursor`` (at most
+        ``limit``) and the head: what a live tail sends, encoded once for all
+        its subscribers (ADR-0041/0042)."""
+        encoded, _stop, head = await self._committed_bytes(name, lambda h: (cursor, min(h, cursor + limit)), clean=True)
+        return encoded, head
+
+    async def _committed_bytes(self, slug: str, bounds, *, clean: bool) -> tuple[list[bytes], int, int]:
+        """Encoded committed messages ``bounds(head) -> (start, stop)``, with ``stop`` and the head.
+
+        A channel whose actor is in memory with a usable state is read without
+        queueing behind its appends, from the committed prefix only (an
+        acknowledged append is always in it: the head moves before the ack);
+        otherwise the read goes through the actor, which activates or reloads it.
+        """
+        actor = self.channels.peek(slug) if self.directory.exists(slug) else None
+        if actor is not None and actor.readable:
+            head = actor.committed_head
+            start, stop = bounds(head)
+            return actor.committed_bytes(start, stop, clean=clean), stop, head
+
+        def page(s: rules.ChannelState) -> tuple[list[bytes], int, int]:
+            start, stop = bounds(s.head)
+            owner = self.channels.peek(slug)
+            if owner is not None and owner.state is s and stop <= owner.committed_head:
+                return owner.committed_bytes(start, stop, clean=clean), stop, s.head
+            view = (sanitize_message_fields(m) for m in s.messages[start:stop]) if clean else s.messages[start:stop]
+            return [orjson.dumps(m) for m in view], stop, s.head
+
+        return await self._ask(slug, Query(page))
 
     async def read_from(self, name: str, cursor: int, limit: int) -> tuple[list[dict[str, Any]], int]:
         """Messages after ``cursor`` (at most ``limit``) and the head, for tails and sessions."""

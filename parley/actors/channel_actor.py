@@ -28,6 +28,7 @@ from ..journal.effects import ChargeWindows, PutBlobs, WindowCharge, chain
 from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
 from ..journal.stream_ids import channel_stream
 from ..journal.types import NewEvent
+from .encoded_log import EncodedLog
 from .failures import journal_unavailable
 from .runtime import Actor, Envelope
 
@@ -109,6 +110,28 @@ class ChannelActor(Actor):
         self._snapshot_seq = 0
         #: Messages below this index are committed; tails read only those.
         self.committed_head = 0
+        self._encoded: EncodedLog | None = None
+
+    def encoded(self) -> EncodedLog:
+        """The encoded bytes of this state's committed messages (ADR-0041); a new
+        state (activation, reload) gets a new log, never the old one's bytes."""
+        log_ = self._encoded
+        if log_ is None or log_.messages is not self.state.messages:
+            if log_ is not None:
+                self.backbone.encoded_budget.release(log_)
+            log_ = self._encoded = EncodedLog(self.state.messages, self.backbone.encoded_budget)
+        return log_
+
+    def committed_bytes(self, start: int, stop: int, clean: bool = False) -> list[bytes]:
+        """Encoded ``messages[start:stop]`` (``stop`` clamped to the committed head)."""
+        stop = min(stop, self.committed_head)
+        log_ = self.encoded()
+        return log_.clean(start, stop) if clean else log_.raw(start, stop)
+
+    @property
+    def readable(self) -> bool:
+        """Its state can be read from outside the mailbox: loaded, not stale, the channel exists."""
+        return not self._stale and self.state.exists
 
     async def activate(self) -> None:
         """Latest snapshot (if any) plus a replay of the tail after it."""
@@ -130,6 +153,9 @@ class ChannelActor(Actor):
         self._stale = False
 
     async def passivate(self) -> None:
+        if self._encoded is not None:
+            self.backbone.encoded_budget.release(self._encoded)
+            self._encoded = None
         await self._maybe_snapshot(threshold=1)
 
     async def _maybe_snapshot(self, threshold: int = SNAPSHOT_EVERY) -> None:

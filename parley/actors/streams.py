@@ -47,6 +47,8 @@ class StreamSlots:
         self._held: Counter[tuple[str, str] | None] = Counter()
         self._opened = 0
         self._refusals = 0
+        #: The slots held now (each names its tail's transport once the route sets it).
+        self.live: set[StreamSlot] = set()
 
     @classmethod
     def from_settings(cls, settings) -> StreamSlots:
@@ -62,7 +64,9 @@ class StreamSlots:
         self._opened += 1
         self.open += 1
         self._held[key] += 1
-        return StreamSlot(self, key)
+        slot = StreamSlot(self, key)
+        self.live.add(slot)
+        return slot
 
     def statistics(self) -> StreamStatistics:
         """The slots' levels and counts (trio's ``statistics()`` habit)."""
@@ -80,7 +84,8 @@ class StreamSlots:
     def held_by(self, identity: Identity | None) -> int:
         return self._held[None if identity is None else (identity.agent_id, identity.owner)]
 
-    def _release(self, key) -> None:
+    def _release(self, slot: StreamSlot, key) -> None:
+        self.live.discard(slot)
         self.open -= 1
         self._held[key] -= 1
         if not self._held[key]:
@@ -92,8 +97,10 @@ class StreamSlot:
         self._slots = slots
         self._key = key
         self._held = True
+        #: The tail's connection (an opaque HTTP-layer object with a ``writes`` count), if known.
+        self.transport: object | None = None
 
     def release(self) -> None:
         if self._held:
             self._held = False
-            self._slots._release(self._key)
+            self._slots._release(self, self._key)

@@ -85,6 +85,8 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         #: ``trio.current_time()`` when the pending send began; ``None`` when idle.
         self.sending_since: float | None = None
         self._eof_sent = False
+        #: Transport writes (``send_all`` calls) so far: a live tail sends one per commit batch (ADR-0042).
+        self.writes = 0
 
     @property
     def socket(self):
@@ -106,6 +108,7 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         if self._eof_sent:
             raise trio.ClosedResourceError("the connection is half-closed")
         self.sending_since = trio.current_time()
+        self.writes += 1
         try:
             await self._inner.send_all(data)
         finally:

@@ -71,7 +71,14 @@ async def read(ctx, channel: str):
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     check_read_auth(ctx)
-    return json_response(200, await ctx.backbone.read(channel, body))
+    parts, cursor = await ctx.backbone.read_encoded(channel, body)
+    return json_response(200, page_body(parts, cursor))
+
+
+def page_body(parts: list[bytes], cursor: int) -> bytes:
+    """``{"messages":[…],"cursor":N}`` from the messages' stored bytes: byte for byte
+    what ``orjson.dumps`` of the page gives, assembled with one join (ADR-0041)."""
+    return b"".join((b'{"messages":[', b",".join(parts), b'],"cursor":%d}' % cursor))
 
 
 async def claim(ctx, channel: str):

@@ -42,6 +42,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import repr_socket_addr, wrap_app
 
 from . import ws_frames
+from .coalesce import CoalescedWrites
 from .admission import CappedListener
 
 log = logging.getLogger("parley.http.serving")
@@ -63,8 +64,9 @@ class HTTP2Refused(ConnectionAbortedError):
     """
 
 
-class HTTP11Protocol(H11Protocol):
-    """Hypercorn's HTTP/1.1 protocol that never switches to HTTP/2."""
+class HTTP11Protocol(CoalescedWrites, H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol that never switches to HTTP/2, writing each
+    fixed-length response in one write (:mod:`parley.http.coalesce`)."""
 
     async def _check_protocol(self, event) -> None:  # noqa: ANN001 - an h11.Request
         if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":

@@ -2,7 +2,8 @@
 
 Frames are ``id: <cursor>`` + ``data: <sanitised JSON>``; the backlog comes
 first, then every message the moment its append commits (the reader waits
-on the channel's commit signal, no polling). ``Last-Event-ID`` resumes like
+on the channel's commit signal, no polling; the frames of one commit batch go
+out as one body chunk, ADR-0042). ``Last-Event-ID`` resumes like
 ``since``. A ``: keep-alive`` comment goes out every 15 s. A tail holds one
 stream slot (per identity, anonymous ones in their own pool) and is dropped
 when its client stops reading (ADR-0022).
@@ -15,12 +16,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-import orjson
 from quart import Response
 
 from ..actors.streams import StreamSlot
 from ..domain.identity import Identity
-from ..domain.message import check_cursor_in_log, sanitize_message_fields
+from ..domain.message import check_cursor_in_log
 from ..errors import InvalidRequest
 from . import admission
 from .auth import bearer, require_identity
@@ -43,26 +43,29 @@ def _since(request) -> int | None:
     return int(raw)
 
 
-def frame(message: dict, cursor: int) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (cursor, orjson.dumps(sanitize_message_fields(message)))
+def sse_frames(first_cursor: int, encoded: list[bytes]) -> bytes:
+    """The SSE frames of a page whose first message ends at ``first_cursor``, as ONE chunk."""
+    return b"".join([b"id: %d\ndata: %s\n\n" % (cursor, data) for cursor, data in enumerate(encoded, first_cursor)])
 
 
-async def tail(backbone, channel: str, cursor: int) -> AsyncIterator[tuple[int, dict]]:
-    """Yield ``(cursor_after, message)`` forever: backlog, then live commits.
+async def tail(backbone, channel: str, cursor: int) -> AsyncIterator[tuple[int, list[bytes] | None]]:
+    """Yield ``(cursor_before, encoded)`` forever: backlog, then live commits.
 
-    Yields ``(cursor, None)`` when a keep-alive is due: after each of the
-    backbone's heartbeat ticks (one timer for all tails, not a timeout per
-    wait).
+    ``encoded`` is every committed message after ``cursor_before`` (up to a
+    page), as the sanitised JSON bytes a frame carries, so a commit batch of
+    N messages reaches a subscriber as one write of N frames, not N writes
+    (ADR-0042). Yields ``(cursor, None)`` when a keep-alive is due: after
+    each of the backbone's heartbeat ticks (one timer for all tails, not a
+    timeout per wait).
     """
     signals = backbone.signals
     beats = signals.beats
     while not backbone.shutting_down:
         wake = signals.event(channel)
-        messages, _head = await backbone.read_from(channel, cursor, PAGE)
-        for message in messages:
-            cursor += 1
-            yield cursor, message
-        if messages:
+        encoded, _head = await backbone.read_frames_from(channel, cursor, PAGE)
+        if encoded:
+            yield cursor, encoded
+            cursor += len(encoded)
             continue
         await wake.wait()
         if signals.beats != beats:
@@ -79,7 +82,7 @@ def tail_identity(backbone, headers):
     return backbone.tokens.resolve(bearer(header))
 
 
-def bound_tail_connection(settings) -> None:
+def bound_tail_connection(settings):
     """A tail's connection: a small kernel send buffer and a short write deadline,
     so a client that stops reading is dropped (it resumes with ``Last-Event-ID``
     or ``?since=``) instead of holding its slot forever (ADR-0022)."""
@@ -87,6 +90,7 @@ def bound_tail_connection(settings) -> None:
     if connection is not None:
         connection.limit_send_buffer(settings.tail_send_buffer_bytes)
         connection.write_timeout = settings.tail_write_timeout_s
+    return connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +119,17 @@ async def open_stream(ctx, channel: str) -> Response:
     request, backbone = ctx.request, ctx.backbone
     opening = open_tail(backbone, request, channel)
     identity, slug, start, slot = opening.identity, opening.slug, opening.start, opening.slot
-    bound_tail_connection(backbone.settings)
+    slot.transport = bound_tail_connection(backbone.settings)
     token = bearer(request.headers.get("authorization"))
     watch = TokenWatch(backbone.tokens, token if identity is not None else None)
 
     async def body() -> AsyncIterator[bytes]:
         try:
             yield KEEP_ALIVE
-            async for cursor, message in tail(backbone, slug, start):
+            async for cursor, encoded in tail(backbone, slug, start):
                 if watch.revoked:
-                    return  # ends at the next message or keep-alive (ADR-0022)
-                yield KEEP_ALIVE if message is None else frame(message, cursor)
+                    return  # ends at the next page or keep-alive (ADR-0022)
+                yield KEEP_ALIVE if encoded is None else sse_frames(cursor + 1, encoded)
         finally:
             slot.release()
 

@@ -30,13 +30,12 @@ import orjson
 import trio
 from quart import websocket
 
-from ..domain.message import sanitize_message_fields
 from ..domain.outcomes import Replayed
 from ..errors import InvalidJson, InvalidRequest, ParleyError, Unauthorized, UpgradeRequired
 from .auth import bearer
 from .error_frames import ws_error_frame
 from .revocation import TokenWatch
-from .ws_frames import FRAME_CAP
+from .ws_frames import FRAME_CAP, TextBatch, batching
 from .stream import bound_tail_connection, open_tail, tail
 from .outcomes import status_of
 from .wire import error_response, loads_bounded
@@ -60,17 +59,32 @@ def channel_ws_view(backbone, metrics, label: str):
             # Its frames can only be refused: refuse them before they are buffered.
             websocket.scope[FRAME_CAP] = ANONYMOUS_FRAME_PEEK
         want_tail = websocket.args.get("tail", "1") not in ("0", "false")
-        bound_tail_connection(backbone.settings)
+        slot.transport = bound_tail_connection(backbone.settings)
         send_lock = trio.Lock()
+        batch_writes = batching()
 
         async def send(payload: dict) -> None:
             async with send_lock:
                 await websocket.send(orjson.dumps(payload).decode())
 
+        async def send_page(first_cursor: int, encoded: list[bytes]) -> None:
+            # One text frame per message (the contract), all of a commit batch in
+            # one transport write (ADR-0042), each built from the stored bytes.
+            texts = [
+                '{"cursor":%d,"message":%s}' % (cursor, data.decode())
+                for cursor, data in enumerate(encoded, first_cursor)
+            ]
+            async with send_lock:
+                if batch_writes:
+                    await websocket.send(TextBatch(texts))
+                else:
+                    for text in texts:
+                        await websocket.send(text)
+
         async def stream_tail() -> None:
-            async for cursor, message in tail(backbone, slug, start):
-                if message is not None:
-                    await send({"cursor": cursor, "message": sanitize_message_fields(message)})
+            async for cursor, encoded in tail(backbone, slug, start):
+                if encoded is not None:
+                    await send_page(cursor + 1, encoded)
 
         close_code = None
         try:

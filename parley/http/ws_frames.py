@@ -19,6 +19,10 @@ cap), a message over it is dropped as it arrives, the connection is closed
 with 1009 and nothing more is buffered; a protocol error is answered with
 a close frame carrying wsproto's code (1002 or 1007). :func:`install` puts
 it where Hypercorn's HTTP/1.1 and HTTP/2 protocols build their streams.
+
+It also sends a :class:`TextBatch` (several text messages the app hands
+over at once) as one transport write holding one WebSocket frame per text,
+so a live tail delivers a commit batch in one write (ADR-0042).
 """
 
 from __future__ import annotations
@@ -26,19 +30,48 @@ from __future__ import annotations
 from hypercorn.protocol import h2 as hypercorn_h2
 from hypercorn.protocol import h11 as hypercorn_h11
 from hypercorn.protocol import ws_stream
-from hypercorn.protocol.events import StreamClosed
+from hypercorn.protocol.events import Data, StreamClosed
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Message, Ping
+from wsproto.events import CloseConnection, Message, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
 from wsproto.frame_protocol import CloseReason
 
 #: Set in a WebSocket scope by a route to lower that connection's frame cap.
 FRAME_CAP = "parley.frame_cap"
 
 
+class TextBatch(str):
+    """Text messages sent as ONE ASGI ``websocket.send``: one frame each, one transport write.
+
+    Only :class:`BoundedWSStream` understands it (see :func:`batching`); to
+    any other server it would be one message, so callers check first.
+    """
+
+    texts: list[str]
+
+    def __new__(cls, texts: list[str]) -> TextBatch:
+        batch = super().__new__(cls, "")
+        batch.texts = texts
+        return batch
+
+
 class BoundedWSStream(ws_stream.WSStream):
     """Hypercorn's WebSocket stream with a per-connection cap that stops buffering."""
 
     _refusing = False
+
+    async def app_send(self, message) -> None:  # noqa: ANN001 - an ASGI send event
+        text = message.get("text") if message is not None and message.get("type") == "websocket.send" else None
+        if isinstance(text, TextBatch):
+            if self.closed or self.state != ws_stream.ASGIWebsocketState.CONNECTED:
+                return
+            try:
+                data = b"".join([self.connection.send(TextMessage(data=t)) for t in text.texts])
+            except LocalProtocolError:
+                return  # closing: like Hypercorn's own send, nothing more goes out
+            await self.send(Data(stream_id=self.stream_id, data=data))
+            return
+        await super().app_send(message)
 
     def _frame_cap(self) -> int:
         cap = self.scope.get(FRAME_CAP) if getattr(self, "scope", None) else None
@@ -69,6 +102,11 @@ class BoundedWSStream(ws_stream.WSStream):
                     await self._send_wsproto_event(CloseConnection(code=event.code, reason=event.reason))
                 await self.send(StreamClosed(stream_id=self.stream_id))
                 return
+
+
+def batching() -> bool:
+    """True when this process's Hypercorn builds :class:`BoundedWSStream`s (``install`` ran)."""
+    return hypercorn_h11.WSStream is BoundedWSStream
 
 
 def install() -> None:

@@ -59,10 +59,16 @@ class _CutAfterFirstFrame(httpx.AsyncByteStream):
         self.inner = inner
 
     async def __aiter__(self):
+        # A chunk may carry several frames (a commit batch is one chunk, ADR-0042):
+        # cut right after the end of the first data frame, wherever it falls.
         async for chunk in self.inner:
-            yield chunk
-            if b"data:" in chunk:
-                raise httpx.ReadError("stream cut (injected)")
+            at = chunk.find(b"data:")
+            if at < 0:
+                yield chunk
+                continue
+            end = chunk.find(b"\n\n", at)
+            yield chunk if end < 0 else chunk[: end + 2]
+            raise httpx.ReadError("stream cut (injected)")
 
     async def aclose(self) -> None:
         await self.inner.aclose()

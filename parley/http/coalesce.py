@@ -1,0 +1,55 @@
+"""One transport write per fixed-length response: status line, headers and body together.
+
+Hypercorn's HTTP/1.1 protocol (0.17-0.18) sends the head of a response as
+soon as the app starts it and the body when it arrives: two writes (two
+syscalls, two passes through the connection's send lock) for every JSON
+answer, plus an empty one for the end of a ``Content-Length`` body. A read
+page is one buffer already (ADR-0041), so :class:`CoalescedWrites` holds the
+head of a response that announces a ``Content-Length`` and sends it with the
+first body bytes, skips empty writes, and sends a held head at once before
+anything else (an informational response, a close). A response without a
+length (an SSE stream, chunked) is untouched: its head goes out at once, so
+a client waiting for it is never delayed.
+"""
+
+from __future__ import annotations
+
+import h11
+from hypercorn.events import RawData
+from hypercorn.protocol.events import Body, EndBody
+
+
+def _fixed_length(headers) -> bool:
+    return any(name.lower() == b"content-length" for name, _ in headers)
+
+
+class CoalescedWrites:
+    """Mixin for Hypercorn's ``H11Protocol``: a fixed-length response's head waits for its body."""
+
+    _held_head: bytes = b""
+
+    async def stream_send(self, event) -> None:  # noqa: ANN001 - a hypercorn stream event
+        if self._held_head and not isinstance(event, (Body, EndBody)):
+            await self._flush_head()
+        await super().stream_send(event)  # type: ignore[misc]
+
+    async def _send_h11_event(self, event) -> None:  # noqa: ANN001 - an h11 event
+        connection = self.connection  # type: ignore[attr-defined]
+        try:
+            data = connection.send(event)
+        except h11.LocalProtocolError:
+            if connection.their_state != h11.ERROR:
+                raise
+            return
+        if isinstance(event, h11.Response) and _fixed_length(event.headers):
+            self._held_head += data
+            return
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        if data:
+            await self.send(RawData(data=data))  # type: ignore[attr-defined]
+
+    async def _flush_head(self) -> None:
+        data, self._held_head = self._held_head, b""
+        await self.send(RawData(data=data))  # type: ignore[attr-defined]
