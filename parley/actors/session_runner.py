@@ -129,7 +129,7 @@ async def _report(service: SessionService, session_id: str, result: TurnResult) 
     """
     reply = None
     try:
-        reply = await service.registry.send(session_id, result)
+        reply = await service.registry.deliver(session_id, result)
     except ParleyError:
         pass  # shutting down: answer below
     if reply is not None and isinstance(result, (TurnContended, TurnMoved)):

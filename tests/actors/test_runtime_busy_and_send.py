@@ -1,4 +1,4 @@
-"""Runtime hooks the session turns rely on (ADR-0030): ``Actor.busy`` and ``Registry.send``."""
+"""Runtime hooks the session turns rely on (ADR-0030): ``Actor.busy`` and ``Registry.deliver``."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ async def test_send_waits_for_room_where_tell_refuses(gates):
     sent: list = []
 
     async def send_third() -> None:
-        sent.append(await gates.send("k", 3))
+        sent.append(await gates.deliver("k", 3))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_third)
