@@ -272,13 +272,20 @@ class Registry:
             raise Unavailable("server is shutting down", retry_after=1) from None
         return envelope.reply
 
-    async def send(self, key: str, command: Any) -> Reply:
-        """Deliver, waiting for room in the mailbox: for a result that must not be refused."""
+    async def deliver(self, key: str, command: Any) -> Reply:
+        """Like :meth:`tell`, but a full mailbox makes the sender wait for room
+        (back-pressure for bulk senders) instead of refusing. Without a wait it
+        does not yield, so commands delivered in a row land in one batch."""
         envelope: Envelope[Any] = Envelope(command)
         cell = self._cell(key)
         try:
-            await cell.send.send(envelope)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            cell.send.send_nowait(envelope)
+        except trio.WouldBlock:
+            try:
+                await cell.send.send(envelope)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise Unavailable("server is shutting down", retry_after=1) from None
+        except trio.ClosedResourceError:
             raise Unavailable("server is shutting down", retry_after=1) from None
         return envelope.reply
 

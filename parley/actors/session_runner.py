@@ -28,7 +28,7 @@ from ..errors import InternalError, ParleyError, Unavailable
 from ..journal.errors import ConcurrencyError, JournalUnavailable
 from ..journal.types import NewEvent, StoredEvent
 from .failures import journal_unavailable
-from .session_commands import TurnHandle, TurnRequest
+from .session_commands import TurnHandle, TurnRequest, stream_id
 from .signals import wait_any
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ async def run_turn(
             service.start_finished(plan.identity, start_key, committed=committed, session_id=plan.session_id)
         if result is None:  # cancelled (shutdown): never leave a waiter hanging
             handle.fail(Unavailable("server is shutting down", retry_after=1))
+    assert result is not None  # a cancellation re-raised above
     await _report(service, plan.session_id, result)
 
 
@@ -128,7 +129,7 @@ async def _report(service: SessionService, session_id: str, result: TurnResult) 
     """
     reply = None
     try:
-        reply = await service.registry.send(session_id, result)
+        reply = await service.registry.deliver(session_id, result)
     except ParleyError:
         pass  # shutting down: answer below
     if reply is not None and isinstance(result, (TurnContended, TurnMoved)):
@@ -188,7 +189,7 @@ class _TurnRun:
         )
         try:
             committed = await service.journal.append(
-                f"session:{sid}",
+                stream_id(sid),
                 [NewEvent(type_, data) for type_, data in composed.events],
                 plan.base_seq,
                 side_effect=service.lease_release(sid, plan.lease_epoch) if plan.leased else None,
@@ -205,7 +206,7 @@ class _TurnRun:
 
 async def _last_seq(service: SessionService, session_id: str, fallback: int) -> int:
     try:
-        return await service.journal.last_seq(f"session:{session_id}")
+        return await service.journal.last_seq(stream_id(session_id))
     except JournalUnavailable:
         return fallback
 

@@ -29,7 +29,6 @@ from parley.domain.text import (
     strip_control_keep_ws,
     utf16_len,
 )
-from parley.domain.ulid import ULID_RE as _ULID_RE
 from parley.errors import InvalidChannelName, InvalidCursor, InvalidMessage, InvalidRequest
 
 __all__ = [
@@ -66,7 +65,7 @@ STATUS_VALUES = ("needs-response", "resolved", "fyi")
 
 # Always used with ``fullmatch``: Python's ``$`` also matches before a final
 # newline, JavaScript's does not.
-ULID_RE = _ULID_RE  # defined once, in parley.domain.ulid
+ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 MAX_BODY_CHARS = 16_000

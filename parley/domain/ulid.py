@@ -3,20 +3,18 @@
 Why one minting rule: message ids (the SDK mints them for its callers) and
 session ids (``ses_`` + a ULID) must both sort by creation time and carry the
 same 80 bits of randomness; two hand-written encoders had drifted apart.
+(Checking one is a message rule: :data:`parley.domain.message.ULID_RE`.)
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from typing import Final
 
-__all__ = ["CROCKFORD", "ULID_RE", "new_ulid"]
+__all__ = ["CROCKFORD", "new_ulid"]
 
 CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: A well-formed ULID (upper-case Crockford base32, no I, L, O or U).
-ULID_RE: Final = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
 
 def new_ulid(now_ms: int | None = None, entropy: bytes | None = None) -> str:
