@@ -8,6 +8,7 @@ raises :class:`~parley.errors.ParleyError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -248,6 +249,52 @@ class Backbone:
 
     async def append(self, name: str, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Result:
         return await self._ask(name, Append(body, identity, idem_key))
+
+    async def append_many(self, name: str, bodies: list[Any], identity: Identity) -> list[Result | ParleyError]:
+        """Append each of ``bodies`` as if each came alone (ADR-0039): one result
+        or error per body, in order; a refused body does not stop the others.
+
+        Every command is delivered to the actor's mailbox before any is
+        awaited, so they are decided in one batch and committed together.
+        """
+        from ..errors import InvalidRequest
+
+        slug = await self._resolve(name)
+        replies: list[Any] = []
+        timeout = self.channels.ask_timeout
+        results: list[Result | ParleyError] = []
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            waited = 0  # replies[:waited] were awaited to make room in a full mailbox
+            for body in bodies:
+                if not isinstance(body, dict):
+                    replies.append(InvalidRequest("request body must be a JSON object"))
+                    continue
+                while True:
+                    try:
+                        replies.append(self.channels.tell(slug, Append(body, identity)))
+                        break
+                    except Unavailable as error:
+                        # A full mailbox: wait for one of ours to be answered
+                        # (back-pressure), or refuse this one if none is pending.
+                        while waited < len(replies) and isinstance(replies[waited], ParleyError):
+                            waited += 1
+                        if waited == len(replies):
+                            replies.append(error)
+                            break
+                        with contextlib.suppress(ParleyError):
+                            await replies[waited].wait()
+                        waited += 1
+            for reply in replies:
+                if isinstance(reply, ParleyError):
+                    results.append(reply)
+                    continue
+                try:
+                    results.append(await reply.wait())
+                except ParleyError as error:
+                    results.append(error)
+        late = Unavailable("the actor did not answer in time", retry_after=1)
+        results.extend(late for _ in range(len(bodies) - len(results)))
+        return results
 
     async def claim(
         self,
