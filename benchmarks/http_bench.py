@@ -1,6 +1,6 @@
 """HTTP benchmarks against a real ``parley serve`` subprocess (loopback only).
 
-    python benchmarks/http_bench.py {append|scan|claims|fanout|all|pipeline|scaleout|fanout2} [--quick]
+    python benchmarks/http_bench.py {append|scan|claims|fanout|all|pipeline|bulk|scaleout|fanout2} [--quick]
                                     [--backend sqlite|postgres|both | --postgres]
                                     [--postgres-url URL] [--client h11|httpx]
                                     [--duration SECONDS]
@@ -40,6 +40,11 @@ Run on its own (not part of ``all``):
   msg_id and body) are acked with the original body and the status the HTTP
   route gives a replay (201 + ``Idempotent-Replayed: true``, checked on 5 of
   them), and the channel head does not move.
+
+* ``bulk``    the SDK's ``append_many`` (16 senders, batch frames over the channel
+  WebSocket, ADR-0039) into one channel and over 16 channels, against the
+  per-request closed loop of the same shapes in the same run and the issue 19
+  reference figures (benchmarks/bulk_scenario.py).
 
 Several processes on one Postgres database (Postgres only; without ``--backend``
 they run on Postgres, ``--backend sqlite`` is refused with exit status 2,
@@ -105,7 +110,7 @@ from _harness import (  # noqa: E402
 
 SCENARIOS = ("append", "scan", "claims", "fanout")  # what ``all`` runs
 #: run on their own only (not part of ``all``)
-EXTRA_SCENARIOS = ("pipeline",)
+EXTRA_SCENARIOS = ("pipeline", "bulk")
 #: several processes on one database: Postgres only, not part of ``all``
 POSTGRES_SCENARIOS = ("scaleout", "fanout2")
 
@@ -1764,6 +1769,7 @@ RUNNERS = {
     "scaleout": scenario_scaleout,
     "fanout2": scenario_fanout2,
     "pipeline": scenario_pipeline,
+    "bulk": lambda backends, sizes, args: __import__("bulk_scenario").scenario_bulk(backends, sizes, args),
 }
 
 

@@ -258,6 +258,23 @@ class Registry:
             raise Unavailable("server is shutting down", retry_after=1) from None
         return envelope.reply
 
+    async def deliver(self, key: str, command: Any) -> Reply:
+        """Like :meth:`tell`, but a full mailbox makes the sender wait for room
+        (back-pressure for bulk senders) instead of refusing. Without a wait it
+        does not yield, so commands delivered in a row land in one batch."""
+        envelope: Envelope[Any] = Envelope(command)
+        cell = self._cell(key)
+        try:
+            cell.send.send_nowait(envelope)
+        except trio.WouldBlock:
+            try:
+                await cell.send.send(envelope)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise Unavailable("server is shutting down", retry_after=1) from None
+        except trio.ClosedResourceError:
+            raise Unavailable("server is shutting down", retry_after=1) from None
+        return envelope.reply
+
     async def ask(self, key: str, command: Any, timeout: float | None = None) -> Any:
         """Deliver ``command`` and wait for its answer (or raise its error)."""
         reply = self.tell(key, command)
