@@ -257,26 +257,34 @@ class Backbone:
 
     async def append_many(self, name: str, bodies: list[Any], identity: Identity) -> list[Result | ParleyError]:
         """Append each of ``bodies`` as if each came alone (ADR-0039): one result
-        or error per body, in order; a refused body does not stop the others.
+        or error per body, in order; a refused body does not stop the others."""
+        return await self.collect(await self.deliver_many(name, bodies, identity))
 
-        Every command is delivered to the actor's mailbox before any is
-        awaited, so they are decided in one batch and committed together.
-        """
+    async def deliver_many(self, name: str, bodies: list[Any], identity: Identity) -> list[Any]:
+        """Put an ``Append`` for each body in the channel actor's mailbox, in
+        order, without yielding while there is room (so they are decided in
+        one batch, in this order); a full mailbox makes this wait. Returns the
+        reply slots (or the error of a body refused on the way) for
+        :meth:`collect`."""
         from ..errors import InvalidRequest
 
         slug = await self._resolve(name)
         replies: list[Any] = []
-        timeout = self.channels.ask_timeout
+        for body in bodies:
+            if not isinstance(body, dict):
+                replies.append(InvalidRequest("request body must be a JSON object"))
+                continue
+            try:
+                replies.append(await self.channels.deliver(slug, Append(body, identity)))
+            except ParleyError as error:
+                replies.append(error)
+        return replies
+
+    async def collect(self, replies: list[Any]) -> list[Result | ParleyError]:
+        """Wait for every reply of :meth:`deliver_many` (the ask timeout for them all)."""
         results: list[Result | ParleyError] = []
+        timeout = self.channels.ask_timeout
         with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            for body in bodies:
-                if not isinstance(body, dict):
-                    replies.append(InvalidRequest("request body must be a JSON object"))
-                    continue
-                try:
-                    replies.append(await self.channels.deliver(slug, Append(body, identity)))
-                except ParleyError as error:
-                    replies.append(error)
             for reply in replies:
                 if isinstance(reply, ParleyError):
                     results.append(reply)
@@ -286,7 +294,7 @@ class Backbone:
                 except ParleyError as error:
                     results.append(error)
         late = Unavailable("the actor did not answer in time", retry_after=1)
-        results.extend(late for _ in range(len(bodies) - len(results)))
+        results.extend(late for _ in range(len(replies) - len(results)))
         return results
 
     async def claim(

@@ -9,8 +9,9 @@ is what :meth:`append` would return for it, or the :class:`ParleyError` it
 would raise, in its slot: a refused message never stops the others.
 
 What is not answered over the socket (WebSockets off: the upgrade answers
-426; not running under trio; no token; the connection broke) is sent as
-ordinary per-request appends. A message resent that way keeps its
+426; not running under trio; no token; a caller-given HTTP transport; the
+connection broke) is sent as ordinary per-request appends, one at a time,
+so the channel stores the messages in list order on either path. A message resent that way keeps its
 ``msg_id``, so a message the server had already stored is answered as a
 replay, never stored twice. Slots refused with 429/503 and a
 ``Retry-After`` within ``max_retry_wait`` are sent again, like
@@ -31,8 +32,6 @@ from .types import AppendResult
 BATCH = 256
 #: Batch frames in flight on one socket.
 WINDOW = 4
-#: Concurrent requests of the per-request fallback (async client).
-HTTP_CONCURRENCY = 16
 
 #: One slot of :meth:`append_many`'s answer: the stored message, or why it was refused.
 Slot = AppendResult | ParleyError
@@ -114,6 +113,7 @@ async def over_websocket(
     indices: list[int],
     results: list[Slot | None],
     timeout: float,
+    replayed: list[bool] | None = None,
 ) -> None:
     """Send ``bodies[i]`` for each ``i`` in ``indices`` as batch frames and fill
     ``results[i]`` from the acks. Raises :class:`NoWebSocket` when the socket
@@ -153,6 +153,8 @@ async def over_websocket(
                         if frame.get("type") == "acks" and len(frame.get("results", ())) == len(chunk):
                             for i, slot in zip(chunk, frame["results"]):
                                 results[i] = slot_from_wire(slot)
+                                if replayed is not None and isinstance(slot, dict) and slot.get("replayed"):
+                                    replayed[i] = True
                         elif frame.get("type") == "error":  # the whole frame refused (a revoked token)
                             error = build_error(str(frame.get("code")), str(frame.get("message")))
                             for i in chunk:
@@ -184,84 +186,102 @@ def _wait(results: list[Slot | None], indices: list[int]) -> float:
     return max(cast(ParleyError, results[i]).retry_after or 0.0 for i in indices)
 
 
-async def append_many_async(client: Any, channel: str, messages: Iterable[Mapping[str, Any]]) -> list[Slot]:
-    """:meth:`AsyncParley.append_many`: the socket path, then per request for the rest."""
+def socket_usable(client: Any) -> bool:
+    """The socket path needs a token and the client's own HTTP transport: a
+    caller-given transport (a proxy, an in-process ASGI app, a test's fault
+    injector) sees every request, so nothing may bypass it."""
+    import httpx
+
+    transport = getattr(client._http, "_transport", None)
+    plain = type(transport) in (httpx.AsyncHTTPTransport, httpx.HTTPTransport)
+    return client.token is not None and plain and not getattr(client._http, "_mounts", None)
+
+
+def _http_slot(call: Any, response: Any, replayed: list[bool], i: int) -> Slot:
+    from ._async import decode
+
+    replayed[i] = response.headers.get("idempotent-replayed") == "true"
+    return cast(Slot, decode(call, response))
+
+
+async def send_many_async(client: Any, channel: str, bodies: list[dict[str, Any]]) -> tuple[list[Slot], list[bool]]:
+    """The slots of ``bodies`` (already prepared) and whether each was an
+    idempotent replay; the engine of :meth:`AsyncParley.append_many` and of
+    the outbox drain."""
     import anyio
 
-    bodies = prepare(messages)
     results: list[Slot | None] = [None] * len(bodies)
+    replayed = [False] * len(bodies)
     pending = list(range(len(bodies)))
-    use_ws = client.token is not None
+    use_ws = socket_usable(client)
     for attempt in range(client.policy.retries + 1):
         if use_ws:
             try:
-                await over_websocket(client.base_url, client.token, channel, bodies, pending, results, client.timeout)
+                await over_websocket(
+                    client.base_url, client.token, channel, bodies, pending, results, client.timeout, replayed
+                )
             except NoWebSocket:
                 use_ws = False
-        rest = set(unanswered(results, pending))
-        if rest:
-            limiter = anyio.Semaphore(HTTP_CONCURRENCY)
-
-            async def one(i: int) -> None:
-                async with limiter:
-                    call = client._requests.append(channel, bodies[i], {})
-                    try:
-                        results[i] = await client._do(call)
-                    except ParleyError as error:
-                        results[i] = error
-
-            async with anyio.create_task_group() as group:
-                for i in rest:
-                    group.start_soon(one, i)
+        rest = unanswered(results, pending)
+        for i in rest:  # one at a time, in order: the channel stores them in list order
+            call = client._requests.append(channel, bodies[i], {})
+            try:
+                results[i] = _http_slot(call, await client._send(call), replayed, i)
+            except ParleyError as error:
+                results[i] = error
         # A per-request append has already retried itself (client.policy).
-        pending = [i for i in resendable(results, client.policy.max_retry_wait) if i not in rest]
+        pending = [i for i in resendable(results, client.policy.max_retry_wait) if i not in set(rest)]
         if not pending or attempt == client.policy.retries:
             break
         await anyio.sleep(_wait(results, pending))
         for i in pending:
             results[i] = None
-    return finish(results)
+    return finish(results), replayed
 
 
-def append_many_sync(client: Any, channel: str, messages: Iterable[Mapping[str, Any]]) -> list[Slot]:
-    """:meth:`Parley.append_many`: the socket path runs under trio in a helper
-    thread (the caller may have no event loop, or another one); the rest is
-    sent per request on the client's own connection pool, one at a time."""
-    import threading
+def send_many_sync(client: Any, channel: str, bodies: list[dict[str, Any]]) -> tuple[list[Slot], list[bool]]:
+    """:func:`send_many_async` for :class:`Parley`: the socket path runs under
+    trio in a helper thread (the caller may have no event loop, or another
+    one); the rest is sent per request on the client's own connection pool."""
     import time
 
-    bodies = prepare(messages)
     results: list[Slot | None] = [None] * len(bodies)
+    replayed = [False] * len(bodies)
     pending = list(range(len(bodies)))
-    use_ws = client.token is not None
+    use_ws = socket_usable(client)
     for attempt in range(client.policy.retries + 1):
         if use_ws:
-            use_ws = _ws_in_thread(client, channel, bodies, pending, results, threading)
-        rest = set(unanswered(results, pending))
-        for i in sorted(rest):
+            use_ws = _ws_in_thread(client, channel, bodies, pending, results, replayed)
+        rest = unanswered(results, pending)
+        for i in rest:
+            call = client._requests.append(channel, bodies[i], {})
             try:
-                results[i] = client._do(client._requests.append(channel, bodies[i], {}))
+                results[i] = _http_slot(call, client._send(call), replayed, i)
             except ParleyError as error:
                 results[i] = error
-        pending = [i for i in resendable(results, client.policy.max_retry_wait) if i not in rest]
+        pending = [i for i in resendable(results, client.policy.max_retry_wait) if i not in set(rest)]
         if not pending or attempt == client.policy.retries:
             break
         time.sleep(_wait(results, pending))
         for i in pending:
             results[i] = None
-    return finish(results)
+    return finish(results), replayed
 
 
-def _ws_in_thread(client: Any, channel: str, bodies, pending, results, threading) -> bool:
+def _ws_in_thread(client: Any, channel: str, bodies, pending, results, replayed) -> bool:
     """Run :func:`over_websocket` under ``trio.run`` in a new thread; False when
     the socket path is not available (the caller then uses HTTP from now on)."""
+    import threading
+
     import trio
 
     outcome: list[BaseException | None] = [None]
 
     def run() -> None:
         try:
-            trio.run(over_websocket, client.base_url, client.token, channel, bodies, pending, results, client.timeout)
+            trio.run(
+                over_websocket, client.base_url, client.token, channel, bodies, pending, results, client.timeout, replayed
+            )
         except BaseException as exc:  # handed to the calling thread
             outcome[0] = exc
 
@@ -273,3 +293,11 @@ def _ws_in_thread(client: Any, channel: str, bodies, pending, results, threading
     if outcome[0] is not None:
         raise outcome[0]
     return True
+
+
+async def append_many_async(client: Any, channel: str, messages: Iterable[Mapping[str, Any]]) -> list[Slot]:
+    return (await send_many_async(client, channel, prepare(messages)))[0]
+
+
+def append_many_sync(client: Any, channel: str, messages: Iterable[Mapping[str, Any]]) -> list[Slot]:
+    return send_many_sync(client, channel, prepare(messages))[0]

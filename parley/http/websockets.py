@@ -169,14 +169,10 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
 
     limiter = InFlight(MAX_IN_FLIGHT)
 
-    async def run_many(frame_id, bodies: list, weight: int) -> None:
+    async def run_many(frame_id, replies: list, weight: int) -> None:
         try:
-            if identity is None or watch.revoked:
-                raise Unauthorized()
-            results = await backbone.append_many(channel, bodies, identity)
+            results = await backbone.collect(replies)
             await send({"type": "acks", "id": frame_id, "results": [batch_slot(r) for r in results]})
-        except ParleyError as error:
-            await send({"type": "error", "id": frame_id, **error.envelope()["error"]})
         finally:
             limiter.release(weight)
 
@@ -230,7 +226,17 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 continue
             weight = max(1, len(bodies))
             await limiter.acquire(weight)
-            nursery.start_soon(run_many, frame.get("id"), bodies, weight)
+            try:
+                if watch.revoked:
+                    raise Unauthorized()
+                # Delivered here, not in the task: a socket's batches reach
+                # the actor in the order they were sent (ADR-0039).
+                replies = await backbone.deliver_many(channel, bodies, identity)
+            except ParleyError as error:
+                limiter.release(weight)
+                await send({"type": "error", "id": frame.get("id"), **error.envelope()["error"]})
+                continue
+            nursery.start_soon(run_many, frame.get("id"), replies, weight)
             continue
         await limiter.acquire(1)
         nursery.start_soon(run, frame.get("id"), ops[0], frame[ops[0]])
