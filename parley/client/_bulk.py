@@ -204,6 +204,23 @@ def _http_slot(call: Any, response: Any, replayed: list[bool], i: int) -> Slot:
     return cast(Slot, decode(call, response))
 
 
+def _undelivered(error: ParleyError) -> bool:
+    return error.status == 0 or error.status == 429 or error.status >= 500
+
+
+def _halted(results: list[Slot | None], rest: list[int], k: int) -> bool:
+    """Per request, a message that could not be delivered (no answer, or a
+    429/5xx left after the client's own retries) stops the ones after it:
+    sending them would store them before it. Their slots say so."""
+    previous = results[rest[k - 1]] if k else None
+    failed = previous if isinstance(previous, ParleyError) and _undelivered(previous) else None
+    if failed is None:
+        return False
+    for j in rest[k:]:
+        results[j] = TransportError(f"not sent: an earlier message was not delivered ({failed.code})")
+    return True
+
+
 async def send_many_async(client: Any, channel: str, bodies: list[dict[str, Any]]) -> tuple[list[Slot], list[bool]]:
     """The slots of ``bodies`` (already prepared) and whether each was an
     idempotent replay; the engine of :meth:`AsyncParley.append_many` and of
@@ -223,7 +240,9 @@ async def send_many_async(client: Any, channel: str, bodies: list[dict[str, Any]
             except NoWebSocket:
                 use_ws = False
         rest = unanswered(results, pending)
-        for i in rest:  # one at a time, in order: the channel stores them in list order
+        for k, i in enumerate(rest):  # one at a time, in order: the channel stores them in list order
+            if _halted(results, rest, k):
+                break
             call = client._requests.append(channel, bodies[i], {})
             try:
                 results[i] = _http_slot(call, await client._send(call), replayed, i)
@@ -253,7 +272,9 @@ def send_many_sync(client: Any, channel: str, bodies: list[dict[str, Any]]) -> t
         if use_ws:
             use_ws = _ws_in_thread(client, channel, bodies, pending, results, replayed)
         rest = unanswered(results, pending)
-        for i in rest:
+        for k, i in enumerate(rest):
+            if _halted(results, rest, k):
+                break
             call = client._requests.append(channel, bodies[i], {})
             try:
                 results[i] = _http_slot(call, client._send(call), replayed, i)
