@@ -136,12 +136,15 @@ def scenario_bulk(backends, sizes, args) -> dict[str, Any]:
         rows = hb.run_parley(backend, bulk_parley, sizes, args, n_tokens=64)
         ratios: dict[str, Any] = {}
         print(f"\nbulk [{backend}] append_many (16 senders, batch frames over the channel WebSocket) vs per-request appends, {sizes['duration']}s per case")
-        print(f"  {'case':<30} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv cpu':>7} {'cli cpu':>7} {'oth cpu':>7} {'ev/commit':>9} errors")
+        print(f"  {'case':<30} {'msgs/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'srv cpu':>7} {'srv us/msg':>10} {'cli cpu':>7} {'oth cpu':>7} {'ev/commit':>9} errors")
         for name, r in rows.items():
+            # Server CPU per acknowledged message: what the rate would be bound by
+            # with a whole core to itself (the machine is shared; compare these).
+            r["server_cpu_us_per_msg"] = hb.rnd(1e4 * r["server_cpu_pct"] / r["rate"], 1) if r["rate"] else None
             p50 = r.get("p50_ms", r.get("call_p50_ms"))
             p99 = r.get("p99_ms", r.get("call_p99_ms"))
             print(
-                f"  {name:<30} {r['rate']:>8.0f} {p50:>8.2f} {p99:>8.2f} {r['server_cpu_pct']:>6}% {r['client_cpu_pct']:>6}% "
+                f"  {name:<30} {r['rate']:>8.0f} {p50:>8.2f} {p99:>8.2f} {r['server_cpu_pct']:>6}% {str(r['server_cpu_us_per_msg']):>10} {r['client_cpu_pct']:>6}% "
                 f"{r['other_cpu_pct']:>6}% {str(r.get('events_per_commit') or '-'):>9} {sum(r['errors'].values())}"
             )
         print("  (p50/p99 of bulk rows: one append_many call of the row's messages_per_call messages)")
@@ -149,8 +152,11 @@ def scenario_bulk(backends, sizes, args) -> dict[str, Any]:
             bulk = rows[f"bulk_{layout}_s16"]["rate"]
             base = rows[f"per_request_{layout}_c16"]["rate"]
             low, high = REFERENCE[layout]
+            cost = (rows[f"per_request_{layout}_c16"]["server_cpu_us_per_msg"], rows[f"bulk_{layout}_s16"]["server_cpu_us_per_msg"])
             ratios[layout] = {
                 "bulk_msgs_per_s": round(bulk),
+                "server_cpu_per_msg_per_request_over_bulk": hb.rnd(cost[0] / cost[1], 1) if all(cost) else None,
+                "msgs_per_server_cpu_second": round(1e6 / cost[1]) if cost[1] else None,
                 "over_per_request_same_run": hb.rnd(bulk / base, 2) if base else None,
                 "over_reference_low": hb.rnd(bulk / low, 2),
                 "over_reference_high": hb.rnd(bulk / high, 2),
@@ -161,6 +167,11 @@ def scenario_bulk(backends, sizes, args) -> dict[str, Any]:
                 f"{bulk / low:.2f}x / {bulk / high:.2f}x the reference's {low:,}-{high:,} (issue table, not measured here); "
                 f"target >= {TARGET_OVER_REFERENCE * high:,.0f}: {'met' if targets[f'{backend}.{layout}'] else 'NOT met'}"
             )
+            if all(cost):
+                print(
+                    f"  {'':<12} server CPU per message: {cost[1]} us bulk vs {cost[0]} us per request "
+                    f"({cost[0] / cost[1]:.1f}x less); one whole core would carry {1e6 / cost[1]:,.0f} msgs/s"
+                )
         rows["ratios"] = ratios
         out[backend] = rows
         bulk_rows = [r for k, r in rows.items() if k.startswith("bulk_")]

@@ -211,7 +211,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 "type": "error",
                 "id": frame.get("id") if isinstance(frame, dict) else None,
                 "code": "invalid_request",
-                "message": 'a frame must carry exactly one of "append", "claim" or "append_many"',
+                "message": 'a frame must carry exactly one of "append" or "claim"',
             })
             continue
         if ops[0] == "append_many":
