@@ -289,7 +289,14 @@ def send_many_sync(client: Any, channel: str, bodies: list[dict[str, Any]]) -> t
     return finish(results), replayed
 
 
-def _ws_in_thread(client: Any, channel: str, bodies, pending, results, replayed) -> bool:
+def _ws_in_thread(
+    client: Any,
+    channel: str,
+    bodies: list[dict[str, Any]],
+    pending: list[int],
+    results: list[Slot | None],
+    replayed: list[bool],
+) -> bool:
     """Run :func:`over_websocket` under ``trio.run`` in a new thread; False when
     the socket path is not available (the caller then uses HTTP from now on)."""
     import threading
