@@ -290,7 +290,8 @@ class Backbone:
                     results.append(reply)
                     continue
                 try:
-                    results.append(await reply.wait())
+                    # One commit answers a whole batch: wait only when needed.
+                    results.append(reply.outcome() if reply.done else await reply.wait())
                 except ParleyError as error:
                     results.append(error)
         late = Unavailable("the actor did not answer in time", retry_after=1)
