@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import quote
@@ -549,6 +549,24 @@ class AsyncParley(_sessions.AsyncSessionsMixin):
         across retries, so a retried append is never stored twice).
         """
         return await self._do(self._requests.append(channel, message, fields))
+
+    async def append_many(
+        self, channel: str, messages: Iterable[Mapping[str, Any]], /
+    ) -> list[AppendResult | ParleyError]:
+        """Append many messages at once → one slot per message, in order.
+
+        Each slot is what :meth:`append` returns for that message, or the
+        :class:`ParleyError` it would raise (check with ``isinstance(slot,
+        ParleyError)``): a refused message never stops the others. Messages
+        go as batch frames over the channel WebSocket (trio, with a token);
+        otherwise, or for what a broken socket left unanswered, as
+        per-request appends. ``type`` defaults to ``note`` and ``msg_id`` to
+        a fresh ULID, kept on every resend, so nothing is stored twice
+        (docs/sdk.md, ADR-0039).
+        """
+        from ._bulk import append_many_async
+
+        return await append_many_async(self, channel, messages)
 
     async def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> ReadPage:
         """One page ``{"messages", "cursor"}`` of messages strictly after ``cursor``.

@@ -35,7 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from ._async import Backoff, new_idempotency_key, new_ulid
-from ._errors import error_from_response, parse_retry_after
+from ._errors import ParleyError, TransportError, error_from_response, parse_retry_after
 from ._outbox_rules import (
     Accepted,
     OutboxConflict,
@@ -52,12 +52,16 @@ DEFAULT_PATIENCE = 60.0
 #: The longest ``Retry-After`` obeyed as given; a longer one is clipped to this.
 MAX_RETRY_AFTER = 60.0
 
+#: Open appends of one lane sent together in one ``append_many`` (ADR-0039).
+LANE_BATCH = 1024
+
 _CHANNEL = "channel:"
 _ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _SESSION = "session:"
 
 
-#: One step of the sans-IO drain: ``("sleep", seconds)`` or ``("send", _Send)``.
+#: One step of the sans-IO drain: ``("sleep", seconds)``, ``("send", _Send)`` or
+#: ``("send_many", (channel, bodies))`` (answered by ``(slots, replayed)``).
 Step = tuple[str, Any]
 
 
@@ -337,6 +341,7 @@ class Outbox:
         if not lock.acquire():
             return DrainResult(busy=True, pending=sum(self.counts()[s] for s in OPEN_STATES))
         result = DrainResult()
+        order: dict[str, int] = {}
         try:
             last_progress = time.monotonic()
             while True:
@@ -351,17 +356,26 @@ class Outbox:
                         break
                     yield ("sleep", wait)
                     continue
-                for row in ready:
-                    settled = yield from self._attempt(client, row)
-                    if settled.state in ("done", "dead"):
-                        last_progress = time.monotonic()
-                        (result.delivered if settled.state == "done" else result.dead).append(settled.client_id)
-                        if on_settled is not None:
-                            on_settled(settled)
-                    elif settled.state == "pending" and on_retry is not None:
-                        on_retry(settled)
+                for head in ready:
+                    lane = self.store.lane_from(head, LANE_BATCH) if self._batches(client, head) else [head]
+                    if len(lane) > 1:
+                        settled_rows = yield from self._attempt_many(lane)
+                    else:
+                        settled_rows = [(yield from self._attempt(client, head))]
+                    for settled in settled_rows:
+                        if settled.state in ("done", "dead"):
+                            last_progress = time.monotonic()
+                            (result.delivered if settled.state == "done" else result.dead).append(settled.client_id)
+                            order[settled.client_id] = settled.seq
+                            if on_settled is not None:
+                                on_settled(settled)
+                        elif settled.state == "pending" and on_retry is not None:
+                            on_retry(settled)
         finally:
             lock.release()
+        # Reported in enqueue order (a lane's batch settles its rows together).
+        result.delivered.sort(key=order.__getitem__)
+        result.dead.sort(key=order.__getitem__)
         result.pending = sum(self.counts()[s] for s in OPEN_STATES)
         return result
 
@@ -373,7 +387,14 @@ class Outbox:
         if not lock.acquire():
             return Delivery("queued", row)
         try:
-            for earlier in [*self.store.open_before(row), self._get(client_id)]:
+            lane = [*self.store.open_before(row), self._get(client_id)]
+            if len(lane) > 1 and self._batches(client, row):
+                # The queued posts and this one in one append_many (ADR-0039).
+                settled_rows = yield from self._attempt_many(lane)
+                if any(settled.state in OPEN_STATES for settled in settled_rows):
+                    return Delivery("queued", self._get(client_id))
+                lane = []
+            for earlier in lane:
                 settled = yield from self._attempt(client, earlier)
                 if settled.state in OPEN_STATES:
                     return Delivery("queued", self._get(client_id))
@@ -397,14 +418,53 @@ class Outbox:
             replayed = answer.headers.get("idempotent-replayed") == "true"
             kept = {"cursor": cursor, "replayed": replayed} if row.kind == "append" else body
             self.store.mark_done(row.client_id, cursor if isinstance(cursor, int) else None, kept)
-        elif found.kind == "dead":
+        else:
+            self._record_failure(row, found)
+        return self._get(row.client_id)
+
+    @staticmethod
+    def _batches(client: Any, row: Row) -> bool:
+        """Whether ``row``'s lane goes as one ``append_many``: appends only, and
+        only over the channel WebSocket (per request, each row keeps its own
+        ``Idempotency-Key`` and its own retries, as before)."""
+        from ._bulk import socket_usable
+
+        return row.kind == "append" and socket_usable(client)
+
+    def _attempt_many(self, lane: list[Row]) -> Generator[Step, Any, list[Row]]:
+        """Send a lane's open appends as one ``append_many`` (one ``send_many``
+        step) and record each answer like :meth:`_attempt`; the rows as stored
+        after. Every row keeps its ``msg_id``, so a resend is a replay."""
+        rows = []
+        for row in lane:
+            if not self.store.mark_inflight(row.client_id):
+                break  # aborted meanwhile: the rows after it wait (lane order)
+            rows.append(row)
+        if not rows:
+            return [self._get(lane[0].client_id)]
+        channel = rows[0].lane[len(_CHANNEL):]
+        slots, replayed = yield ("send_many", (channel, [row.request for row in rows]))
+        for row, slot, was_replayed in zip(rows, slots, replayed):
+            if isinstance(slot, TransportError):
+                found = Verdict("retry", f"transport_error: {slot.message}", "transport_error")
+            elif isinstance(slot, ParleyError):
+                found = verdict(slot.status, slot, slot.retry_after)
+            else:
+                cursor = slot.get("cursor") if isinstance(slot, dict) else None
+                kept = {"cursor": cursor, "replayed": was_replayed}
+                self.store.mark_done(row.client_id, cursor if isinstance(cursor, int) else None, kept)
+                continue
+            self._record_failure(row, found)
+        return [self._get(row.client_id) for row in rows]
+
+    def _record_failure(self, row: Row, found: Verdict) -> None:
+        if found.kind == "dead":
             self.store.mark_dead(row.client_id, found.error or "", found.code, found.status)
         else:
             delay = found.delay if found.delay is not None else self.backoff.delay(row.attempts)
             self.store.mark_retry(
                 row.client_id, found.error or "", found.code, found.status, min(delay, MAX_RETRY_AFTER)
             )
-        return self._get(row.client_id)
 
     def _verdict(self, row: Row, response: httpx.Response) -> Verdict:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
@@ -445,6 +505,11 @@ class Outbox:
             if step[0] == "sleep":
                 time.sleep(max(0.0, step[1]))
                 continue
+            if step[0] == "send_many":
+                from ._bulk import send_many_sync
+
+                answer = send_many_sync(client, *step[1])
+                continue
             send: _Send = step[1]
             try:
                 answer = client._http.request(
@@ -466,6 +531,11 @@ class Outbox:
             answer = None
             if step[0] == "sleep":
                 await anyio.sleep(max(0.0, step[1]))
+                continue
+            if step[0] == "send_many":
+                from ._bulk import send_many_async
+
+                answer = await send_many_async(client, *step[1])
                 continue
             send: _Send = step[1]
             try:

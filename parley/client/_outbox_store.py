@@ -170,6 +170,11 @@ class OutboxStore:
         sql = "SELECT * FROM outbox WHERE lane = ? AND seq < ? AND state IN ('pending', 'inflight') ORDER BY seq"
         return [_row(r) for r in self._query(sql, (row.lane, row.seq))]
 
+    def lane_from(self, row: Row, limit: int) -> list[Row]:
+        """``row`` and the open rows of its lane enqueued after it, oldest first (at most ``limit``)."""
+        sql = "SELECT * FROM outbox WHERE lane = ? AND seq >= ? AND state IN ('pending', 'inflight') ORDER BY seq LIMIT ?"
+        return [_row(r) for r in self._query(sql, (row.lane, row.seq, limit))]
+
     def last_done_turn(self, row: Row) -> Row | None:
         """The latest delivered turn of ``row``'s session enqueued before it (its token is the next one)."""
         sql = "SELECT * FROM outbox WHERE lane = ? AND seq < ? AND kind = 'turn' AND state = 'done' ORDER BY seq DESC LIMIT 1"

@@ -9,7 +9,7 @@ both clients send byte-identical requests, with the same retry and
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -167,6 +167,14 @@ class Parley(_sessions.SyncSessionsMixin):
         across retries, so a retried append is never stored twice).
         """
         return self._do(self._requests.append(channel, message, fields))
+
+    def append_many(self, channel: str, messages: Iterable[Mapping[str, Any]], /) -> list[AppendResult | ParleyError]:
+        """Append many messages at once → one slot per message, in order (see
+        ``AsyncParley.append_many``). The WebSocket path runs under trio in a
+        helper thread; the per-request fallback sends one request at a time."""
+        from ._bulk import append_many_sync
+
+        return append_many_sync(self, channel, messages)
 
     def read(self, channel: str, cursor: int = 0, limit: int | None = None) -> ReadPage:
         """One page ``{"messages", "cursor"}`` of messages strictly after ``cursor`` (empty: caught up)."""

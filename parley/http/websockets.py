@@ -15,6 +15,12 @@ or ``{"type": "error", "id", "code", "message"[, "issues"]}``. Frames are
 processed concurrently (up to 256 in flight), so they reach the channel
 actor's mailbox together and commit in shared batches.
 
+A batch frame ``{"id", "append_many": [message, …]}`` (at most 256) appends
+each message exactly as its own ``append`` frame would and is answered by ONE
+frame ``{"type": "acks", "id", "results": [slot, …]}``, one slot per message
+in order: ``{"status", "body"[, "replayed"]}`` or ``{"status", "error":
+{"code", "message"[, "issues"]}[, "retry_after"]}`` (ADR-0039).
+
 Bounds (ADR-0022): frames over 4 MiB close with 1009 before they are
 buffered; a connection without a token may send frames of 4 KiB at most,
 and its first frame is answered ``unauthorized`` and closes it with 1008.
@@ -103,7 +109,44 @@ def channel_ws_view(backbone, metrics, label: str):
     return channel_ws
 
 
+#: Messages in flight per socket (a batch frame counts each of its messages).
 MAX_IN_FLIGHT = 256
+#: Messages one ``append_many`` frame may carry (ADR-0039).
+MAX_BATCH = 256
+WRITE_OPS = ("append", "claim", "append_many")
+
+
+class InFlight:
+    """A weighted semaphore: a batch frame holds one unit per message, so a
+    socket never has more than ``limit`` messages being decided at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = trio.Event()
+
+    async def acquire(self, weight: int) -> None:
+        while self.used + weight > self.limit:
+            self._freed = trio.Event() if self._freed.is_set() else self._freed
+            await self._freed.wait()
+        self.used += weight
+
+    def release(self, weight: int) -> None:
+        self.used -= weight
+        self._freed.set()
+
+
+def batch_slot(result) -> dict:
+    """One slot of an ``acks`` frame: what the HTTP route would answer for that message."""
+    if isinstance(result, ParleyError):
+        slot = {"status": result.status, **result.envelope()}
+        if result.retry_after is not None:
+            slot["retry_after"] = int(result.retry_after_header())
+        return slot
+    slot = {"status": status_of(result), "body": result.body}
+    if isinstance(result, Replayed):
+        slot["replayed"] = True
+    return slot
 
 
 #: Closes a connection without a token after its first frame (ADR-0022).
@@ -131,7 +174,14 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
 
     Returns the close code to end with when the server ends the connection.
     """
-    limiter = trio.Semaphore(MAX_IN_FLIGHT)
+    limiter = InFlight(MAX_IN_FLIGHT)
+
+    async def run_many(frame_id, replies: list, weight: int) -> None:
+        try:
+            results = await backbone.collect(replies)
+            await send({"type": "acks", "id": frame_id, "results": [batch_slot(r) for r in results]})
+        finally:
+            limiter.release(weight)
 
     async def run(frame_id, op: str, body) -> None:
         try:
@@ -150,7 +200,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
         except ParleyError as error:
             await send(ws_error_frame(error, frame_id))
         finally:
-            limiter.release()
+            limiter.release(1)
 
     while True:
         raw = await websocket.receive()
@@ -162,10 +212,30 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
         except orjson.JSONDecodeError:
             await send(ws_error_frame(InvalidJson(), None))
             continue
-        ops = [k for k in ("append", "claim") if isinstance(frame, dict) and k in frame]
+        ops = [k for k in WRITE_OPS if isinstance(frame, dict) and k in frame]
         if len(ops) != 1:
             frame_id = frame.get("id") if isinstance(frame, dict) else None
             await send(ws_error_frame(InvalidRequest('a frame must carry exactly one of "append" or "claim"'), frame_id))
             continue
-        await limiter.acquire()
+        if ops[0] == "append_many":
+            bodies = frame["append_many"]
+            if not isinstance(bodies, list) or len(bodies) > MAX_BATCH:
+                message = f'"append_many" must be a list of at most {MAX_BATCH} messages'
+                await send(ws_error_frame(InvalidRequest(message), frame.get("id")))
+                continue
+            weight = max(1, len(bodies))
+            await limiter.acquire(weight)
+            try:
+                if watch.revoked:
+                    raise Unauthorized()
+                # Delivered here, not in the task: a socket's batches reach
+                # the actor in the order they were sent (ADR-0039).
+                replies = await backbone.deliver_many(channel, bodies, identity)
+            except ParleyError as error:
+                limiter.release(weight)
+                await send(ws_error_frame(error, frame.get("id")))
+                continue
+            nursery.start_soon(run_many, frame.get("id"), replies, weight)
+            continue
+        await limiter.acquire(1)
         nursery.start_soon(run, frame.get("id"), ops[0], frame[ops[0]])
