@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from .atomic_file import atomic_write, atomic_writer
 from .cli_errors import silence_stdout
 
 if TYPE_CHECKING:
@@ -189,12 +190,7 @@ def _write_anchor(path: str, anchor: dict[str, Any]) -> None:
     """Write the anchor atomically (a reader never sees half a file)."""
     import orjson
 
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(orjson.dumps(anchor, option=orjson.OPT_INDENT_2) + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, orjson.dumps(anchor, option=orjson.OPT_INDENT_2) + b"\n")
 
 
 # --------------------------------------------------------------------------- export
@@ -228,19 +224,8 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
                 except BrokenPipeError:
                     silence_stdout()
             return
-        partial = f"{output}.partial"
-        try:
-            with open(partial, "wb") as fh, _progress("export", total) as bar:
-                result = tools.export_events(store.engine, fh, advance=bar.advance, **kwargs)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(partial, output)
-        except BaseException:
-            try:
-                os.unlink(partial)
-            except OSError:
-                pass
-            raise
+        with atomic_writer(output) as fh, _progress("export", total) as bar:
+            result = tools.export_events(store.engine, fh, advance=bar.advance, **kwargs)
     span = f" (positions {result.first_position}..{result.last_position})" if result.events else ""
     click.echo(f"exported {result.events} events{span} to {output}", err=True)
 

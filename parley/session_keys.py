@@ -28,6 +28,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic_file import atomic_write
 from .config import Settings
 from .domain.tokens import derive_token, digest_matches, token_digest
 
@@ -114,20 +115,8 @@ def write_key_file(path: Path, keys: list[str], *, exclusive: bool = False) -> N
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     text = _HEADER + "".join(f"{k}\n" for k in keys)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if exclusive:
-            os.link(tmp, path)  # FileExistsError if another process was first
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    # exclusive: FileExistsError if another process was first
+    atomic_write(path, text.encode("utf-8"), mode=0o600, exclusive=exclusive)
 
 
 def new_key() -> str:

@@ -14,11 +14,12 @@ The file holds a live bearer of the session, so it is written ``0600``, to
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..atomic_file import atomic_write
 
 VERSION = 1
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9_-]+")
@@ -101,21 +102,7 @@ def load(path: Path, channel: str) -> HookState | None:
 def save(path: Path, state: HookState) -> None:
     """Write atomically (temp file + rename), mode 0600; raises OSError on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(state.to_json(), separators=(",", ":")).encode("ascii")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, json.dumps(state.to_json(), separators=(",", ":")).encode("ascii"), mode=0o600)
 
 
 __all__ = ["HookState", "load", "parse", "save", "state_path"]

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic_file import atomic_write
 from ..domain.text import has_control
 from . import files
 
@@ -126,9 +127,7 @@ def _confirm() -> bool:
 
 def _write(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+    atomic_write(path, content)
 
 
 def run(argv: list[str], env: dict[str, str]) -> int:
