@@ -126,6 +126,15 @@ class RegistryStatistics:
     commands: int = 0
 
 
+class _StateLost(Exception):
+    """A supervised restart could not rebuild the actor's state: the cell ends."""
+
+    def __init__(self, cause: Exception, unanswered: list[Envelope[Any]]) -> None:
+        super().__init__(f"restart failed: {type(cause).__name__}")
+        self.cause = cause
+        self.unanswered = unanswered
+
+
 class _Cell:
     def __init__(self, registry: Registry, key: str, actor: Actor, mailbox_size: int) -> None:
         self.registry = registry
@@ -139,24 +148,36 @@ class _Cell:
             await self.actor.activate()
         except BaseException as exc:
             reg._forget(self)
-            self.send.close()
             # The database went away while the state was loading: the same
             # 503 every write path answers, not a 500 (ADR-0034).
-            error = wire_error(exc, log=log, during=f"activation of {self.key}")
-            for envelope in self._drain():
-                envelope.reply.set_error(error)
+            self._refuse_all(exc, [], during=f"activation of {self.key}")
             if isinstance(exc, trio.Cancelled):
                 raise
             return
+        lost: _StateLost | None = None
         try:
             await self._serve()
+        except _StateLost as exc:
+            lost = exc
         finally:
             reg._forget(self)
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.actor.passivate()
-                except Exception:
-                    log.exception("passivation of %s failed", self.key)
+            if lost is None:
+                with trio.CancelScope(shield=True):
+                    try:
+                        await self.actor.passivate()
+                    except Exception:
+                        log.exception("passivation of %s failed", self.key)
+        if lost is not None:
+            # A restart could not rebuild the state: nothing to passivate, and
+            # the next command activates a fresh cell (issue 17 review).
+            self._refuse_all(lost.cause, lost.unanswered, during=f"restart of {self.key}")
+
+    def _refuse_all(self, exc: BaseException, unanswered: list[Envelope[Any]], *, during: str) -> None:
+        """Close the mailbox and answer ``unanswered`` and everything queued with ``exc``'s wire error."""
+        self.send.close()
+        error = wire_error(exc, log=log, during=during)
+        for envelope in [*unanswered, *self._drain()]:
+            envelope.reply.set_error(error)
 
     def _drain(self) -> list[Envelope[Any]]:
         waiting = []
@@ -200,16 +221,19 @@ class _Cell:
         except Exception:
             log.exception("actor %s failed a batch of %d; restarting", self.key, len(batch))
         # Supervision: rebuild from the journal, then retry one at a time.
-        for envelope in batch:
-            if envelope.reply.done:
-                continue
+        try:
+            for envelope in batch:
+                if envelope.reply.done:
+                    continue
+                await self._restart()
+                try:
+                    await self.actor.handle_batch([envelope])
+                except Exception:
+                    log.exception("actor %s failed a command; answering internal_error", self.key)
+                    envelope.reply.set_error(InternalError())
             await self._restart()
-            try:
-                await self.actor.handle_batch([envelope])
-            except Exception:
-                log.exception("actor %s failed a command; answering internal_error", self.key)
-                envelope.reply.set_error(InternalError())
-        await self._restart()
+        except Exception as exc:  # the rebuild itself failed (e.g. the database went away)
+            raise _StateLost(exc, [e for e in batch if not e.reply.done]) from exc
 
     async def _restart(self) -> None:
         self.registry.restarts += 1

@@ -133,3 +133,39 @@ async def test_an_activation_that_meets_a_database_failure_answers_503_not_500()
             await reg.ask("k", 1)
         assert caught.value.retry_after == 1
         await reg.shutdown()
+
+
+class Fragile(Actor):
+    """The first instance fails its first batch, and its restart meets a
+    database that went away; later instances work."""
+
+    def __init__(self, key: str, born: list["Fragile"]) -> None:
+        self.key = key
+        self.first = not born
+        self.activations = 0
+        born.append(self)
+
+    async def activate(self) -> None:
+        self.activations += 1
+        if self.first and self.activations == 2:  # the supervised restart
+            raise JournalUnavailable("journal database unavailable: AdminShutdown")
+
+    async def handle_batch(self, batch) -> None:
+        if self.first:
+            raise RuntimeError("boom")
+        for envelope in batch:
+            envelope.reply.set_result(envelope.command)
+
+
+async def test_a_restart_that_cannot_rebuild_the_state_answers_503_and_a_fresh_actor_serves_the_next():
+    born: list[Fragile] = []
+    reg = Registry(lambda key: Fragile(key, born), mailbox_size=8, idle_timeout=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(reg.run)
+        with pytest.raises(Unavailable) as caught:
+            await reg.ask("k", 1)
+        assert caught.value.retry_after == 1
+        # The registry survived the failed restart: a new actor activates and answers.
+        assert await reg.ask("k", 2) == 2
+        assert len(born) == 2 and reg.restarts == 1
+        await reg.shutdown()
