@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from parley.domain.identity import Identity
+from parley.domain.message import check_assignee_shape, check_cursor_in_log
 from parley.domain.session import (
     SESSION_STARTED,
     TURN_COMMITTED,
@@ -41,7 +42,7 @@ from parley.domain.session import (
     turn_committed_data,
 )
 from parley.domain.tokens import token_digest
-from parley.errors import InternalError, InvalidCursor, InvalidRequest, TurnInFlight
+from parley.errors import InternalError, TurnInFlight
 
 __all__ = [
     "ComposedTurn",
@@ -189,19 +190,13 @@ def subscribe_cursor(from_: Any, head: int) -> int:
         return head
     if from_ == "start":
         return 0
-    cursor = int(from_)
-    if cursor > head:
-        raise InvalidCursor(f"cursor must be an integer in [0, {head}]")
-    return cursor
+    return check_cursor_in_log(int(from_), head)
 
 
 def reassign_target(assignee: Any) -> dict[str, str]:
-    """A reassign action's assignee, or the session route's ``invalid_request``."""
-    value = assignee or {}
-    agent_id, owner = value.get("agent_id"), value.get("owner")
-    if not isinstance(agent_id, str) or not isinstance(owner, str) or agent_id == "" or owner == "":
-        raise InvalidRequest("reassign requires an assignee object with a non-empty agent_id and owner")
-    return {"agent_id": agent_id, "owner": owner}
+    """A reassign action's assignee, or the session route's ``invalid_request`` (the
+    channel route's own rule, :func:`parley.domain.message.check_assignee_shape`)."""
+    return check_assignee_shape(assignee)
 
 
 def stamp_key(item: Mapping[str, Any]) -> tuple[int, str]:
