@@ -4,7 +4,8 @@ The benchmark scripts live in ``benchmarks/`` at the top of the repository
 (they are not shipped in the wheel): ``http_bench.py`` (scenarios ``append``,
 ``scan``, ``claims``, ``fanout``; ``all`` runs the four; ``pipeline``, pipelined
 appends over one channel WebSocket against the single-request rate (ADR-0009),
-run on its own; and the Postgres-only ``scaleout`` and ``fanout2``, several
+and ``bulk``, the SDK's ``append_many`` against per-request appends (ADR-0039),
+each run on its own; and the Postgres-only ``scaleout`` and ``fanout2``, several
 parley processes on one database, which ``all`` does not include) and, when present,
 ``journal_bench.py`` (scenario ``journal``), ``state_bench.py`` (scenarios
 ``activation``, ``replay``, ``restart``, ``memory``; ``state`` runs the four
@@ -24,7 +25,7 @@ import click
 
 HTTP_SCENARIOS = ("append", "scan", "claims", "fanout")  # `all` runs these
 #: http_bench.py scenarios run on their own only (not in `all`)
-HTTP_EXTRA_SCENARIOS = ("pipeline",)
+HTTP_EXTRA_SCENARIOS = ("pipeline", "bulk")
 #: http_bench.py scenarios with several processes on one database: Postgres only, not in `all`
 MULTIPROCESS_SCENARIOS = ("scaleout", "fanout2")
 STATE_SCENARIOS = ("activation", "replay", "restart", "memory")
@@ -105,7 +106,8 @@ def bench(scenario, quick, backend, use_postgres, postgres_url, client, duration
     """Run a benchmark SCENARIO or all HTTP ones.
 
     HTTP: append, scan, claims, fanout (all = the four); pipeline (appends
-    over one WebSocket, W frames in flight, vs one request each). Several processes
+    over one WebSocket, W frames in flight, vs one request each); bulk (the SDK's
+    append_many, 16 senders, vs one request each). Several processes
     on one Postgres database: scaleout (parley serve vs --workers 2),
     fanout2 (append to one process, live tails on another); Postgres only,
     they default to it. journal. State: activation, replay, restart, memory
