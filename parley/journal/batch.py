@@ -28,9 +28,13 @@ from .notify import channel_of, notify
 from .requests import AppendRequest, BatchOutcome, Request, StaleConnection
 from .types import StoredEvent
 
-#: ``pg_advisory_xact_lock`` key taken by every write batch on Postgres
-#: ("parley" in ASCII).
-WRITE_LOCK_KEY = 0x7061726C6579
+#: The advisory lock class every write batch takes on Postgres ("prly" in ASCII),
+#: paired with the schema's hash: positions need commit order only within one
+#: schema's ``events`` table, so journals in other schemas of one database (test
+#: runs, tenants) never queue behind each other's writes.
+WRITE_LOCK_KEY = 0x70726C79
+#: The statement that takes it (the batch writer and ``journal import``).
+PG_WRITE_LOCK = sa.text("SELECT pg_advisory_xact_lock(CAST(:k AS integer), hashtext(current_schema()))")
 
 _E = schema.events
 
@@ -71,7 +75,7 @@ class BatchAppender:
             with conn.begin():
                 try:
                     if self.is_postgres:
-                        conn.execute(_PG_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
+                        conn.execute(PG_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
                 except sa_exc.DBAPIError as e:
                     if e.connection_invalidated:
                         # Nothing was written yet: safe to retry on a new connection.
@@ -343,7 +347,6 @@ class BatchAppender:
 
 
 _INSERT_ONE = _E.insert().returning(_E.c.position)
-_PG_WRITE_LOCK = sa.text("SELECT pg_advisory_xact_lock(:k)")
 
 _PG_INSERT_UNNEST = (
     "INSERT INTO events (stream_id, seq, type, data, recorded_at, prev_hash, hash) "

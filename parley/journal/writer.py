@@ -16,7 +16,7 @@ the same trio callback, before the waiters are woken, so an appender's ack
 never overtakes the push of its events to in-process tails.
 
 Global order (Postgres): every batch transaction starts with
-``pg_advisory_xact_lock(WRITE_LOCK_KEY)``, so across all processes only one
+``PG_WRITE_LOCK`` (an advisory lock per schema), so across all processes only one
 batch inserts at a time and positions (a BIGSERIAL) are drawn and committed in
 the same order; the lock is released only after the commit is visible. A
 tailer reading ``position > last`` therefore never skips a transaction that

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from .. import schema
 from ..engine import is_postgres, write_engine
+from ..batch import PG_WRITE_LOCK
 from ..store import GENESIS_HASH, WRITE_LOCK_KEY, JournalStore, compute_hash, set_meta
 from . import import_chunks
 from .lines import Row, parse_row
@@ -46,7 +47,7 @@ class ImportResult:
 
 def _lock_for_write(conn: Connection) -> None:
     if is_postgres(conn.engine):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+        conn.execute(PG_WRITE_LOCK, {"k": WRITE_LOCK_KEY})
 
 
 def _refuse_non_empty(conn: Connection) -> None:
