@@ -161,9 +161,9 @@ class SessionActor(Actor):
             except ParleyError as error:
                 envelope.reply.set_error(error)
 
-    def _continue(self, command: Continue) -> TurnHandle:
-        req, handle = command.req, command.handle
-        decision = T.decide_continue(
+    def _decide_continue(self, req: TurnRequest, *, in_flight: bool) -> Any:
+        """Refusal steps 4–8 against the current state, then the turn's plan (or a replay)."""
+        return T.decide_continue(
             self.state,
             self.session_id,
             self.seq,
@@ -172,8 +172,12 @@ class SessionActor(Actor):
             held=req.held,
             idem_key=req.idem_key,
             fingerprint=req.fingerprint,
-            in_flight=self.in_flight is not None,
+            in_flight=in_flight,
         )
+
+    def _continue(self, command: Continue) -> TurnHandle:
+        req, handle = command.req, command.handle
+        decision = self._decide_continue(req, in_flight=self.in_flight is not None)
         if isinstance(decision, S.Replay):
             return self._replay(decision, handle)
         self._launch(decision, req, handle, None)
@@ -265,16 +269,7 @@ class SessionActor(Actor):
         req, handle = result.req, result.handle
         try:
             await self._reload()
-            decision = T.decide_continue(
-                self.state,
-                self.session_id,
-                self.seq,
-                req.identity,
-                req.token,
-                held=req.held,
-                idem_key=req.idem_key,
-                fingerprint=req.fingerprint,
-            )
+            decision = self._decide_continue(req, in_flight=False)
         except ParleyError as error:
             handle.fail(error)
             return

@@ -28,6 +28,7 @@ from .effects import AllOf, ChargeWindows, Effect, PutBlobs, ReleaseLease, check
 from .errors import ConcurrencyError, IntegrityFailure, JournalUnavailable, WindowFull
 from .hashing import GENESIS_HASH, compute_hash, encode_data
 from .leases import Lease, TakeResult
+from .requests import checked_events
 from .types import NewEvent, Snapshot, StoredEvent, VerifyReport
 from .windows import _slot_prefix, window_key
 
@@ -106,16 +107,7 @@ class MemoryJournal:
     async def append(
         self, stream_id: str, events: Iterable[NewEvent], expected_seq: int, *, side_effect: Effect | None = None
     ) -> list[StoredEvent]:
-        if not isinstance(stream_id, str) or not stream_id:
-            raise ValueError("stream_id must be a non-empty string")
-        if not isinstance(expected_seq, int) or expected_seq < 0:
-            raise ValueError("expected_seq must be an int >= 0")
-        evs = list(events)
-        for ev in evs:
-            if not isinstance(ev, NewEvent):
-                raise TypeError(f"events must be NewEvent, not {type(ev).__name__}")
-            if not isinstance(ev.type, str) or not ev.type:
-                raise ValueError("event type must be a non-empty string")
+        evs = checked_events(stream_id, events, expected_seq)
         texts = [encode_data(ev.data) for ev in evs]
         if side_effect is not None:
             check_effect(side_effect)

@@ -43,17 +43,23 @@ class AppendRequest:
         expected_seq: int,
         side_effect: SideEffect | None = None,
     ) -> AppendRequest:
-        if not isinstance(stream_id, str) or not stream_id:
-            raise ValueError("stream_id must be a non-empty string")
-        if not isinstance(expected_seq, int) or expected_seq < 0:
-            raise ValueError("expected_seq must be an int >= 0")
-        evs = list(events)
-        for ev in evs:
-            if not isinstance(ev, NewEvent):
-                raise TypeError(f"events must be NewEvent, not {type(ev).__name__}")
-            if not isinstance(ev.type, str) or not ev.type:
-                raise ValueError("event type must be a non-empty string")
+        evs = checked_events(stream_id, events, expected_seq)
         return cls(stream_id, evs, expected_seq, side_effect, [encode_data(ev.data) for ev in evs])
+
+
+def checked_events(stream_id: str, events: Iterable[NewEvent], expected_seq: int) -> list[NewEvent]:
+    """The arguments of an append, checked the same way by every backend (ValueError/TypeError)."""
+    if not isinstance(stream_id, str) or not stream_id:
+        raise ValueError("stream_id must be a non-empty string")
+    if not isinstance(expected_seq, int) or expected_seq < 0:
+        raise ValueError("expected_seq must be an int >= 0")
+    evs = list(events)
+    for ev in evs:
+        if not isinstance(ev, NewEvent):
+            raise TypeError(f"events must be NewEvent, not {type(ev).__name__}")
+        if not isinstance(ev.type, str) or not ev.type:
+            raise ValueError("event type must be a non-empty string")
+    return evs
 
 
 @dataclass(slots=True)
