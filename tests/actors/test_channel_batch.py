@@ -30,7 +30,9 @@ async def test_the_surplus_of_one_batch_over_the_rate_is_refused_before_the_comm
             outcomes.append(await reply.wait())
         except RateLimited:
             outcomes.append(None)
-    assert backbone.channels.statistics().batches == before + 1
+    # One batch of appends; on Postgres the tailer may add a Refresh for our own
+    # commit when it reads it before the actor has moved the directory's head.
+    assert backbone.channels.statistics().batches - before in (1, 2)
     assert [o is not None for o in outcomes] == [True] * cap + [False] * 5
     assert [o.body["cursor"] for o in outcomes[:cap]] == list(range(1, cap + 1))
     stats = backbone.seatbelt.statistics()
