@@ -61,10 +61,11 @@ def main() -> None:
         except SystemExit as e:
             code = int(e.code or 0)
         wall = time.perf_counter() - t0
-        cpu = time.process_time() - c0 + _children_cpu() - k0
+        children = _children_cpu() - k0
+        cpu = time.process_time() - c0 + children
         printed = sys.stdout.getvalue()
         sys.stdout = saved
-        out[tool] = {"seconds": wall, "cpu_s": cpu, "exit": code, "output": printed.strip().splitlines()[:2]}
+        out[tool] = {"seconds": wall, "cpu_s": cpu, "workers_cpu_s": children, "exit": code, "output": printed.strip().splitlines()[:2]}
         if tool == "import" and code == 0:
             _settle(url)
     print("RESULT " + orjson.dumps(out).decode())

@@ -136,7 +136,7 @@ def verify_chains(
     from .tools.parallel import RANGES_PER_WORKER, run_ranges, stream_ranges
 
     tell = advance or (lambda _n: None)
-    ranges = [(None, None)]
+    ranges: list[tuple[str | None, str | None]] = [(None, None)]
     if workers > 1:
         ranges = stream_ranges(engine, workers * RANGES_PER_WORKER, min_events=min_parallel_events)
     if len(ranges) == 1:

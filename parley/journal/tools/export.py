@@ -4,12 +4,14 @@ Speed (ADR-0044): keyset pages over the primary key ``position`` (a range
 scan: SQLite's rowid, Postgres's primary key index), each page its own short
 read transaction, read with a raw DBAPI cursor (plain tuples, no SQLAlchemy
 Row; on SQLite ``data`` comes as its stored bytes) and written as one buffer
-per page.
+per page. On Postgres the next page is fetched in a helper thread while this
+one is encoded (the wait for the server runs without the GIL).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -61,23 +63,37 @@ def raw_pages(engine: Engine, conditions: list[Any], chunk: int = PAGE_ROWS) -> 
     compiled = stmt.compile(dialect=engine.dialect)
     sql = str(compiled)
     sqlite = engine.dialect.name == "sqlite"
-    after = 0
     with engine.connect() as conn:
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
+
+        def fetch(after: int) -> list[tuple]:
+            cursor.execute(sql, _driver_params(compiled, {"after": after}))
+            rows = cursor.fetchall()
+            if not sqlite:
+                dbapi.rollback()  # end this page's read transaction
+            return rows
+
         if sqlite:  # table pages through a memory map, not a pread each
             cursor.execute(f"PRAGMA mmap_size={SQLITE_SCAN_MMAP}")
         try:
-            while True:
-                cursor.execute(sql, _driver_params(compiled, {"after": after}))
-                rows = cursor.fetchall()
-                if not sqlite:
-                    dbapi.rollback()  # end this page's read transaction
-                if rows:
+            if sqlite:
+                after = 0
+                while rows := fetch(after):
                     yield rows
-                if len(rows) < chunk:
-                    return
-                after = rows[-1][0]
+                    if len(rows) < chunk:
+                        return
+                    after = rows[-1][0]
+            else:  # the next page is fetched while the caller encodes this one
+                with ThreadPoolExecutor(1, thread_name_prefix="parley-export") as pool:
+                    pending = pool.submit(fetch, 0)
+                    while rows := pending.result():
+                        more = len(rows) == chunk
+                        if more:
+                            pending = pool.submit(fetch, rows[-1][0])
+                        yield rows
+                        if not more:
+                            return
         finally:
             if sqlite:
                 cursor.execute("PRAGMA mmap_size=0")

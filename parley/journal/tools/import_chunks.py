@@ -32,7 +32,8 @@ class Chunk:
 
     #: Lines in the range (blank ones included: they count for line numbers).
     lines: int
-    bytes: int
+    #: Bytes of the range.
+    size: int
     #: Parsed rows, in order, up to and including a row whose hash is wrong.
     rows: list[Row]
     #: Line index (0-based, in the range) of each row; None when it is the row's index.

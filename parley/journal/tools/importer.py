@@ -157,7 +157,7 @@ def _parallel(path: str, workers: int, linker: _Linker, inserter: _Inserter, adv
                     pending.append(pool.submit(import_chunks.check_chunk, path, *ranges[k + ahead]))
                 _link_chunk(chunk, before, linker)
                 inserter.insert(chunk.rows)
-                advance(chunk.bytes)
+                advance(chunk.size)
                 before += chunk.lines
     except BrokenProcessPool:
         raise ToolError("an import worker process ended unexpectedly") from None
