@@ -744,12 +744,14 @@ def restart_once(db: Database, check: dict[str, int] | None) -> dict[str, Any]:
 
 
 def startup_read_models(db: Database) -> dict[str, float]:
-    from parley.actors import session_service
+    import functools
+
+    from parley.domain import session as S
 
     out = {}
     for name, fn in (
         ("channel_index", queries.channel_index),
-        ("open_sessions", session_service._open_sessions),
+        ("open_sessions", functools.partial(queries.open_sessions, started_type=S.SESSION_STARTED, closed_type=S.SESSION_CLOSED)),
         ("total_artifact_bytes", queries.total_artifact_bytes),
         ("readiness", queries.readiness),
     ):
