@@ -16,6 +16,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
+from parley.domain.outcomes import Appended
 from parley.actors.channel_actor import Append
 from tests.support.messages import ulid
 
@@ -42,7 +43,7 @@ async def commit_one_batch(live, channel: str) -> list[int]:
         ]
         for reply in replies:
             result = await reply.wait()
-            assert result.status == 201
+            assert isinstance(result, Appended)
     finally:
         backbone.journal.on_commit.remove(record)
     return sizes
