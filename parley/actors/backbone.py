@@ -19,13 +19,12 @@ from ..config import Settings
 from ..domain import channel as rules
 from ..domain.identity import Identity
 from ..domain.message import check_channel_name, check_read_args, sanitize_message_fields
-from ..domain.outcomes import Created, Outcome
+from ..domain.outcomes import Outcome
 from ..domain.seatbelt import Seatbelt
-from ..errors import ChannelExists, ParleyError, Unavailable, UnknownChannel
-from ..journal.errors import ConcurrencyError, JournalUnavailable, WindowFull
+from ..errors import ParleyError, Unavailable, UnknownChannel
 from ..journal.backend import JournalBackend
 from ..journal.journal import Journal
-from ..journal.types import NewEvent, StoredEvent
+from ..journal.types import StoredEvent
 from .channel_actor import (
     Append,
     Archive,
@@ -34,11 +33,11 @@ from .channel_actor import (
     PutArtifact,
     Query,
     stream_id,
-    window_side_effect,
 )
+from .creator import CREATOR, ChannelCreator, CreateChannel
 from .directory import Directory
 from .encoded_log import EncodedBudget
-from .failures import journal_unavailable, map_journal_errors
+from .failures import map_journal_errors
 from .presence import Presence
 from .runtime import Registry
 from .signals import CommitSignals, Stamper
@@ -93,6 +92,10 @@ class Backbone:
             idle_timeout=settings.actor_idle_s,
             batch_max=CHANNEL_BATCH_MAX,
         )
+        #: One actor decides every channel create of this process (ADR-0047).
+        self.creates = Registry(
+            lambda key: ChannelCreator(self), mailbox_size=settings.mailbox_size, idle_timeout=settings.actor_idle_s
+        )
         self.streams = StreamSlots.from_settings(settings)
         #: The byte cap of every channel's encoded messages together (ADR-0041).
         self.encoded_budget = EncodedBudget(settings.read_cache_bytes)
@@ -117,6 +120,7 @@ class Backbone:
             self.stamper.observe(await self.journal.last_position())
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.channels.run)
+                await nursery.start(self.creates.run)
                 await nursery.start(self.tailer.run)
                 nursery.start_soon(self._heartbeat)
                 if self.sessions is not None:
@@ -127,6 +131,7 @@ class Backbone:
                 self.signals.notify_all()
                 if self.sessions is not None:
                     await self.sessions.shutdown()
+                await self.creates.shutdown()
                 await self.channels.shutdown()
                 nursery.cancel_scope.cancel()
         finally:
@@ -197,55 +202,8 @@ class Backbone:
         return await self.channels.ask(await self._resolve(name), command)
 
     async def create_channel(self, body: dict[str, Any], identity: Identity, idem_key: str | None = None) -> Outcome:
-        directory = self.directory
-        async with directory.lock:
-            if idem_key is not None:
-                replay = directory.replay_create(identity, idem_key, body)
-                if replay is not None:
-                    return replay
-            while True:
-                # The create throttle is charged only once the create has
-                # committed (ADR-0037): a failed one leaves the sheet unused.
-                with self.seatbelt.pending() as charges:
-                    slug, descriptor = rules.decide_create(
-                        body.get("channel"),
-                        body,
-                        identity,
-                        exists=directory.exists,
-                        channel_count=directory.count(),
-                        max_channels=self.settings.max_channels,
-                        now_ms=self.clock.now_ms(),
-                        stamp=self.stamper.next,
-                        seatbelt=charges,
-                    )
-                    data: dict[str, Any] = {"descriptor": descriptor}
-                    if idem_key is not None:
-                        data["idem"] = {
-                            "key": idem_key,
-                            "fp": directory.create_fingerprint(identity, body),
-                            "route": "create",
-                        }
-                    effect = window_side_effect(charges) if self.shared_windows else None
-                    try:
-                        committed = await self.journal.append(
-                            stream_id(slug), [NewEvent("channel_created", data)], 0, side_effect=effect
-                        )
-                    except WindowFull as full:
-                        # Another process spent this owner's create budget: decide
-                        # again against every process's stamps (raises rate_limited).
-                        self.seatbelt.adopt(full.scope, full.key, full.stamps)
-                        continue
-                    except ConcurrencyError:
-                        raise ChannelExists(f"Channel already exists: {rules.js_quote(rules.fragment(slug))}") from None
-                    except JournalUnavailable:
-                        raise journal_unavailable() from None
-                    self.seatbelt.charge(charges)
-                    break
-            directory.add(descriptor, owner=identity.owner, idem=data.get("idem"))
-            self.stamper.observe(committed[-1].position)
-        out = dict(descriptor)
-        out["head"] = 0
-        return Created(out)
+        """Decided and committed by the one creator actor, in mailbox order (ADR-0047)."""
+        return await self.creates.ask(CREATOR, CreateChannel(body, identity, idem_key))
 
     def list_channels(self) -> dict[str, Any]:
         return {"channels": self.directory.describe_all()}

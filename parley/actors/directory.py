@@ -14,7 +14,6 @@ import hashlib
 from typing import Any
 
 import orjson
-import trio
 
 from ..domain.identity import Identity
 from ..errors import IdempotencyConflict
@@ -29,7 +28,6 @@ class Directory:
         self._seqs: dict[str, int] = {}
         self._archived: set[str] = set()
         self._create_keys: dict[tuple[str, str], tuple[str, str]] = {}
-        self.lock = trio.Lock()
 
     async def load(self) -> None:
         self._descriptors.clear()

@@ -81,7 +81,11 @@ class RuntimeCollector:
     def collect(self):
         backbone = self._backbone
         writer = backbone.journal.statistics()
-        registries = {"channel": backbone.channels.statistics(), "session": backbone.sessions.registry.statistics()}
+        registries = {
+            "channel": backbone.channels.statistics(),
+            "session": backbone.sessions.registry.statistics(),
+            "channel_create": backbone.creates.statistics(),
+        }
         active = GaugeMetricFamily("parley_actors_active", "Actors in memory", labels=["kind"])
         mailbox = GaugeMetricFamily("parley_actor_mailbox_depth", "Commands waiting in actor mailboxes", labels=["kind"])
         activations = CounterMetricFamily("parley_actor_activations", "Actors loaded into memory", labels=["kind"])
