@@ -133,16 +133,10 @@ def verify_chains(
     """Recompute every hash chain; ``heads``, if given, receives each verified
     stream's last ``(seq, hash)`` (anchors). ``advance(n)`` is told as events
     are checked (progress bars)."""
-    from .tools.parallel import RANGES_PER_WORKER, run_ranges, stream_ranges
+    from .tools.parallel import run_split
 
     tell = advance or (lambda _n: None)
-    ranges: list[tuple[str | None, str | None]] = [(None, None)]
-    if workers > 1:
-        ranges = stream_ranges(engine, workers * RANGES_PER_WORKER, min_events=min_parallel_events)
-    if len(ranges) == 1:
-        parts = [check_range(engine, None, None, tell, chunk)]
-    else:
-        parts = run_ranges(engine, ranges, workers, check_range, tell, chunk, label="verify")
+    parts = run_split(engine, workers, check_range, tell, chunk, min_events=min_parallel_events, label="verify")
     return merge(parts, heads)
 
 

@@ -31,7 +31,7 @@ from ..journal.integrity import (
 )
 from ..journal.store import JournalStore
 from ..journal.tools.opening import Advance, no_progress
-from ..journal.tools.parallel import RANGES_PER_WORKER, run_ranges, stream_ranges
+from ..journal.tools.parallel import run_split
 from ..journal.types import VerifyReport
 from ..journal.verify import PARALLEL_MIN_EVENTS, ChainCheck, chain_columns, merge, verify_report_line
 from . import report as replay_report
@@ -112,13 +112,7 @@ def verify_all(
 ) -> IntegrityReport:
     """Chains, snapshots (bindings and a fold), artifacts, and the anchor if given."""
     snapshot_streams = snapshot_seqs(engine, snapshot_filter(None))
-    ranges: list[tuple[str | None, str | None]] = [(None, None)]
-    if workers > 1:
-        ranges = stream_ranges(engine, workers * RANGES_PER_WORKER, min_events=min_parallel_events)
-    if len(ranges) == 1:
-        parts = [audit_range(engine, None, None, advance, chunk)]
-    else:
-        parts = run_ranges(engine, ranges, workers, audit_range, advance, chunk, label="verify")
+    parts = run_split(engine, workers, audit_range, advance, chunk, min_events=min_parallel_events, label="verify")
     heads: Heads = {}
     chain = merge([chain_part for chain_part, _ in parts], heads)
     report = IntegrityReport(chain, heads, JournalStore(engine).last_position())

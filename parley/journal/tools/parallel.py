@@ -228,3 +228,16 @@ def run_ranges(
         tasks.close()
         results.close()
     return [p for p in parts if p is not None]
+
+
+def run_split(
+    engine: Engine, workers: int, job: Job, advance: Advance, chunk: int, *, min_events: int, label: str
+) -> list[Any]:
+    """``job`` over the whole journal: in this process when one range is enough
+    (one worker, or fewer than ``min_events`` events), else over similar-sized
+    stream ranges in ``workers`` processes (:func:`run_ranges`). The parts in order."""
+    if workers > 1:
+        ranges = stream_ranges(engine, workers * RANGES_PER_WORKER, min_events=min_events)
+        if len(ranges) > 1:
+            return run_ranges(engine, ranges, workers, job, advance, chunk, label=label)
+    return [job(engine, None, None, advance, chunk)]
