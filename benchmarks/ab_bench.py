@@ -96,13 +96,15 @@ async def scan_rounds(servers: dict[str, ParleyServer], rounds: int, profile: st
     try:
         for client in clients.values():
             await hb.scan_once(client, "scan")  # warm: every message encoded once where it is cached
-        for _ in range(rounds):
-            for name, client in clients.items():
+        order = list(clients.items())
+        for r in range(rounds):
+            # Each round flips who goes first, so neither tree always follows the other.
+            for name, client in order if r % 2 == 0 else order[::-1]:
                 with hb.CpuMeter(servers[name]) as cpu:
                     seen, pages, _nbytes, _lat = await hb.scan_once(client, "scan")
                 if seen != SCAN_MESSAGES:
                     raise hb.BenchFailure(f"{name}: scan saw {seen} messages")
-                runs[name].append({"msgs_per_s": seen / cpu.wall, "cpu_s": cpu.server_cpu / 100 * cpu.wall, "pages": pages})
+                runs[name].append({"msgs_per_s": seen / cpu.wall, "cpu_s": cpu.server_cpu / 100 * cpu.wall, "client_cpu_s": cpu.client_cpu / 100 * cpu.wall, "pages": pages})
         if profile is not None:
             for name, ctx in ctxs.items():
                 fresh = ctx.client()  # the other one may have idled past the keep-alive timeout
@@ -123,6 +125,8 @@ async def scan_rounds(servers: dict[str, ParleyServer], rounds: int, profile: st
             "msgs_per_s_best": round(max(r["msgs_per_s"] for r in rows)),
             # /proc counts CPU in 10 ms ticks (~4-5 per scan): total over all rounds, not a median
             "cpu_ms_per_page": round(sum(r["cpu_s"] for r in rows) / sum(r["pages"] for r in rows) * 1000, 3),
+            # the load generator's own CPU per page (this process: h11, the JSON decode of each page)
+            "client_cpu_ms_per_page": round(sum(r["client_cpu_s"] for r in rows) / sum(r["pages"] for r in rows) * 1000, 3),
         }
     out["ratio_new_over_base"] = {
         "msgs_per_s": round(out["new"]["msgs_per_s_median"] / out["base"]["msgs_per_s_median"], 2),
@@ -156,10 +160,13 @@ async def fanout_rounds(servers: dict[str, ParleyServer], rounds: int, profile: 
 
 def print_scan(r: dict[str, Any]) -> None:
     print(f"\nscan A/B, {r['rounds']} alternating rounds of {SCAN_MESSAGES} msgs in 500-message pages (msgs/s: medians)")
-    print(f"  {'tree':<5} {'msgs/s':>9} {'best':>9} {'srv CPU ms/page':>16}")
+    print(f"  {'tree':<5} {'msgs/s':>9} {'best':>9} {'srv CPU ms/page':>16} {'client CPU ms/page':>19}")
     for name in ("base", "new"):
         x = r[name]
-        print(f"  {name:<5} {x['msgs_per_s_median']:>9} {x['msgs_per_s_best']:>9} {x['cpu_ms_per_page']:>16.3f}")
+        print(
+            f"  {name:<5} {x['msgs_per_s_median']:>9} {x['msgs_per_s_best']:>9} {x['cpu_ms_per_page']:>16.3f}"
+            f" {x['client_cpu_ms_per_page']:>19.3f}"
+        )
     ratio = r["ratio_new_over_base"]
     print(f"  new/base: msgs/s {ratio['msgs_per_s']:.2f}x, server CPU per page {ratio['cpu_per_page']:.2f}x")
     lo, hi = r["new_over_reference"]

@@ -22,6 +22,7 @@ from .config import Settings
 from .http import serving
 from .http.admission import connection_cap
 from .http.app import create_app
+from .http.fast_read import FastReads
 from .mcp.http import McpMount
 
 log = logging.getLogger("parley.server")
@@ -134,7 +135,8 @@ async def run_server(
     if stop is None:
         stop = trio.Event()
     quart_app = create_app(backbone)
-    app = McpMount(quart_app, backbone)  # /mcp: the MCP server over Streamable HTTP (ADR-0015)
+    # /mcp: the MCP server over Streamable HTTP (ADR-0015); the hot read route before Quart (ADR-0048)
+    app = FastReads(McpMount(quart_app, backbone), backbone, quart_app.extensions["parley.metrics"])
 
     async def watch_signals(task_status=trio.TASK_STATUS_IGNORED) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -95,18 +95,29 @@ async def handle(backbone, metrics: Metrics):
     try:
         route, response = await dispatch(backbone, metrics)
     except Exception as exc:
-        # A refusal, a read that met a database failure (the same 503 the
-        # write paths answer), or a bug (500, logged): one mapper (ADR-0034).
         route = request.scope.get("parley.route", route)
-        error = wire_error(exc, log=log, during=f"{request.method} {request.path} (request {request_id})")
-        response = error_response(error)
-        if error.code in ("rate_limited", "duplicate_post"):
-            metrics.rejections.labels(error.code).inc()
+        response = error_response(refusal(exc, request.method, request.path, request_id, metrics))
     elapsed = time.perf_counter() - started
     response.headers["x-request-id"] = request_id
     if unread_body(request):
         response.headers["connection"] = "close"
-    metrics.requests.labels(route, str(response.status_code)).inc()
+    account(metrics, route, response.status_code, elapsed, request_id, request.method)
+    return response
+
+
+def refusal(exc: Exception, method: str, path: str, request_id: str, metrics: Metrics):
+    """What a request whose handler raised ``exc`` is answered (one mapper, ADR-0034)."""
+    # A refusal, a read that met a database failure (the same 503 the
+    # write paths answer), or a bug (500, logged).
+    error = wire_error(exc, log=log, during=f"{method} {path} (request {request_id})")
+    if error.code in ("rate_limited", "duplicate_post"):
+        metrics.rejections.labels(error.code).inc()
+    return error
+
+
+def account(metrics: Metrics, route: str, status: int, elapsed: float, request_id: str, method: str) -> None:
+    """Count the answered request for ``/metrics`` and write its access line."""
+    metrics.requests.labels(route, str(status)).inc()
     if route in TIMED:
         metrics.latency.labels(route).observe(elapsed)
     if access_log.isEnabledFor(logging.INFO):
@@ -114,13 +125,12 @@ async def handle(backbone, metrics: Metrics):
             "request",
             extra={
                 "request_id": request_id,
-                "method": request.method,
+                "method": method,
                 "route": route,
-                "status": response.status_code,
+                "status": status,
                 "ms": round(elapsed * 1000, 3),
             },
         )
-    return response
 
 
 async def dispatch(backbone, metrics: Metrics) -> tuple[str, Any]:

@@ -65,6 +65,11 @@ async def append(ctx, channel: str):
 
 
 async def read(ctx, channel: str):
+    return json_response(200, await read_page(ctx, channel))
+
+
+async def read_page(ctx, channel: str) -> bytes:
+    """``/read``'s 200 body; also what :mod:`parley.http.fast_read` serves (ADR-0048)."""
     # An absent body is {} (→ invalid_cursor); a present non-object one,
     # JSON null included, is a structural 400 (§4.2).
     body = ctx.body if ctx.has_body else {}
@@ -72,7 +77,7 @@ async def read(ctx, channel: str):
         raise InvalidRequest("request body must be a JSON object")
     check_read_auth(ctx)
     parts, cursor = await ctx.backbone.read_encoded(channel, body)
-    return json_response(200, page_body(parts, cursor))
+    return page_body(parts, cursor)
 
 
 def page_body(parts: list[bytes], cursor: int) -> bytes:

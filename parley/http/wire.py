@@ -147,11 +147,16 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def error_response(error: ParleyError) -> Response:
+    return json_response(error.status, error.envelope(), error_headers(error))
+
+
+def error_headers(error: ParleyError) -> dict[str, str]:
+    """The headers an error's envelope carries besides the content type and length."""
     headers = {}
     retry_after = error.retry_after_header()
     if retry_after is not None:
         headers["Retry-After"] = retry_after
-    return json_response(error.status, error.envelope(), headers)
+    return headers
 
 
 def require_object(body: Any) -> dict[str, Any]:
