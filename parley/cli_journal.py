@@ -225,9 +225,20 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
                     silence_stdout()
             return
         with atomic_writer(output) as fh, _progress("export", total) as bar:
-            result = tools.export_events(store.engine, fh, advance=bar.advance, **kwargs)
+            result = tools.export_events(
+                store.engine, fh, advance=bar.advance, workers=tools.default_workers(),
+                scratch=_scratch_prefix(output), **kwargs,
+            )  # fmt: skip
     span = f" (positions {result.first_position}..{result.last_position})" if result.events else ""
     click.echo(f"exported {result.events} events{span} to {output}", err=True)
+
+
+def _scratch_prefix(output: str) -> str:
+    """Where a parallel export's part files go: hidden, unique names next to ``output``."""
+    import secrets
+
+    directory, name = os.path.split(os.path.abspath(output))
+    return os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.")
 
 
 # --------------------------------------------------------------------------- import

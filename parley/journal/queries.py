@@ -284,44 +284,75 @@ def iter_stream_range(
         sa.bindparam("after_stream", type_=sa.Text()), sa.bindparam("after_seq", type_=sa.Integer())
     )
     first, following = (stmt.compile(dialect=engine.dialect) for stmt in (base, base.where(after)))
-    sqlite = engine.dialect.name == "sqlite"
     min_seq = -(2**31)  # below any seq (they start at 1), within a 32-bit INTEGER
 
+    def page(key: tuple[str, int] | None) -> tuple[Any, dict[str, Any]]:
+        if key is None:
+            return first, {}
+        return following, {"after_stream": key[0], "after_seq": key[1]}
+
+    key0 = None if start is None else (start, min_seq)
+    for rows in keyset_pages(engine, page, lambda row: (row[0], row[1]), key0, chunk, name="scan"):
+        yield from rows
+
+
+def keyset_pages(
+    engine,
+    page: Callable[[Any], tuple[Any, dict[str, Any]]],
+    next_key: Callable[[tuple], Any],
+    key: Any,
+    chunk: int,
+    *,
+    name: str = "pages",
+) -> Iterator[list[tuple]]:
+    """Pages of at most ``chunk`` rows of a keyset walk, read with a raw DBAPI cursor.
+
+    ``page(key)`` gives the compiled statement (``LIMIT chunk``) and its
+    parameters for the rows after ``key``; ``next_key(last row)`` the key of
+    the next page; the walk starts at ``key`` and ends after a short page. The
+    one pager of every whole-journal reader (replay, verify, export):
+
+    * one dedicated connection and a DBAPI cursor: plain tuples, no SQLAlchemy Row;
+    * each page is its own short read transaction (nothing pinned: no WAL
+      growth on SQLite, no long transaction on Postgres);
+    * SQLite reads through a memory map (:data:`SQLITE_SCAN_MMAP`, set back to
+      0 at the end); on Postgres the next page is fetched in a helper thread
+      while the caller works on this one (the wait for the server runs
+      without the GIL). Not on SQLite: its cursor holds the GIL while it steps,
+      so a reader thread would only contend with the caller.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         dbapi = conn.connection.driver_connection
         cursor = dbapi.cursor()
 
-        def fetch(key: tuple[str, int] | None) -> list:
-            if key is None:
-                cursor.execute(str(first), _driver_params(first, {}))
-            else:
-                cursor.execute(str(following), _driver_params(following, {"after_stream": key[0], "after_seq": key[1]}))
+        def fetch(key: Any) -> list:
+            compiled, values = page(key)
+            cursor.execute(str(compiled), _driver_params(compiled, values))
             rows = cursor.fetchall()
             if not sqlite:
                 dbapi.rollback()  # end this page's read transaction
             return rows
 
-        key0 = None if start is None else (start, min_seq)
         if sqlite:
             cursor.execute(f"PRAGMA mmap_size={SQLITE_SCAN_MMAP}")
         try:
             if sqlite:
-                key = key0
-                while True:
-                    rows = fetch(key)
-                    yield from rows
+                while rows := fetch(key):
+                    yield rows
                     if len(rows) < chunk:
                         return
-                    key = (rows[-1][0], rows[-1][1])
+                    key = next_key(rows[-1])
             else:
-                with ThreadPoolExecutor(1, thread_name_prefix="parley-scan") as pool:
-                    pending = pool.submit(fetch, key0)
-                    while True:
-                        rows = pending.result()
+                with ThreadPoolExecutor(1, thread_name_prefix=f"parley-{name}") as pool:
+                    pending = pool.submit(fetch, key)
+                    while rows := pending.result():
                         more = len(rows) == chunk
                         if more:
-                            pending = pool.submit(fetch, (rows[-1][0], rows[-1][1]))
-                        yield from rows
+                            pending = pool.submit(fetch, next_key(rows[-1]))
+                        yield rows
                         if not more:
                             return
         finally:
