@@ -85,13 +85,21 @@ def channel_ws_view(backbone, metrics, label: str):
                     for cursor, data in enumerate(encoded, first_cursor)
                 ]
 
-            async with send_lock:
+            # A free lock is taken without a checkpoint, so an idle connection's
+            # page goes out in the same scheduling step as the wake-up (ADR-0054).
+            if send_lock.locked():
+                await send_lock.acquire()
+            else:
+                send_lock.acquire_nowait()
+            try:
                 if batch_writes:
                     frames = PAGES.get("ws", first_cursor, encoded, _page_frames)
                     await websocket.send(TextBatch(texts, frames, transport))
                 else:
                     for text in texts():
                         await websocket.send(text)
+            finally:
+                send_lock.release()
 
         async def stream_tail() -> None:
             async for cursor, encoded in tail(backbone, slug, start):
