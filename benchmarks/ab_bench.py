@@ -183,6 +183,9 @@ def print_fanout(r: dict[str, Any]) -> None:
                     f"  {case:<26} {name:<5} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['max_ms']:>8.1f} "
                     f"{row['server_cpu_pct']:>6}% {cpu_us_per_delivery(row):>15.1f} {row['complete']}"
                 )
+    print("  where the time goes (ms, over messages; 1st->last = server fan-out and this process receiving, together):")
+    rows = {f"{case} {name} #{i}": row for case in r["new"] for name in ("base", "new") for i, row in enumerate(r[name][case])}
+    hb.print_fanout_breakdown(rows)
 
 
 def cpu_us_per_delivery(row: dict[str, Any]) -> float:

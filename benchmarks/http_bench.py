@@ -847,6 +847,20 @@ def check_delivery(
         after_ack.extend(t - acks[m] for _, m, t in rec.items if m in acks)
         if mine:
             per_sub_p99.append(percentile(mine, 99))
+    # Where a message's time goes (ADR-0054): append start -> 201, -> its first
+    # receipt at any subscriber, and first -> last receipt (the server's fan-out
+    # and this process's own receiving of 64 connections, together).
+    first_rx: dict[str, float] = {}
+    last_rx: dict[str, float] = {}
+    for rec in recs:
+        for _, m, t in rec.items:
+            if t < first_rx.get(m, math.inf):
+                first_rx[m] = t
+            if t > last_rx.get(m, -math.inf):
+                last_rx[m] = t
+    ack_lat = [acks[m] - starts[m] for m in acks if m in starts]
+    first_lat = [first_rx[m] - starts[m] for m in first_rx if m in starts]
+    spread = [last_rx[m] - first_rx[m] for m in first_rx]
     return {
         "subscribers": len(recs),
         "deliveries": sum(len(r.items) for r in recs),
@@ -856,6 +870,12 @@ def check_delivery(
         "worst_subscriber_p99_ms": ms(max(per_sub_p99) if per_sub_p99 else math.nan),
         "after_ack_p50_ms": ms(percentile(after_ack, 50)),
         "after_ack_p99_ms": ms(percentile(after_ack, 99)),
+        "ack_p50_ms": ms(percentile(ack_lat, 50)),
+        "ack_p99_ms": ms(percentile(ack_lat, 99)),
+        "first_receipt_p50_ms": ms(percentile(first_lat, 50)),
+        "first_receipt_p99_ms": ms(percentile(first_lat, 99)),
+        "first_to_last_p50_ms": ms(percentile(spread, 50)),
+        "first_to_last_p99_ms": ms(percentile(spread, 99)),
         "complete": not problems,
         "problems": problems[:10],
     }
@@ -929,6 +949,10 @@ async def fanout_case(
             "all_delivered_s": rnd(timings["delivered_s"], 3),
             "deliveries_per_s": rnd(result["deliveries"] / timings["delivered_s"], 0),
             **cpu.fields(),
+            # CPU per appended message: the server's (all its threads) and this
+            # load generator's (the appends plus receiving every subscriber's copy).
+            "server_cpu_ms_per_msg": rnd(cpu.server_cpu / 100 * cpu.wall / messages * 1e3, 2),
+            "client_cpu_ms_per_msg": rnd(cpu.client_cpu / 100 * cpu.wall / messages * 1e3, 2),
         }
     )
     if visible_ms is not None:
@@ -996,6 +1020,19 @@ def print_fanout_table(rows: dict[str, Any]) -> None:
         )
         for p in r["problems"]:
             print(f"      ! {p}")
+    print_fanout_breakdown(rows)
+
+
+def print_fanout_breakdown(rows: dict[str, Any], label: Callable[[str], str] = lambda name: name) -> None:
+    """Where a message's latency goes (p50/p99 over messages) and CPU per message."""
+    print(f"  {'case':<32} {'201 p50/p99':>13} {'1st rx p50/p99':>15} {'1st->last p50/p99':>18} {'srv ms/msg':>10} {'cli ms/msg':>10}")
+    for name, r in rows.items():
+        if not isinstance(r, dict) or "ack_p50_ms" not in r:
+            continue
+        print(
+            f"  {label(name):<32} {r['ack_p50_ms']:>6.1f}/{r['ack_p99_ms']:<6.1f} {r['first_receipt_p50_ms']:>7.1f}/{r['first_receipt_p99_ms']:<7.1f} "
+            f"{r['first_to_last_p50_ms']:>9.1f}/{r['first_to_last_p99_ms']:<8.1f} {r['server_cpu_ms_per_msg']:>10.2f} {r['client_cpu_ms_per_msg']:>10.2f}"
+        )
 
 
 # -- scenario: pipeline --------------------------------------------------------------

@@ -14,7 +14,9 @@ listener's watchdog (a client that stops reading is dropped, not held
 forever: Hypercorn's own send is shielded from cancellation), and closing
 it gives its slot back. The connection a request arrived on is
 reachable as :func:`current`, so a live tail can shrink its kernel send
-buffer and tighten its deadline (ADR-0022).
+buffer and tighten its deadline (ADR-0022), and write a frame it already
+holds straight to the socket when the connection is idle
+(:meth:`AdmittedStream.write_now`, ADR-0054).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import math
+import os
 import resource
 import socket
 
@@ -85,8 +88,15 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         #: ``trio.current_time()`` when the pending send began; ``None`` when idle.
         self.sending_since: float | None = None
         self._eof_sent = False
-        #: Transport writes (``send_all`` calls) so far: a live tail sends one per commit batch (ADR-0042).
+        #: Transport writes (``send_all`` calls and direct writes) so far: a live
+        #: tail sends one per commit batch (ADR-0042).
         self.writes = 0
+        #: Of those, the ones :meth:`write_now` made without Hypercorn (ADR-0054).
+        self.direct_writes = 0
+        #: Hypercorn's per-connection send lock (``TCPServer.send_lock``), set by
+        #: the connection handler (:mod:`parley.http.serving`); ``None``: unknown,
+        #: so :meth:`write_now` never writes.
+        self.send_lock: trio.Lock | None = None
 
     @property
     def socket(self):
@@ -113,6 +123,44 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
             await self._inner.send_all(data)
         finally:
             self.sending_since = None
+
+    def write_now(self, data: bytes) -> int | None:
+        """Write ``data`` to the socket at once, without yielding, if nothing else is writing.
+
+        Returns how many bytes the kernel took (possibly fewer than all, or 0
+        when its buffer is full: the caller sends the rest with
+        :meth:`write_rest`), or ``None`` when the connection is busy (its send
+        lock is held or a send is pending), half-closed, closed or broken:
+        nothing was written and the caller uses the ordinary path, which
+        waits its turn and reports a lost peer the way Hypercorn expects.
+        Nothing can start a write between the check and the write: trio runs
+        one task at a time and this does not yield (ADR-0054).
+        """
+        lock = self.send_lock
+        if lock is None or lock.locked() or self.sending_since is not None or self._eof_sent or self._released:
+            return None
+        fd = self._inner.socket.fileno()
+        if fd < 0:
+            return None
+        try:
+            sent = os.write(fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return None  # a lost peer: the ordinary path meets it and closes the connection
+        self.writes += 1
+        self.direct_writes += 1
+        return sent
+
+    async def write_rest(self, data: bytes) -> None:
+        """Send the rest of a :meth:`write_now` like Hypercorn sends: under the
+        connection's send lock, shielded (a frame is never cut in half), with the
+        write deadline. Raises ``trio.BrokenResourceError`` or
+        ``trio.ClosedResourceError`` when the peer is gone."""
+        assert self.send_lock is not None
+        async with self.send_lock:
+            with trio.CancelScope(shield=True):
+                await self.send_all(data)
 
     def overdue(self, now: float) -> bool:
         return self.sending_since is not None and now - self.sending_since > self.write_timeout

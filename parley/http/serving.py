@@ -43,7 +43,7 @@ from hypercorn.utils import repr_socket_addr, wrap_app
 
 from . import ws_frames
 from .coalesce import CoalescedWrites
-from .admission import CappedListener
+from .admission import AdmittedStream, CappedListener
 
 log = logging.getLogger("parley.http.serving")
 
@@ -76,7 +76,16 @@ class HTTP11Protocol(CoalescedWrites, H11Protocol):
 
 
 class HTTP11Connection(TCPServer):
-    """Hypercorn's connection handler, with :class:`HTTP11Protocol` in place of its h11/h2 switch."""
+    """Hypercorn's connection handler, with :class:`HTTP11Protocol` in place of its h11/h2 switch.
+
+    It hands its send lock to its :class:`~parley.http.admission.AdmittedStream`,
+    so a live tail's direct write can tell whether the connection is idle (ADR-0054).
+    """
+
+    def __init__(self, app, config, context, state, stream) -> None:  # noqa: ANN001 - Hypercorn's signature
+        super().__init__(app, config, context, state, stream)
+        if isinstance(stream, AdmittedStream):
+            stream.send_lock = self.send_lock
 
     @property
     def protocol(self) -> ProtocolWrapper:

@@ -41,8 +41,8 @@ from ..errors import InvalidJson, InvalidRequest, ParleyError, Unauthorized, Upg
 from .auth import bearer
 from .error_frames import ws_error_frame
 from .revocation import TokenWatch
-from .ws_frames import FRAME_CAP, TextBatch, batching
-from .stream import bound_tail_connection, open_tail, tail
+from .ws_frames import FRAME_CAP, TextBatch, batching, text_frames
+from .stream import PAGES, bound_tail_connection, open_tail, tail
 from .outcomes import status_of
 from .wire import error_response, loads_bounded
 
@@ -73,19 +73,33 @@ def channel_ws_view(backbone, metrics, label: str):
             async with send_lock:
                 await websocket.send(orjson.dumps(payload).decode())
 
+        transport = slot.transport
+
         async def send_page(first_cursor: int, encoded: list[bytes]) -> None:
             # One text frame per message (the contract), all of a commit batch in
-            # one transport write (ADR-0042), each built from the stored bytes.
-            texts = [
-                '{"cursor":%d,"message":%s}' % (cursor, data.decode())
-                for cursor, data in enumerate(encoded, first_cursor)
-            ]
-            async with send_lock:
+            # one transport write (ADR-0042), each built from the stored bytes,
+            # the frames once for every tail sending this page (ADR-0054).
+            def texts() -> list[str]:
+                return [
+                    '{"cursor":%d,"message":%s}' % (cursor, data.decode())
+                    for cursor, data in enumerate(encoded, first_cursor)
+                ]
+
+            # A free lock is taken without a checkpoint, so an idle connection's
+            # page goes out in the same scheduling step as the wake-up (ADR-0054).
+            if send_lock.locked():
+                await send_lock.acquire()
+            else:
+                send_lock.acquire_nowait()
+            try:
                 if batch_writes:
-                    await websocket.send(TextBatch(texts))
+                    frames = PAGES.get("ws", first_cursor, encoded, _page_frames)
+                    await websocket.send(TextBatch(texts, frames, transport))
                 else:
-                    for text in texts:
+                    for text in texts():
                         await websocket.send(text)
+            finally:
+                send_lock.release()
 
         async def stream_tail() -> None:
             async for cursor, encoded in tail(backbone, slug, start):
@@ -107,6 +121,11 @@ def channel_ws_view(backbone, metrics, label: str):
             slot.release()
 
     return channel_ws
+
+
+def _page_frames(first_cursor: int, encoded: list[bytes]) -> bytes:
+    """The text frames of a tail page: ``{"cursor": N, "message": …}`` per message."""
+    return text_frames([b'{"cursor":%d,"message":%s}' % (c, data) for c, data in enumerate(encoded, first_cursor)])
 
 
 #: Messages in flight per socket (a batch frame counts each of its messages).

@@ -22,10 +22,17 @@ it where Hypercorn's HTTP/1.1 and HTTP/2 protocols build their streams.
 
 It also sends a :class:`TextBatch` (several text messages the app hands
 over at once) as one transport write holding one WebSocket frame per text,
-so a live tail delivers a commit batch in one write (ADR-0042).
+so a live tail delivers a commit batch in one write (ADR-0042). A batch may
+carry its frames already encoded (:func:`text_frames`, built once for every
+tail sending the same page) and its connection: on a connection without
+extensions the frames are those bytes, written straight to the socket when
+the connection is idle, else through Hypercorn as before (ADR-0054).
 """
 
 from __future__ import annotations
+
+import struct
+from collections.abc import Callable
 
 from hypercorn.protocol import h2 as hypercorn_h2
 from hypercorn.protocol import h11 as hypercorn_h11
@@ -40,19 +47,53 @@ from wsproto.frame_protocol import CloseReason
 FRAME_CAP = "parley.frame_cap"
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked, uncompressed text frame carrying ``payload`` (UTF-8):
+    byte for byte what wsproto writes for it on a server connection without
+    extensions (RFC 6455 §5.2; tests/unit/test_fanout_direct.py checks it)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 65536:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
+
+
+def text_frames(payloads: list[bytes]) -> bytes:
+    """:func:`text_frame` of each payload, as one buffer."""
+    return b"".join([text_frame(p) for p in payloads])
+
+
 class TextBatch(str):
     """Text messages sent as ONE ASGI ``websocket.send``: one frame each, one transport write.
 
     Only :class:`BoundedWSStream` understands it (see :func:`batching`); to
     any other server it would be one message, so callers check first.
+    ``texts`` may be given as a function, called only when the frames must be
+    encoded by the connection itself; ``frames`` are the same messages as
+    :func:`text_frames`; ``transport`` is the connection's
+    :class:`~parley.http.admission.AdmittedStream` (ADR-0054).
     """
 
-    texts: list[str]
+    frames: bytes | None
+    transport: object | None
 
-    def __new__(cls, texts: list[str]) -> TextBatch:
+    def __new__(
+        cls, texts: list[str] | Callable[[], list[str]], frames: bytes | None = None, transport: object | None = None
+    ) -> TextBatch:
         batch = super().__new__(cls, "")
-        batch.texts = texts
+        batch._texts = texts
+        batch.frames = frames
+        batch.transport = transport
         return batch
+
+    @property
+    def texts(self) -> list[str]:
+        if callable(self._texts):
+            self._texts = self._texts()
+        return self._texts
 
 
 class BoundedWSStream(ws_stream.WSStream):
@@ -65,11 +106,20 @@ class BoundedWSStream(ws_stream.WSStream):
         if isinstance(text, TextBatch):
             if self.closed or self.state != ws_stream.ASGIWebsocketState.CONNECTED:
                 return
-            try:
-                data = b"".join([self.connection.send(TextMessage(data=t)) for t in text.texts])
-            except LocalProtocolError:
-                return  # closing: like Hypercorn's own send, nothing more goes out
-            await self.send(Data(stream_id=self.stream_id, data=data))
+            if text.frames is not None and not self.handshake.extensions and self.connection.state == ConnectionState.OPEN:
+                data = text.frames  # no extension could change a frame: the shared bytes
+            else:
+                try:
+                    data = b"".join([self.connection.send(TextMessage(data=t)) for t in text.texts])
+                except LocalProtocolError:
+                    return  # closing: like Hypercorn's own send, nothing more goes out
+            transport = text.transport
+            write_now = getattr(transport, "write_now", None)
+            sent = write_now(data) if write_now is not None else None
+            if sent is None:  # busy, gone or unknown: Hypercorn's own path
+                await self.send(Data(stream_id=self.stream_id, data=data))
+            elif sent < len(data):  # nothing ran since the direct write: the rest follows in order
+                await self.send(Data(stream_id=self.stream_id, data=data[sent:]))
             return
         await super().app_send(message)
 

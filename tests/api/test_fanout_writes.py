@@ -72,6 +72,8 @@ async def test_sse_gets_a_commit_batch_in_one_write(server):
                 while buffer.count(b"\ndata: ") < BATCH:
                     buffer += await chunks.__anext__()
                 assert transport.writes - before == 1
+                # Written by the tail itself, not through Quart and Hypercorn (ADR-0054).
+                assert transport.direct_writes >= 1
     frames = [block for block in buffer.split(b"\n\n") if block.startswith(b"id: ")]
     assert [int(f.split(b"\n")[0][4:]) for f in frames] == list(range(2, BATCH + 2))
     assert [orjson.loads(f.split(b"\n")[1][6:])["body"] for f in frames] == [f"b{i}" for i in range(BATCH)]
@@ -89,6 +91,7 @@ async def test_websocket_gets_one_frame_per_message_in_one_write(server):
             assert sizes == [BATCH], f"the appends did not commit as one batch: {sizes}"
             frames = [orjson.loads(await ws.get_message()) for _ in range(BATCH)]
             assert transport.writes - before == 1
+            assert transport.direct_writes >= 1  # ADR-0054
     # Still one text frame per message, exactly as before (ADR-0006).
     assert [f["cursor"] for f in frames] == list(range(2, BATCH + 2))
     assert [f["message"]["body"] for f in frames] == [f"b{i}" for i in range(BATCH)]
@@ -116,3 +119,66 @@ async def test_a_page_of_backlog_is_one_write_too(server, kind):
                 writes = only_transport(server).writes
             assert [f["cursor"] for f in frames] == list(range(1, BATCH + 2))
             assert writes == 2  # the 101 handshake, the whole backlog
+
+
+async def test_many_tails_of_one_page_share_its_bytes_and_each_get_it_directly(server):
+    """Every tail of a commit gets its own direct write of the same bytes (ADR-0054)."""
+    from parley.http.stream import PAGES
+
+    await make_channel(server, "shared-page")
+    url = server.url.replace("http://", "ws://") + "/channels/shared-page/ws?since=1"
+    with trio.fail_after(20):
+        async with open_websocket_url(url) as one, open_websocket_url(url) as two:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                async with client.stream("GET", "/channels/shared-page/stream?since=1") as response:
+                    chunks = response.aiter_bytes()
+                    buffer = await chunks.__anext__()
+                    transports = [s.transport for s in server.backbone.streams.live]
+                    assert len(transports) == 3 and all(t is not None for t in transports)
+                    direct = [t.direct_writes for t in transports]
+                    hits = PAGES.hits
+                    await commit_one_batch(server, "shared-page")
+                    while buffer.count(b"\ndata: ") < BATCH:
+                        buffer += await chunks.__anext__()
+                    texts = [[orjson.loads(await ws.get_message()) for _ in range(BATCH)] for ws in (one, two)]
+                    assert [t.direct_writes - d for t, d in zip(transports, direct)] == [1, 1, 1]
+                    assert PAGES.hits - hits == 1  # the second WebSocket tail reused the first's frames
+    assert texts[0] == texts[1]
+    assert [f["cursor"] for f in texts[0]] == list(range(2, BATCH + 2))
+
+
+async def test_a_websocket_with_an_extension_gets_its_own_frames(server):
+    """A client that negotiated permessage-deflate gets frames its connection
+    compressed, as before: the shared uncompressed bytes are not for it."""
+    import wsproto
+    from urllib.parse import urlsplit
+    from wsproto.events import AcceptConnection, Request, TextMessage
+    from wsproto.extensions import PerMessageDeflate
+
+    await make_channel(server, "deflate")
+    parts = urlsplit(server.url)
+    with trio.fail_after(20):
+        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        await stream.send_all(
+            conn.send(Request(host=parts.netloc, target="/channels/deflate/ws?since=1", extensions=[PerMessageDeflate()]))
+        )
+        raw = b""
+        texts: list[str] = []
+        accepted = None
+        while len(texts) < BATCH:
+            data = await stream.receive_some(65536)
+            assert data, "the server closed the connection"
+            raw += data if accepted else b""
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, AcceptConnection):
+                    accepted = event
+                    assert any(isinstance(e, PerMessageDeflate) for e in event.extensions)
+                    await commit_one_batch(server, "deflate")
+                elif isinstance(event, TextMessage):
+                    texts.append(event.data)
+        await stream.aclose()
+    frames = [orjson.loads(t) for t in texts]
+    assert [f["cursor"] for f in frames] == list(range(2, BATCH + 2))
+    assert raw[0] & 0x40, "the first frame is not compressed (RSV1 unset)"
