@@ -1,6 +1,6 @@
 """``http_bench.py bulk``: the SDK's ``append_many`` against per-request appends (issue 19 target 1).
 
-    python benchmarks/http_bench.py bulk [--quick] [--backend sqlite|postgres|both] [--duration S]
+    python benchmarks/http_bench.py bulk [--quick] [--backend sqlite|postgres|both] [--duration S] [--profile DIR]
 
 One server (SQLite ``synchronous=FULL`` by default), in one run:
 
@@ -79,7 +79,8 @@ async def bulk_case(ctx: hb.Ctx, channels: list[str], tag: str) -> dict[str, Any
         warm = len(acked)
         calls.clear()
         before = await hb.scrape(ctx)
-        with hb.CpuMeter(ctx.server) as cpu:
+        pid = getattr(getattr(ctx.server, "proc", None), "pid", None)
+        with hb.recording(pid, sizes.get("profile"), tag), hb.CpuMeter(ctx.server) as cpu:
             elapsed = await run(sizes["duration"], record=True)
         after = await hb.scrape(ctx)
     finally:
@@ -129,7 +130,7 @@ async def bulk_parley(ctx: hb.Ctx) -> dict[str, Any]:
 
 def scenario_bulk(backends, sizes, args) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    sizes = {**sizes, "quick": args.quick}
+    sizes = {**sizes, "quick": args.quick, "profile": args.profile}
     targets: dict[str, bool] = {}
     checks: dict[str, bool] = {}
     for backend in backends:

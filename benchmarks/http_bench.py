@@ -1904,7 +1904,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=None, help="base URL (a fresh schema is made in it)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="h11")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measured case")
-    parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy the server during scan/fanout into DIR")
+    parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy the server during scan/fanout/bulk into DIR")
     args = parser.parse_args(argv)
     global PROFILE_DIR
     PROFILE_DIR = args.profile
