@@ -38,10 +38,15 @@ class JournalTailer:
         self.fallback = fallback
         self.position = 0
         self.foreign_events = 0
+        #: Journal reads, and the polls that skipped one because nothing was committed (ADR-0049).
+        self.reads = 0
+        self.skipped = 0
         self._wake = trio.Event()
+        self._poked = False
 
     def poke(self, position: int = 0) -> None:
         """Read the journal now (another process committed up to ``position``)."""
+        self._poked = True
         self._wake.set()
 
     def _own_commit(self, events) -> None:
@@ -60,10 +65,28 @@ class JournalTailer:
             await self._follow(journal)
 
     async def _follow(self, journal) -> None:
+        # SQLite: a poll reads the journal only when the probe says a commit
+        # happened since the last complete read (ADR-0049); sampled *before*
+        # the read, so a commit during the read is seen by the next poll.
+        try:
+            probe = await journal.change_probe()
+        except Exception as exc:  # no probe (database trouble at start): every poll reads, as before
+            log.warning("journal change probe unavailable: %s", type(exc).__name__)
+            probe = None
+        seen: int | None = None
         while True:
             # A fresh event before the read: a poke during the read is not lost.
             self._wake = trio.Event()
+            version = probe() if probe is not None else None
+            if version is not None and version == seen and not self._poked:
+                self.skipped += 1
+                with trio.move_on_after(self.fallback if journal.listening else self.interval):
+                    await self._wake.wait()
+                continue
+            self._poked = False
+            seen = None
             try:
+                self.reads += 1
                 events = await journal.read_all(self.position, PAGE)
             except Exception as exc:
                 # The tailer must outlive any database trouble (down, locked,
@@ -78,6 +101,7 @@ class JournalTailer:
                 self.position = event.position
                 self._observe(event)
             if len(events) < PAGE:
+                seen = version  # read to the end as of ``version``
                 with trio.move_on_after(self.fallback if journal.listening else self.interval):
                     await self._wake.wait()
 

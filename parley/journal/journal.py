@@ -37,6 +37,7 @@ from . import leases as _leases
 from . import queries as _queries
 from . import store as _store
 from . import windows as _windows
+from .changes import SqliteChangeProbe
 from .effects import Effect, apply_effect, check_effect
 from .engine import make_engine
 from .errors import IntegrityFailure, JournalUnavailable
@@ -68,6 +69,7 @@ class Journal:
         self._started = False
         self._closed = False
         self._listening = False
+        self._probe: SqliteChangeProbe | None = None
         #: Integrity failures met while serving, by kind ("snapshot", "artifact"): /metrics.
         self.integrity_failures: dict[str, int] = {"snapshot": 0, "artifact": 0}
 
@@ -97,6 +99,8 @@ class Journal:
             return
         self._closed = True
         with trio.CancelScope(shield=True):
+            if self._probe is not None:
+                self._probe.close()
             await trio.to_thread.run_sync(self.writer.close, timeout)
             if self._own_engine:
                 await trio.to_thread.run_sync(self._engine.dispose)
@@ -115,6 +119,21 @@ class Journal:
     def shared(self) -> bool:
         """True when other processes may write the same database (Postgres)."""
         return self.store.is_postgres
+
+    async def change_probe(self) -> Callable[[], int | None] | None:
+        """A cheap, non-blocking "has anyone committed since the last call?" (ADR-0049).
+
+        SQLite: a callable whose integer answer changes after any other
+        connection's commit (``None``: unknown, read anyway). Postgres:
+        ``None`` (its commit notifications wake the tailer instead).
+        """
+        if self.store.is_postgres:
+            return None
+        if self._probe is None:
+            probe = SqliteChangeProbe(self._engine)
+            await self._read(probe.open)
+            self._probe = probe
+        return self._probe
 
     @property
     def listening(self) -> bool:

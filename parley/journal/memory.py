@@ -76,6 +76,10 @@ class MemoryJournal:
     async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose()
 
+    async def change_probe(self) -> Callable[[], int | None] | None:
+        """No probe: the tailer reads (this journal has no other writers; ADR-0049)."""
+        return None
+
     async def listen(self, wake: Callable[[int], None], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """No other process can write here: nothing to listen to."""
         task_status.started()
