@@ -257,7 +257,21 @@ def iter_stream_range(
     chunk: int = 10_000,
     columns: tuple[Any, ...] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """:func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
+    """The rows of :func:`iter_stream_pages`, one at a time."""
+    for rows in iter_stream_pages(engine, start=start, stop=stop, where=where, chunk=chunk, columns=columns):
+        yield from rows
+
+
+def iter_stream_pages(
+    engine,
+    *,
+    start: str | None = None,
+    stop: str | None = None,
+    where: Any = None,
+    chunk: int = 10_000,
+    columns: tuple[Any, ...] | None = None,
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages (lists of at most ``chunk`` rows) of :func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
     (either side open when ``None``): one slice of a parallel replay, and with
     both open, the whole of :func:`iter_stream_rows`.
 
@@ -272,8 +286,6 @@ def iter_stream_range(
     ``columns`` (default: stream_id, seq, type, data) must start with
     ``stream_id, seq``, the keyset (``journal verify`` adds the hashes).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     cols = columns or (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
     base = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
     if stop is not None:
@@ -292,8 +304,7 @@ def iter_stream_range(
         return following, {"after_stream": key[0], "after_seq": key[1]}
 
     key0 = None if start is None else (start, min_seq)
-    for rows in keyset_pages(engine, page, lambda row: (row[0], row[1]), key0, chunk, name="scan"):
-        yield from rows
+    return keyset_pages(engine, page, lambda row: (row[0], row[1]), key0, chunk, name="scan")
 
 
 def keyset_pages(

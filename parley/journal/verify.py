@@ -87,6 +87,38 @@ class ChainCheck:
         self.broken = (sid, position, reason)
         return False
 
+    def feed_page(self, rows: list[tuple]) -> bool:
+        """:meth:`feed` for each of ``rows`` (``CHAIN_COLUMNS`` tuples) in one loop, with the
+        state in local variables: the same outcome, less Python per row. False once broken."""
+        hash_of = compute_hash
+        heads = self.heads
+        stream, expect, prev = self._stream, self._expect, self._prev
+        streams, events = self.streams, self.events
+        reason = None
+        for sid, seq, type_, data, position, prev_hash, h in rows:
+            if sid != stream:
+                if expect > 1:
+                    heads[stream] = (expect - 1, prev)  # type: ignore[index]
+                stream, expect, prev = sid, 1, GENESIS_HASH
+                streams += 1
+            events += 1
+            if seq != expect:
+                reason = f"seq {seq} where {expect} was expected"
+            elif prev_hash != prev:
+                reason = f"seq {seq}: prev_hash does not match the previous event's hash"
+            elif hash_of(prev_hash, sid, seq, type_, data) != h:
+                reason = f"seq {seq}: hash mismatch (event content was altered)"
+            else:
+                expect, prev = seq + 1, h
+                continue
+            self.broken = (sid, position, reason)
+            break
+        if expect > 1:
+            heads[stream] = (expect - 1, prev)  # type: ignore[index]
+        self._stream, self._expect, self._prev = stream, expect, prev
+        self.streams, self.events = streams, events
+        return reason is None
+
     def part(self) -> Part:
         return self.streams, self.events, self.broken, self.heads
 
@@ -94,16 +126,10 @@ class ChainCheck:
 def check_range(engine: Engine, lo: str | None, hi: str | None, advance: Callable[[int], None], chunk: int) -> Part:
     """Check the chains of the streams ``lo <= stream_id < hi`` (a parallel job)."""
     check = ChainCheck()
-    feed = check.feed
-    pending = 0
-    for row in queries.iter_stream_range(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
-        if not feed(*row):
+    for rows in queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
+        if not check.feed_page(rows):
             break
-        pending += 1
-        if pending == chunk:
-            advance(pending)
-            pending = 0
-    advance(pending)
+        advance(len(rows))
     return check.part()
 
 

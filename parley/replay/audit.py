@@ -66,38 +66,39 @@ class IntegrityReport:
 
 
 def audit_range(engine: Engine, lo: str | None, hi: str | None, advance: Advance, chunk: int) -> AuditPart:
-    """Chain-check every stream ``lo <= stream_id < hi`` and fold the replayed ones (a parallel job)."""
+    """Chain-check every stream ``lo <= stream_id < hi`` and fold the replayed ones (a parallel job).
+
+    Page by page: the page's chains are checked in one loop
+    (:meth:`ChainCheck.feed_page`), then its replayed streams folded. A broken
+    page is not folded: the fold's findings count only when every chain is
+    intact (:func:`verify_all`), so nothing after a break is ever reported.
+    """
     check = ChainCheck()
-    feed = check.feed
     folded = replay_report.ReplayReport()
     load_snapshot = SnapshotLoader(engine, range_snapshot_seqs(engine, lo, hi))
     seen: list[str] = []
     stream: str | None = None
     fold: StreamFold | None = None
-    pending = 0
-    for sid, seq, type_, data, position, prev_hash, h in queries.iter_stream_range(
-        engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)
-    ):
-        if not feed(sid, seq, type_, data, position, prev_hash, h):
+    feed: Any = None
+    for rows in queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
+        if not check.feed_page(rows):
             break
-        if sid != stream:
-            stream = sid
-            if fold is not None:
-                fold.finish()
-                fold = None
-            if is_replayed(sid):
-                seen.append(sid)
-                fold = StreamFold(folded, sid, load_snapshot(sid))
-        if fold is not None:
-            fold.feed(seq, type_, data)
-        pending += 1
-        if pending == chunk:
-            advance(pending)
-            pending = 0
+        for sid, seq, type_, data, _position, _prev, _hash in rows:
+            if sid != stream:
+                stream = sid
+                if fold is not None:
+                    fold.finish()
+                    fold = feed = None
+                if is_replayed(sid):
+                    seen.append(sid)
+                    fold = StreamFold(folded, sid, load_snapshot(sid))
+                    feed = fold.feed
+            if feed is not None:
+                feed(seq, type_, data)
+        advance(len(rows))
     else:
         if fold is not None:
             fold.finish()
-    advance(pending)
     return check.part(), replay_report.to_part(folded, seen)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -73,15 +74,13 @@ class StreamFold:
         self._channel, self._session = channel, session_state
         if self.kind == "channel":
             self._state: Any = channel.ChannelState(stream_id.split(":", 1)[1])
-            self._apply = self._apply_channel
+            # the state is folded in place: bound once, one Python call per event fewer
+            self._apply = functools.partial(channel.apply, self._state)
         else:
             self._state = None
             self._apply = self._apply_session
         if snapshot is not None and snapshot[0] == 0:
             self._compare()
-
-    def _apply_channel(self, type_: str, data: dict[str, Any]) -> None:
-        self._channel.apply(self._state, type_, data)
 
     def _apply_session(self, type_: str, data: dict[str, Any]) -> None:
         self._state = self._session.apply(self._state, type_, data)

@@ -180,3 +180,48 @@ def test_parallel_verify_reports_what_one_process_does(tmp_path):
         assert one.heads == two.heads
     finally:
         engine.dispose()
+
+
+def _chain_rows(plan: list[tuple[str, int]], damage: list[tuple[int, str]]) -> list[tuple]:
+    """``CHAIN_COLUMNS`` rows of valid chains (``plan``: stream, events), then ``damage`` applied."""
+    rows, position = [], 0
+    for sid, n in plan:
+        prev = ""
+        for seq in range(1, n + 1):
+            position += 1
+            data = orjson.dumps({"n": seq})
+            h = compute_hash(prev, sid, seq, "note", data)
+            rows.append([sid, seq, "note", data, position, prev, h])
+            prev = h
+    for index, how in damage:
+        if rows:
+            row = rows[index % len(rows)]
+            if how == "seq":
+                row[1] += 1
+            elif how == "prev":
+                row[5] = "x" + row[5]
+            elif how == "data":
+                row[3] = row[3] + b" "
+            else:
+                row[6] = "y"
+    return [tuple(r) for r in rows]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    plan=st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.integers(1, 6)), max_size=5, unique_by=lambda p: p[0]),
+    damage=st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["seq", "prev", "data", "hash"])), max_size=2),
+    page=st.integers(1, 9),
+)
+def test_a_page_checked_at_once_gives_what_row_by_row_does(plan, damage, page):
+    from parley.journal.verify import ChainCheck
+
+    rows = _chain_rows(sorted(plan), damage)
+    one, paged = ChainCheck(), ChainCheck()
+    for row in rows:
+        if not one.feed(*row):
+            break
+    for k in range(0, len(rows), page):
+        if not paged.feed_page(rows[k : k + page]):
+            break
+    assert paged.part() == one.part()
