@@ -1,11 +1,14 @@
 """``parley journal import``: load an export into an EMPTY database, checking every chain.
 
-Speed (ADR-0044): lines are parsed to plain tuples (:func:`.lines.parse_row`)
-and inserted in batches through the raw DBAPI connection of the import's one
-transaction: ``executemany`` on SQLite (with a larger page cache for the
-index inserts), ``COPY … FROM STDIN`` on Postgres. No SQLAlchemy statement
-per batch, no dict per row. A file can be parsed by worker processes while
-this one links and inserts (:mod:`.import_chunks`).
+Speed (ADR-0044, ADR-0052): runs of lines are parsed, hash-checked and linked
+within the run by :func:`.import_chunks.check_lines` (in worker processes for a
+large file); this process joins the runs at their boundaries
+(:meth:`_Linker.join`) and inserts each run's payload through the raw DBAPI
+connection of the import's one transaction: ``executemany`` of tuples on
+SQLite (a larger page cache, a rollback journal instead of the WAL), one
+``COPY … FROM STDIN`` text buffer made by the worker on Postgres (whose
+``UNIQUE(stream_id, seq)`` index is dropped and built once after the load,
+inside the transaction).
 """
 
 from __future__ import annotations
@@ -219,8 +222,10 @@ def import_events(
 
     The lines come from ``lines``, or from the file at ``path``, which with
     ``workers > 1`` (and at least :data:`import_chunks.PARALLEL_MIN_BYTES`)
-    is parsed by ``workers - 1`` spawned processes while this one inserts
-    (:mod:`.import_chunks`); the outcome, and any error, is the same.
+    is checked by spawned processes (``workers - 1`` on SQLite, where this
+    one inserts; ``workers`` on Postgres, where the server does) while this
+    one joins and inserts the chunks (:mod:`.import_chunks`); the outcome,
+    and any error, is the same.
     """
     linker = _Linker()
     parallel = path is not None and workers > 1 and os.path.getsize(path) >= import_chunks.PARALLEL_MIN_BYTES
@@ -256,7 +261,9 @@ def _load(
     try:
         if parallel:
             assert path is not None
-            _parallel(path, max(1, workers - 1), linker, inserter, advance)
+            # SQLite: this process inserts (CPU-bound), so workers - 1 parse;
+            # Postgres: the server inserts and this one mostly waits, so all parse
+            _parallel(path, workers if inserter.postgres else max(1, workers - 1), linker, inserter, advance)
         elif path is not None:
             with open(path, "rb") as f:
                 _sequential(f, linker, inserter, advance, batch)
