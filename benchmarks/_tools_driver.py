@@ -24,6 +24,32 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+#: Postgres backend pid -> its CPU seconds when its connection was last checked in.
+_backend_cpu: dict[int, float] = {}
+
+
+def _watch_postgres_backends() -> None:
+    """Record the CPU of each Postgres backend this process talks to (read from
+    /proc: the benchmark's server is local) whenever its connection goes back to
+    the pool: the database server's share of a tool, without the other clients'."""
+    from sqlalchemy import event
+    from sqlalchemy.pool import Pool
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    @event.listens_for(Pool, "checkin")
+    def _checkin(dbapi_conn, _record):  # pragma: no cover - benchmark only
+        pid = getattr(getattr(dbapi_conn, "info", None), "backend_pid", None)
+        if not pid:
+            return
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return
+        _backend_cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+
+
 def _settle(url: str) -> None:
     """After the import: fold SQLite's WAL into the file, ANALYZE on Postgres (untimed)."""
     from parley.journal.engine import make_engine
@@ -44,6 +70,8 @@ def main() -> None:
 
     from parley.cli_journal import journal
 
+    _watch_postgres_backends()
+
     out: dict[str, object] = {"tree": tree}
     for tool in tools:
         args = {
@@ -54,6 +82,7 @@ def main() -> None:
         }[tool]
         saved = sys.stdout
         sys.stdout = io.StringIO()  # the command's report, kept out of the RESULT line
+        db0 = sum(_backend_cpu.values())
         c0, k0, t0 = time.process_time(), _children_cpu(), time.perf_counter()
         code = 0
         try:
@@ -65,7 +94,8 @@ def main() -> None:
         cpu = time.process_time() - c0 + children
         printed = sys.stdout.getvalue()
         sys.stdout = saved
-        out[tool] = {"seconds": wall, "cpu_s": cpu, "workers_cpu_s": children, "exit": code, "output": printed.strip().splitlines()[:2]}
+        db_cpu = sum(_backend_cpu.values()) - db0
+        out[tool] = {"seconds": wall, "cpu_s": cpu, "workers_cpu_s": children, "db_cpu_s": db_cpu, "exit": code, "output": printed.strip().splitlines()[:2]}
         if tool == "import" and code == 0:
             _settle(url)
     print("RESULT " + orjson.dumps(out).decode())

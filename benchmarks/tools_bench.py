@@ -136,13 +136,13 @@ def main() -> int:
                 print(f"[{backend}/{name}] FAILED: {r['error']}")
                 continue
             print(f"\n[{backend}] {name} ({tree}), {events:,} events, load {load_average()}")
-            print(f"  {'tool':<8} {'seconds':>8} {'events/s':>10} {'cpu s':>7} {'workers':>7} {'target':>9}  ok")
+            print(f"  {'tool':<8} {'seconds':>8} {'events/s':>10} {'cpu s':>7} {'workers':>7} {'db cpu':>7} {'target':>9}  ok")
             for tool in ["import", *[t for t in tools if t != "import"]]:
                 x = r[tool]
                 x["events_per_s"] = round(events / x["seconds"]) if x["seconds"] else None
                 ok = x["exit"] == 0 and x.get("identical", True)
                 failed |= not ok
-                print(f"  {tool:<8} {x['seconds']:>8.2f} {x['events_per_s']:>10,} {x['cpu_s']:>7.1f} {x.get('workers_cpu_s', 0):>7.1f} "
+                print(f"  {tool:<8} {x['seconds']:>8.2f} {x['events_per_s']:>10,} {x['cpu_s']:>7.1f} {x.get('workers_cpu_s', 0):>7.1f} {x.get('db_cpu_s', 0):>7.1f} "
                       f"{TARGETS[tool]:>9,}  {ok}")
         if len(trees) == 2 and all("error" not in report["results"][f"{backend}/{n}"] for n, _ in trees):
             this, base = (report["results"][f"{backend}/{n}"] for n, _ in trees)

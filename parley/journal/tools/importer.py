@@ -1,16 +1,20 @@
 """``parley journal import``: load an export into an EMPTY database, checking every chain.
 
-Speed (ADR-0044): lines are parsed to plain tuples (:func:`.lines.parse_row`)
-and inserted in batches through the raw DBAPI connection of the import's one
-transaction: ``executemany`` on SQLite (with a larger page cache for the
-index inserts), ``COPY … FROM STDIN`` on Postgres. No SQLAlchemy statement
-per batch, no dict per row. A file can be parsed by worker processes while
-this one links and inserts (:mod:`.import_chunks`).
+Speed (ADR-0044, ADR-0052): runs of lines are parsed, hash-checked and linked
+within the run by :func:`.import_chunks.check_lines` (in worker processes for a
+large file); this process joins the runs at their boundaries
+(:meth:`_Linker.join`) and inserts each run's payload through the raw DBAPI
+connection of the import's one transaction: ``executemany`` of tuples on
+SQLite (a larger page cache, a rollback journal instead of the WAL), one
+``COPY … FROM STDIN`` text buffer made by the worker on Postgres (whose
+``UNIQUE(stream_id, seq)`` index is dropped and built once after the load,
+inside the transaction).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from sqlalchemy.engine import Connection
 from .. import schema
 from ..engine import is_postgres, write_engine
 from ..batch import PG_WRITE_LOCK
-from ..store import GENESIS_HASH, WRITE_LOCK_KEY, JournalStore, compute_hash, set_meta
+from ..store import GENESIS_HASH, WRITE_LOCK_KEY, JournalStore, set_meta
 from . import import_chunks
 from .lines import Row, parse_row
 from .opening import Advance, ToolError, no_progress
@@ -33,6 +37,11 @@ IMPORT_META_KEY = "journal_import"
 _COLUMNS = ", ".join(c.name for c in schema.EVENT_COLUMNS)
 _SQLITE_INSERT = f"INSERT INTO {_E.name} ({_COLUMNS}) VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
 _PG_COPY = f"COPY {_E.name} ({_COLUMNS}) FROM STDIN"
+_UNIQUE = next(c for c in _E.constraints if isinstance(c, sa.UniqueConstraint))
+_PG_DROP_UNIQUE = f"ALTER TABLE {_E.name} DROP CONSTRAINT {_UNIQUE.name}"
+_PG_ADD_UNIQUE = (
+    f"ALTER TABLE {_E.name} ADD CONSTRAINT {_UNIQUE.name} UNIQUE ({', '.join(c.name for c in _UNIQUE.columns)})"
+)
 #: SQLite page cache of the import's connection, in KiB (negative ``cache_size``):
 #: the ``UNIQUE(stream_id, seq)`` index takes inserts all over its pages.
 SQLITE_IMPORT_CACHE_KIB = 256 * 1024
@@ -62,25 +71,32 @@ def _refuse_non_empty(conn: Connection) -> None:
 
 
 class _Inserter:
-    """Batches of rows into ``events`` through the connection's DBAPI cursor."""
+    """Chunk payloads into ``events`` through the connection's DBAPI cursor."""
 
     def __init__(self, conn: Connection) -> None:
         self.postgres = is_postgres(conn.engine)
         self.cursor = conn.connection.driver_connection.cursor()
         self.cache_size = None
-        if not self.postgres:
+        if self.postgres:
+            # the UNIQUE(stream_id, seq) index is built once after the load (ADR-0052)
+            self.cursor.execute(_PG_DROP_UNIQUE)
+        else:
             self.cache_size = self.cursor.execute("PRAGMA cache_size").fetchone()[0]
             self.cursor.execute(f"PRAGMA cache_size=-{SQLITE_IMPORT_CACHE_KIB}")
 
-    def insert(self, rows: list[Row]) -> None:
-        if not rows:
+    def insert(self, payload: list[Row] | bytes) -> None:
+        if not payload:
             return
         if self.postgres:
             with self.cursor.copy(_PG_COPY) as copy:
-                for row in rows:
-                    copy.write_row(row)
+                copy.write(payload)
         else:
-            self.cursor.executemany(_SQLITE_INSERT, rows)
+            self.cursor.executemany(_SQLITE_INSERT, payload)
+
+    def finish(self) -> None:
+        """After the last insert (inside the transaction): rebuild what was left out."""
+        if self.postgres:
+            self.cursor.execute(_PG_ADD_UNIQUE)
 
     def close(self) -> None:
         try:
@@ -91,86 +107,99 @@ class _Inserter:
 
 
 class _Linker:
-    """The in-order checks of an import: positions increase, each stream's chain follows on."""
+    """Joins checked chunks in file order: positions increase, each stream's chain follows on."""
 
     def __init__(self) -> None:
         self.heads: dict[str, tuple[int, str]] = {}
         self.last_position = 0
         self.count = 0
 
-    def link(self, row: Row, lineno: int, hash_ok: bool | None = None) -> None:
-        """Check ``row`` (line ``lineno``) after the rows before it; ``hash_ok``
-        None: recompute the hash here, else a worker's answer."""
-        position, sid, seq, type_, data, _at, prev_hash, hash_ = row
-        if position <= self.last_position:
-            raise ToolError(f"{_where(lineno, sid, seq)}: position {position} is not after {self.last_position}")
-        last_seq, prev = self.heads.get(sid, (0, GENESIS_HASH))
-        if seq != last_seq + 1:
-            hint = " (a partial export cannot be imported)" if last_seq == 0 else ""
-            raise ToolError(f"{_where(lineno, sid, seq)}: seq {last_seq + 1} was expected{hint}")
-        if prev_hash != prev:
-            raise ToolError(f"{_where(lineno, sid, seq)}: prev_hash does not match the previous event's hash")
-        if hash_ok is None:
-            hash_ok = compute_hash(prev, sid, seq, type_, data) == hash_
-        if not hash_ok:
-            raise ToolError(f"{_where(lineno, sid, seq)}: hash mismatch (the line's data is not the original bytes)")
-        self.heads[sid] = (seq, hash_)
-        self.last_position = position
-        self.count += 1
+    def join(self, chunk: import_chunks.Chunk, before: int) -> None:
+        """Link ``chunk`` (its lines after the ``before`` lines already joined)
+        to the chunks before it; raise the file's first problem as the
+        one-line-at-a-time check words it."""
+        error = chunk.error
+        if chunk.first is not None:
+            index, sid, seq, position = chunk.first
+            if position <= self.last_position:
+                raise ToolError(
+                    f"{_where(before + 1 + index, sid, seq)}: position {position} is not after {self.last_position}"
+                )
+        heads = self.heads
+        for row, index, sid, seq, prev_hash in chunk.entries:
+            if error is not None and error.row < row:
+                break  # the problem inside the chunk comes first
+            last_seq, prev = heads.get(sid, (0, GENESIS_HASH))
+            if seq != last_seq + 1:
+                hint = " (a partial export cannot be imported)" if last_seq == 0 else ""
+                raise ToolError(f"{_where(before + 1 + index, sid, seq)}: seq {last_seq + 1} was expected{hint}")
+            if prev_hash != prev:
+                raise ToolError(
+                    f"{_where(before + 1 + index, sid, seq)}: prev_hash does not match the previous event's hash"
+                )
+        if error is not None:
+            raise ToolError(f"{_where(before + 1 + error.line, error.stream_id, error.seq)}: {error.text}")
+        if chunk.bad_line is not None:
+            index, line = chunk.bad_line
+            parse_row(line, before + 1 + index)  # raises the line's own error
+            raise ToolError(f"line {before + 1 + index}: cannot be parsed")
+        heads.update(chunk.tails)
+        if chunk.count:
+            self.last_position = chunk.last_position
+        self.count += chunk.count
 
 
-def _sequential(lines: Iterable[bytes], linker: _Linker, inserter: _Inserter, advance: Advance, batch: int) -> None:
-    rows: list[Row] = []
+def _sequential(
+    lines: Iterable[bytes], linker: _Linker, inserter: _Inserter, advance: Advance, batch: int
+) -> None:
+    """Batches of ``batch`` lines checked, joined and inserted in this process."""
+    before = 0
+    pending: list[bytes] = []
     consumed = 0
-    for lineno, line in enumerate(lines, start=1):
+    for line in lines:
+        pending.append(line)
         consumed += len(line)
-        if not line.strip():
-            continue
-        row = parse_row(line, lineno)
-        linker.link(row, lineno)
-        rows.append(row)
-        if len(rows) >= batch:
-            inserter.insert(rows)
-            rows = []
-            advance(consumed)
-            consumed = 0
-    inserter.insert(rows)
-    advance(consumed)
+        if len(pending) >= batch:
+            before = _one_batch(pending, consumed, before, linker, inserter, advance)
+            pending, consumed = [], 0
+    _one_batch(pending, consumed, before, linker, inserter, advance)
+
+
+def _one_batch(
+    lines: list[bytes], size: int, before: int, linker: _Linker, inserter: _Inserter, advance: Advance
+) -> int:
+    chunk = import_chunks.check_lines(lines, size, inserter.postgres)
+    linker.join(chunk, before)
+    inserter.insert(chunk.payload)
+    advance(size)
+    return before + chunk.lines
 
 
 def _parallel(path: str, workers: int, linker: _Linker, inserter: _Inserter, advance: Advance) -> None:
-    """Ranges of ``path`` parsed by ``workers`` processes, linked and inserted here in file order."""
+    """Ranges of ``path`` checked by ``workers`` processes, joined and inserted here in file order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     ranges = import_chunks.split(path)
     ahead = 2 * workers  # ranges in flight: memory stays a few ranges' worth
-    before = 0  # lines of the ranges already linked
+    before = 0  # lines of the ranges already joined
+    copy_text = inserter.postgres
+    check = import_chunks.check_chunk
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pending = [pool.submit(import_chunks.check_chunk, path, a, b) for a, b in ranges[:ahead]]
+            pending = [pool.submit(check, path, a, b, copy_text) for a, b in ranges[:ahead]]
             for k in range(len(ranges)):
                 chunk = pending[k].result()
-                pending[k] = None  # type: ignore[call-overload]  # let the rows go once inserted
+                pending[k] = None  # type: ignore[call-overload]  # let the payload go once inserted
                 if k + ahead < len(ranges):
-                    pending.append(pool.submit(import_chunks.check_chunk, path, *ranges[k + ahead]))
-                _link_chunk(chunk, before, linker)
-                inserter.insert(chunk.rows)
+                    pending.append(pool.submit(check, path, *ranges[k + ahead], copy_text))
+                linker.join(chunk, before)
+                inserter.insert(chunk.payload)
                 advance(chunk.size)
                 before += chunk.lines
     except BrokenProcessPool:
         raise ToolError("an import worker process ended unexpectedly") from None
-
-
-def _link_chunk(chunk: import_chunks.Chunk, before: int, linker: _Linker) -> None:
-    for i, row in enumerate(chunk.rows):
-        lineno = before + 1 + (i if chunk.line_index is None else chunk.line_index[i])
-        linker.link(row, lineno, hash_ok=i != chunk.bad_hash)
-    if chunk.bad_line is not None:
-        index, line = chunk.bad_line
-        parse_row(line, before + 1 + index)  # raises the sequential import's error
-        raise ToolError(f"line {before + 1 + index}: cannot be parsed")
 
 
 def import_events(
@@ -193,42 +222,106 @@ def import_events(
 
     The lines come from ``lines``, or from the file at ``path``, which with
     ``workers > 1`` (and at least :data:`import_chunks.PARALLEL_MIN_BYTES`)
-    is parsed by ``workers - 1`` spawned processes while this one inserts
-    (:mod:`.import_chunks`); the outcome, and any error, is the same.
+    is checked by spawned processes (``workers - 1`` on SQLite, where this
+    one inserts; ``workers`` on Postgres, where the server does) while this
+    one joins and inserts the chunks (:mod:`.import_chunks`); the outcome,
+    and any error, is the same.
     """
     linker = _Linker()
     parallel = path is not None and workers > 1 and os.path.getsize(path) >= import_chunks.PARALLEL_MIN_BYTES
-    with write_engine(store.engine).connect() as conn, conn.begin():
-        _lock_for_write(conn)
-        _refuse_non_empty(conn)
-        inserter = _Inserter(conn)
+    if not is_postgres(store.engine):
+        store.engine.dispose()  # the pool's idle connections: the import's must be the file's only one
+    with write_engine(store.engine).connect() as conn:
+        synchronous = _sqlite_rollback_journal(conn)
         try:
-            if parallel:
-                assert path is not None
-                _parallel(path, max(1, workers - 1), linker, inserter, advance)
-            elif path is not None:
-                with open(path, "rb") as f:
-                    _sequential(f, linker, inserter, advance, batch)
-            else:
-                _sequential(lines or (), linker, inserter, advance, batch)
+            with conn.begin():
+                _load(conn, linker, lines, path, parallel, workers, advance, batch, source)
         finally:
-            inserter.close()
-        last_position = linker.last_position
-        if linker.count and is_postgres(conn.engine):
-            # explicit positions do not move the BIGSERIAL sequence: do it here
-            conn.execute(
-                sa.text("SELECT setval(pg_get_serial_sequence('events', 'position'), :p)"),
-                {"p": last_position},
-            )
-        info: dict[str, object] = {
-            "events": linker.count, "streams": len(linker.heads), "last_position": last_position or None,
-        }  # fmt: skip
-        if source:
-            info["source"] = source
-        info["at"] = time.time()
-        set_meta(conn, IMPORT_META_KEY, orjson.dumps(info).decode())
+            if synchronous is not None:
+                _sqlite_back_to_wal(conn, synchronous)
     store.forget_heads()
-    return ImportResult(linker.count, len(linker.heads), last_position or None)
+    return ImportResult(linker.count, len(linker.heads), linker.last_position or None)
+
+
+def _load(
+    conn: Connection,
+    linker: _Linker,
+    lines: Iterable[bytes] | None,
+    path: str | None,
+    parallel: bool,
+    workers: int,
+    advance: Advance,
+    batch: int,
+    source: str | None,
+) -> None:
+    """The import's one transaction: refuse a non-empty target, load, link, record."""
+    _lock_for_write(conn)
+    _refuse_non_empty(conn)
+    inserter = _Inserter(conn)
+    try:
+        if parallel:
+            assert path is not None
+            # SQLite: this process inserts (CPU-bound), so workers - 1 parse;
+            # Postgres: the server inserts and this one mostly waits, so all parse
+            _parallel(path, workers if inserter.postgres else max(1, workers - 1), linker, inserter, advance)
+        elif path is not None:
+            with open(path, "rb") as f:
+                _sequential(f, linker, inserter, advance, batch)
+        else:
+            _sequential(lines or (), linker, inserter, advance, batch)
+        inserter.finish()
+    finally:
+        inserter.close()
+    last_position = linker.last_position
+    if linker.count and is_postgres(conn.engine):
+        # explicit positions do not move the BIGSERIAL sequence: do it here
+        conn.execute(
+            sa.text("SELECT setval(pg_get_serial_sequence('events', 'position'), :p)"),
+            {"p": last_position},
+        )
+    info: dict[str, object] = {
+        "events": linker.count, "streams": len(linker.heads), "last_position": last_position or None,
+    }  # fmt: skip
+    if source:
+        info["source"] = source
+    info["at"] = time.time()
+    set_meta(conn, IMPORT_META_KEY, orjson.dumps(info).decode())
+
+
+def _sqlite_rollback_journal(conn: Connection) -> int | None:
+    """SQLite: load into the empty file through a rollback journal instead of the WAL (ADR-0052).
+
+    The pages are then written once, into the database file, instead of into
+    the WAL and again by the checkpoint; the rollback journal holds only the
+    few pages of the empty schema. ``synchronous=EXTRA`` makes the commit (the
+    journal's deletion) durable: the directory is synced after the unlink.
+    Needs the only connection to the file; when another one has it open in
+    WAL mode the mode does not change and the import goes through the WAL as
+    before. The connection's ``synchronous`` level to restore after it, or
+    None when nothing changed (Postgres, or the WAL kept).
+    """
+    if is_postgres(conn.engine):
+        return None
+    raw = conn.connection.driver_connection  # no SQLAlchemy autobegin: a PRAGMA outside a transaction
+    synchronous = int(raw.execute("PRAGMA synchronous").fetchone()[0])
+    busy = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+    raw.execute("PRAGMA busy_timeout=0")  # another connection: keep the WAL at once, do not wait
+    try:
+        mode = raw.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+    except sqlite3.OperationalError:  # "database is locked"
+        mode = "wal"
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={busy}")
+    if str(mode).lower() != "delete":
+        return None
+    raw.execute("PRAGMA synchronous=EXTRA")
+    return synchronous
+
+
+def _sqlite_back_to_wal(conn: Connection, synchronous: int) -> None:
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute(f"PRAGMA synchronous={synchronous}")
 
 
 def _where(lineno: int, stream_id: str, seq: int) -> str:
