@@ -200,13 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", required=True, help="another parley checkout (its server is 'base')")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (scan 15, fanout 2)")
     parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy both servers (extra scans; fanout round 1)")
+    parser.add_argument("--ws-client", choices=["trio-websocket", "wsproto"], default="trio-websocket", help="fanout's WebSocket subscriber (http_bench)")
     args = parser.parse_args(argv)
+    hb.WS_CLIENT = args.ws_client
     trees = {"base": os.path.abspath(args.baseline), "new": ROOT}
     report: dict[str, Any] = {
         "bench": "ab",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": hb._git_commit(),
         "baseline": trees["base"],
+        "ws_client": args.ws_client,
         "load_average_before": load_average(),
         "scenarios": {},
     }

@@ -797,7 +797,49 @@ async def sse_subscriber(url: str, channel: str, since: int, expected: int, rec:
             await stream.aclose()
 
 
+#: The WebSocket subscriber of ``fanout`` (``--ws-client``): ``trio-websocket``
+#: (the default, as in every earlier figure) or ``wsproto``, one task per
+#: subscriber over wsproto directly, about half the load generator's receive
+#: CPU; the server sees the same bytes either way (ADR-0054).
+WS_CLIENT = "trio-websocket"
+
+
+async def lean_ws_subscriber(url: str, channel: str, since: int, expected: int, rec: Received) -> None:
+    """A WebSocket tail read with wsproto in this one task (no reader task, no queue)."""
+    import wsproto
+    from wsproto.events import AcceptConnection, CloseConnection, RejectConnection, Request, TextMessage
+
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    conn = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    try:
+        await stream.send_all(conn.send(Request(host=parts.netloc, target=f"/channels/{channel}/ws?since={since}")))
+        while len(rec.items) < expected:
+            data = await stream.receive_some(262_144)
+            if not data:
+                raise ConnectionError("stream closed by server")
+            now = time.perf_counter()
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, TextMessage):
+                    if not event.message_finished:
+                        raise ConnectionError("a fragmented frame")
+                    frame = orjson.loads(event.data)
+                    rec.items.append((frame["cursor"], frame["message"]["msg_id"], now))
+                elif isinstance(event, AcceptConnection):
+                    rec.ready.set()
+                elif isinstance(event, (RejectConnection, CloseConnection)):
+                    raise ConnectionError(f"refused or closed: {event!r}")
+    finally:
+        rec.ready.set()
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
 async def ws_subscriber(url: str, channel: str, since: int, expected: int, rec: Received) -> None:
+    if WS_CLIENT == "wsproto":
+        await lean_ws_subscriber(url, channel, since, expected, rec)
+        return
     from trio_websocket import open_websocket_url
 
     ws_url = url.replace("http://", "ws://", 1) + f"/channels/{channel}/ws?since={since}"
@@ -1905,9 +1947,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client", choices=sorted(CLIENTS), default="h11")
     parser.add_argument("--duration", type=float, default=None, help="seconds per measured case")
     parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy the server during scan/fanout/bulk into DIR")
+    parser.add_argument("--ws-client", choices=["trio-websocket", "wsproto"], default="trio-websocket", help="fanout's WebSocket subscriber")
     args = parser.parse_args(argv)
-    global PROFILE_DIR
+    global PROFILE_DIR, WS_CLIENT
     PROFILE_DIR = args.profile
+    WS_CLIENT = args.ws_client
     if args.scenario in POSTGRES_SCENARIOS:
         # Several processes sharing one database: SQLite serialises writers and
         # `parley serve --workers N` refuses it, so these run on Postgres only.

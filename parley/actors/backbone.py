@@ -123,6 +123,8 @@ class Backbone:
                 await nursery.start(self.creates.run)
                 await nursery.start(self.tailer.run)
                 nursery.start_soon(self._heartbeat)
+                # Tails wake after the committing actor's replies (ADR-0054).
+                await nursery.start(self.signals.run_waker)
                 if self.sessions is not None:
                     await nursery.start(self.sessions.run)
                 task_status.started()
