@@ -11,10 +11,11 @@ ever sees an uncommitted message.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -101,6 +102,28 @@ COMMIT_DEADLINE_S = 15.0
 MAX_RACE_BACKOFF_S = 0.02
 
 
+@dataclass(slots=True)
+class _Decided:
+    """One batch decided on a pending view and not committed yet."""
+
+    view: PendingState
+    charges: PendingCharges
+    #: Closes the seatbelt sheet (``Seatbelt.pending``) once the batch is done.
+    sheet: contextlib.ExitStack
+    #: The stream's seq the batch was decided on: the append's expected seq.
+    base_seq: int
+    events: list[NewEvent] = field(default_factory=list)
+    answers: list[tuple[Envelope[Any], Any]] = field(default_factory=list)
+    #: Refusals decided on a stacked view, answered once the batch below committed.
+    refusals: list[tuple[Envelope[Any], ParleyError]] = field(default_factory=list)
+    blobs: list[tuple[str, bytes]] = field(default_factory=list)
+    reserved: int = 0
+
+
+async def _run_sync(fn: Any, *args: Any) -> None:
+    fn(*args)
+
+
 class ChannelActor(Actor):
     def __init__(self, name: str, backbone: Backbone) -> None:
         self.key = name
@@ -112,6 +135,13 @@ class ChannelActor(Actor):
         #: Messages below this index are committed; tails read only those.
         self.committed_head = 0
         self._encoded: EncodedLog | None = None
+        #: Commands taken from the mailbox while a commit was under way: the next batch.
+        self._carry: list[Envelope[Any]] = []
+        #: That batch's decision, stacked on the committing batch's view (ADR-0057).
+        self._ahead: tuple[list[Envelope[Any]], _Decided] | None = None
+        #: Batches decided ahead, and those of them dropped (the commit below failed).
+        self.decided_ahead = 0
+        self.ahead_dropped = 0
 
     def encoded(self) -> EncodedLog:
         """The encoded bytes of this state's committed messages (ADR-0041); a new
@@ -175,8 +205,18 @@ class ChannelActor(Actor):
             log.warning("snapshot of %s failed; activation will replay more", self.name)
 
     async def handle_batch(self, batch: list[Envelope[Any]]) -> None:
-        await self._handle_batch(batch)
-        await self._maybe_snapshot()
+        try:
+            while True:
+                await self._handle_batch(batch)
+                await self._maybe_snapshot()
+                # What was taken from the mailbox while the last commit was under
+                # way is the next batch (decided already, unless that commit failed).
+                batch, self._carry = self._carry, []
+                if not batch:
+                    return
+        finally:
+            self._carry = []
+            self._drop_ahead()
 
     async def _catch_up(self) -> None:
         """Fold events other processes committed after our last known seq."""
@@ -200,7 +240,8 @@ class ChannelActor(Actor):
                 envelope.reply.set_result(None)
             if not batch:
                 return
-        if not await self._reload_or_refuse(batch):
+        ahead = self._claim_ahead(batch)
+        if ahead is None and not await self._reload_or_refuse(batch):
             return
         if not self.state.exists:
             error = UnknownChannel(f"Unknown channel: {rules.js_quote(rules.fragment(self.name))}")
@@ -211,7 +252,7 @@ class ChannelActor(Actor):
         losses = 0
         while True:
             try:
-                await self._decide_and_commit(batch)
+                await self._decide_and_commit(batch, ahead)
                 return
             except WindowFull:
                 # Another process filled a seatbelt window first: nothing of
@@ -239,72 +280,160 @@ class ChannelActor(Actor):
                     break
                 if losses > 1:
                     await trio.sleep(random.uniform(0, min(MAX_RACE_BACKOFF_S, 0.001 * 2**losses)))
+            finally:
+                ahead = None  # used by the first attempt only; a retry decides again
         for envelope in batch:
             envelope.reply.set_error(Unavailable("the channel is busy; retry shortly", retry_after=1))
 
-    async def _decide_and_commit(self, batch: list[Envelope[Any]]) -> None:
-        """Decide the batch against a pending view, commit it as one append, and
-        only then fold its events into the state and charge the seatbelt.
+    def _claim_ahead(self, batch: list[Envelope[Any]]) -> _Decided | None:
+        """The decision made for ``batch`` while the batch before it committed, if
+        it still holds: that commit succeeded and nothing has made the state stale."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return None
+        envelopes, decided = ahead
+        if envelopes is batch and not self._stale:
+            return decided
+        self.ahead_dropped += 1
+        self._release(decided)
+        return None
+
+    def _drop_ahead(self) -> None:
+        """Forget the next batch's decision (its commands are decided again)."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            self.ahead_dropped += 1
+            self._release(ahead[1])
+
+    def _release(self, decided: _Decided) -> None:
+        self.backbone.pending_artifact_bytes -= decided.reserved
+        decided.reserved = 0
+        decided.sheet.close()
+
+    def _decide_batch(self, batch: list[Envelope[Any]], parent: _Decided | None) -> _Decided:
+        """Decide ``batch`` on a pending view of the state, or, with ``parent``, on
+        a view stacked on ``parent``'s while it commits (ADR-0057).
+
+        A refusal is answered at once when the view is on the committed state;
+        on a stacked view it waits in ``refusals`` until ``parent`` has
+        committed, because it may rest on ``parent``'s uncommitted events.
+        """
+        backbone = self.backbone
+        base = self.state if parent is None else parent.view
+        sheet = contextlib.ExitStack()
+        charges = sheet.enter_context(backbone.seatbelt.pending())
+        if parent is not None:
+            charges.dups.update(parent.charges.dups)  # the dup baseline after parent's posts
+        decided = _Decided(PendingState(base), charges, sheet, base.seq)
+        view = decided.view
+        try:
+            for envelope in batch:
+                if envelope.reply.done:
+                    continue  # refused in an earlier attempt: it stays refused, never half-stored
+                command = envelope.command
+                if isinstance(command, Query):
+                    decided.answers.append((envelope, command))
+                    continue
+                global_bytes = backbone.artifact_bytes + backbone.pending_artifact_bytes
+                try:
+                    decision = self._decide(command, view, charges, global_bytes)
+                except ParleyError as error:
+                    if parent is None:
+                        envelope.reply.set_error(error)
+                    else:
+                        decided.refusals.append((envelope, error))
+                    continue
+                for type_, data in decision.events:
+                    rules.apply(view, type_, data)
+                    decided.events.append(NewEvent(type_, data))
+                if isinstance(command, PutArtifact) and decision.events:
+                    decided.blobs.append((command.sha256, command.data))
+                    decided.reserved += len(command.data)
+                    backbone.pending_artifact_bytes += len(command.data)
+                decided.answers.append((envelope, decision.outcome))
+        except BaseException:
+            self._release(decided)
+            raise
+        return decided
+
+    def _decide_next(self, parent: _Decided) -> None:
+        """While ``parent`` commits: take what waits in the mailbox and decide it
+        on ``parent``'s view, so the next commit can start as soon as this one
+        ends (ADR-0057). What is taken is the next batch either way."""
+        if self._carry or self._ahead is not None:
+            return
+        taken = self.take_waiting()
+        if not taken:
+            return
+        self._carry = taken
+        if self._stale or any(isinstance(e.command, Refresh) for e in taken):
+            return  # decided in turn, after the catch-up the Refresh asks for
+        try:
+            self._ahead = (taken, self._decide_batch(taken, parent))
+            self.decided_ahead += 1
+        except Exception:
+            log.exception("deciding ahead on %s failed; the commands are decided again in turn", self.name)
+
+    async def _decide_and_commit(self, batch: list[Envelope[Any]], ahead: _Decided | None = None) -> None:
+        """Decide the batch against a pending view (or take ``ahead``, decided while
+        the batch before it committed), commit it as one append, and only then
+        fold its events into the state and charge the seatbelt.
 
         A failed or lost commit leaves the state and the seatbelt as they were
         (the view and the sheet are dropped): nothing to take back (ADR-0037).
-        New artifact bytes are reserved against the global cap while the
-        commit is under way, so concurrent channels cannot overspend it.
+        The next batch's decision, stacked on this one's view, is dropped with
+        it (ADR-0057). New artifact bytes are reserved against the global cap
+        while the commit is under way, so concurrent channels cannot overspend it.
         """
         state = self.state
         backbone = self.backbone
-        view = PendingState(state)
-        events: list[NewEvent] = []
-        answers: list[tuple[Envelope[Any], Any]] = []
-        blobs: list[tuple[str, bytes]] = []
-        reserved = 0
+        if ahead is None:
+            decided = self._decide_batch(batch, None)
+        else:
+            decided = ahead
+            for envelope, error in decided.refusals:
+                envelope.reply.set_error(error)
         try:
-            with backbone.seatbelt.pending() as charges:
-                for envelope in batch:
-                    if envelope.reply.done:
-                        continue  # refused in an earlier attempt: it stays refused, never half-stored
-                    command = envelope.command
-                    if isinstance(command, Query):
-                        answers.append((envelope, command))
-                        continue
-                    global_bytes = backbone.artifact_bytes + backbone.pending_artifact_bytes
-                    try:
-                        decision = self._decide(command, view, charges, global_bytes)
-                    except ParleyError as error:
-                        envelope.reply.set_error(error)
-                        continue
-                    for type_, data in decision.events:
-                        rules.apply(view, type_, data)
-                        events.append(NewEvent(type_, data))
-                    if isinstance(command, PutArtifact) and decision.events:
-                        blobs.append((command.sha256, command.data))
-                        reserved += len(command.data)
-                        backbone.pending_artifact_bytes += len(command.data)
-                    answers.append((envelope, decision.outcome))
-                if events:
-                    effects = [_store_blobs(self.name, blobs)] if blobs else []
-                    if backbone.shared_windows and charges:
-                        effects.append(window_side_effect(charges))
-                    try:
-                        committed = await backbone.journal.append(
-                            stream_id(self.name), events, state.seq, side_effect=_chain(effects)
-                        )
-                    except WindowFull as full:
-                        backbone.seatbelt.adopt(full.scope, full.key, full.stamps)
-                        raise
-                    except ConcurrencyError:
-                        raise
-                    except Exception as exc:
-                        await self._refuse_after_failed_commit(exc, answers)
-                        return
-                    backbone.seatbelt.charge(charges)
-                    backbone.artifact_bytes += reserved
-                    for event in events:
-                        rules.apply(state, event.type, event.data)
-                    backbone.on_channel_commit(self.name, state, committed)
+            if decided.events:
+                charges = decided.charges
+                effects = [_store_blobs(self.name, decided.blobs)] if decided.blobs else []
+                if backbone.shared_windows and charges:
+                    effects.append(window_side_effect(charges))
+                committed, failure = await self._commit(decided, _chain(effects))
+                if failure is not None:
+                    self._drop_ahead()
+                    if isinstance(failure, WindowFull):
+                        backbone.seatbelt.adopt(failure.scope, failure.key, failure.stamps)
+                        raise failure
+                    if isinstance(failure, ConcurrencyError):
+                        raise failure
+                    await self._refuse_after_failed_commit(failure, decided.answers)
+                    return
+                backbone.seatbelt.charge(charges)
+                backbone.artifact_bytes += decided.reserved
+                for event in decided.events:
+                    rules.apply(state, event.type, event.data)
+                if self._ahead is not None:
+                    self._ahead[1].view.rebase(state)
+                backbone.on_channel_commit(self.name, state, committed)
         finally:
-            backbone.pending_artifact_bytes -= reserved
-        self._answer(answers)
+            self._release(decided)
+        self._answer(decided.answers)
+
+    async def _commit(self, decided: _Decided, side_effect: Any) -> tuple[list[Any], Exception | None]:
+        """Append ``decided``'s events; the next batch is decided meanwhile (a
+        task that runs once the append is queued for the writer thread)."""
+        committed: list[Any] = []
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_run_sync, self._decide_next, decided)
+            try:
+                committed = await self.backbone.journal.append(
+                    stream_id(self.name), decided.events, decided.base_seq, side_effect=side_effect
+                )
+            except Exception as exc:
+                failure = exc
+        return committed, failure
 
     async def _refuse_after_failed_commit(self, exc: Exception, answers: list[tuple[Envelope[Any], Any]]) -> None:
         """503 for the batch's writes; its reads are answered from the committed state.

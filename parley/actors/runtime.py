@@ -102,6 +102,17 @@ class Actor:
         """True while idleness must not passivate the actor (work it started will report back)."""
         return False
 
+    def take_waiting(self) -> list[Envelope[Any]]:
+        """The commands waiting in this actor's mailbox right now (at most one
+        batch), taken without a checkpoint; set by the registry's cell.
+
+        An actor that calls it from :meth:`handle_batch` (the channel actor
+        deciding its next batch while the current one commits, ADR-0057) must
+        answer what it took before it returns; the cell counts them as part
+        of the batch it is handling, so supervision answers them too.
+        """
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryStatistics:
@@ -141,6 +152,9 @@ class _Cell:
         self.key = key
         self.actor = actor
         self.send, self.receive = trio.open_memory_channel[Envelope[Any]](mailbox_size)
+        #: The batch being handled: what :meth:`_take_waiting` takes joins it.
+        self._current: list[Envelope[Any]] = []
+        actor.take_waiting = self._take_waiting  # type: ignore[method-assign]
 
     async def run(self) -> None:
         reg = self.registry
@@ -187,6 +201,20 @@ class _Cell:
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return waiting
 
+    def _take_waiting(self) -> list[Envelope[Any]]:
+        reg = self.registry
+        taken: list[Envelope[Any]] = []
+        while len(taken) < reg.batch_max:
+            try:
+                taken.append(self.receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        if taken:
+            self._current.extend(taken)
+            reg.batches += 1
+            reg.commands += len(taken)
+        return taken
+
     async def _serve(self) -> None:
         reg = self.registry
         while True:
@@ -212,7 +240,11 @@ class _Cell:
                     break
             reg.batches += 1
             reg.commands += len(batch)
-            await self._handle(batch)
+            self._current = batch
+            try:
+                await self._handle(batch)
+            finally:
+                self._current = []
 
     async def _handle(self, batch: list[Envelope[Any]]) -> None:
         try:

@@ -104,7 +104,9 @@ class PendingState:
     """The attributes :func:`~parley.domain.channel.apply` and the ``decide_*``
     functions use, reading through to ``committed`` (never writing to it)."""
 
-    def __init__(self, committed: ChannelState) -> None:
+    def __init__(self, committed: ChannelState | PendingState) -> None:
+        # ``committed`` may itself be a view (the batch still committing,
+        # ADR-0057): each layer reads through the one below it.
         self.committed = committed
         self.name = committed.name
         self.descriptor = committed.descriptor
@@ -116,6 +118,22 @@ class PendingState:
         self.idem = _Layered(committed.idem)
         self.archived = committed.archived
         self.seq = committed.seq
+
+    def rebase(self, committed: ChannelState) -> None:
+        """Read through to ``committed`` instead of the view this one was stacked on.
+
+        The channel actor decides its next batch on a view stacked on the
+        batch still committing (ADR-0057). Once that batch's events are folded
+        into ``committed``, the view under this one would count them twice
+        (its layer and its base both hold them); ``committed`` now holds
+        exactly what that view did, so this view's own layer sits on it.
+        """
+        self.committed = committed
+        self.messages.base = committed.messages
+        self.ledger.base = committed.ledger
+        self.artifacts.base = committed.artifacts
+        self.msg_ids.base = committed.msg_ids
+        self.idem.base = committed.idem
 
     @property
     def exists(self) -> bool:
