@@ -226,7 +226,7 @@ def export(
 
     with opened_store(database_url) as store:
         total = tools.export_count(store.engine, stream=stream, from_position=from_position, to_position=to_position)
-        kwargs = dict(stream=stream, from_position=from_position, to_position=to_position)
+        kwargs: dict[str, Any] = dict(stream=stream, from_position=from_position, to_position=to_position)
         if output == "-":
             out = click.get_binary_stream("stdout")
             with _progress("export", total) as bar:

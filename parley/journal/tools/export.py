@@ -222,7 +222,8 @@ def export_parallel(
         export_part, stream=stream, from_position=from_position, to_position=to_position, scratch=scratch
     )
     try:
-        results = run_ranges(engine, ranges, workers, job, advance, chunk, label="export")
+        # position ranges: the pool passes a range's bounds to the job as they are
+        results = run_ranges(engine, ranges, workers, job, advance, chunk, label="export")  # type: ignore[arg-type]
         out.flush()
         for a, _b in ranges:
             append_file(out, part_path(scratch, a))
