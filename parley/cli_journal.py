@@ -202,7 +202,18 @@ def _write_anchor(path: str, anchor: dict[str, Any]) -> None:
 @click.option("--from-position", type=click.IntRange(min=0), default=None, help="First position (inclusive).")
 @click.option("--to-position", type=click.IntRange(min=0), default=None, help="Last position (inclusive).")
 @click.option("-o", "--output", default="-", show_default=True, help="Output file ('-' = stdout).")
-def export(database_url: str, stream: str | None, from_position: int | None, to_position: int | None, output: str) -> None:
+@click.option(
+    "--workers",
+    default="auto",
+    show_default=True,
+    callback=lambda ctx, param, value: _workers(ctx, param, value),
+    help="Processes writing a file export in parallel ('auto': the idle CPUs, at most 4; "
+    "1 when the machine is busy). Stdout, 1, or under 200,000 events: this process.",
+)
+def export(
+    database_url: str, stream: str | None, from_position: int | None, to_position: int | None, output: str,
+    workers: int | None,
+) -> None:  # fmt: skip
     """Write events as NDJSON, one per line, in position order.
 
     Each line holds position, stream_id, seq, type, data (the stored JSON text,
@@ -211,10 +222,11 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
     temporary name and renamed into place when complete.
     """
     from .journal import tools
+    from .journal.tools import export as export_tool
 
     with opened_store(database_url) as store:
         total = tools.export_count(store.engine, stream=stream, from_position=from_position, to_position=to_position)
-        kwargs = dict(stream=stream, from_position=from_position, to_position=to_position)
+        kwargs: dict[str, Any] = dict(stream=stream, from_position=from_position, to_position=to_position)
         if output == "-":
             out = click.get_binary_stream("stdout")
             with _progress("export", total) as bar:
@@ -226,8 +238,8 @@ def export(database_url: str, stream: str | None, from_position: int | None, to_
             return
         with atomic_writer(output) as fh, _progress("export", total) as bar:
             result = tools.export_events(
-                store.engine, fh, advance=bar.advance, workers=tools.default_workers(),
-                scratch=_scratch_prefix(output), **kwargs,
+                store.engine, fh, advance=bar.advance, workers=workers or export_tool.auto_workers(),
+                scratch=_scratch_prefix(output), min_parallel_events=export_tool.PARALLEL_MIN_EVENTS, **kwargs,
             )  # fmt: skip
     span = f" (positions {result.first_position}..{result.last_position})" if result.events else ""
     click.echo(f"exported {result.events} events{span} to {output}", err=True)

@@ -75,7 +75,7 @@ class StreamFold:
         if self.kind == "channel":
             self._state: Any = channel.ChannelState(stream_id.split(":", 1)[1])
             # the state is folded in place: bound once, one Python call per event fewer
-            self._apply = functools.partial(channel.apply, self._state)
+            self._apply: Any = functools.partial(channel.apply, self._state)
         else:
             self._state = None
             self._apply = self._apply_session

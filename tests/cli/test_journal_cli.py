@@ -522,3 +522,28 @@ def test_progress_shows_rate_and_eta_on_a_tty():
     now[0] = 104.0
     unknown.done = 4096
     assert unknown.render() == "import 4.00KiB 2.00KiB/s 0:02"
+
+
+def test_export_workers_write_the_bytes_of_one_process(migrated_url, tmp_path, monkeypatch):
+    from parley.journal.tools import export as export_tool
+
+    seed(migrated_url)
+    one, two = tmp_path / "one.ndjson", tmp_path / "two.ndjson"
+    assert run("journal", "export", "--database-url", migrated_url, "--workers", "1", "-o", str(one)).exit_code == 0
+    monkeypatch.setattr(export_tool, "PARALLEL_MIN_EVENTS", 0)  # 11 events: parallel all the same
+    result = run("journal", "export", "--database-url", migrated_url, "--workers", "2", "-o", str(two))
+    assert result.exit_code == 0 and "exported 11 events" in result.stderr
+    assert two.read_bytes() == one.read_bytes() == raw_export(migrated_url)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith((".part", ".tmp"))) == []
+    bad = run("journal", "export", "--database-url", migrated_url, "--workers", "0", "-o", str(two))
+    assert bad.exit_code == 2 and len(bad.stderr.splitlines()) == 1 and "'--workers'" in bad.stderr  # a usage error
+
+
+def test_export_auto_workers_leave_a_busy_machine_to_one_process(monkeypatch):
+    from parley.journal.tools import export as export_tool
+
+    monkeypatch.setattr(export_tool, "default_workers", lambda: 2)
+    monkeypatch.setattr(export_tool.os, "sched_getaffinity", lambda _pid: {0, 1})
+    for load, expected in ((0.2, 2), (0.9, 2), (1.3, 1), (7.0, 1)):
+        monkeypatch.setattr(export_tool.os, "getloadavg", lambda load=load: (load, load, load))
+        assert export_tool.auto_workers() == expected
