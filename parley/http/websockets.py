@@ -41,7 +41,7 @@ from ..errors import InvalidJson, InvalidRequest, ParleyError, Unauthorized, Upg
 from .auth import bearer
 from .error_frames import ws_error_frame
 from .revocation import TokenWatch
-from .ws_frames import FRAME_CAP, TextBatch, batching, text_frames
+from .ws_frames import FRAME_CAP, STREAM as WS_STREAM, TextBatch, batching, text_frames
 from .stream import PAGES, bound_tail_connection, open_tail, tail
 from .outcomes import status_of
 from .wire import error_response, loads_bounded
@@ -94,7 +94,12 @@ def channel_ws_view(backbone, metrics, label: str):
             try:
                 if batch_writes:
                     frames = PAGES.get("ws", first_cursor, encoded, _page_frames)
-                    await websocket.send(TextBatch(texts, frames, transport))
+                    stream = websocket.scope.get(WS_STREAM) if transport is not None else None
+                    sent = stream.write_frames_now(frames, transport) if stream is not None else None
+                    if sent is None:
+                        await websocket.send(TextBatch(texts, frames, transport))
+                    elif sent < len(frames):
+                        await stream.send_raw(frames[sent:])
                 else:
                     for text in texts():
                         await websocket.send(text)
