@@ -41,7 +41,7 @@ from ..errors import InvalidJson, InvalidRequest, ParleyError, Unauthorized, Upg
 from .auth import bearer
 from .error_frames import ws_error_frame
 from .revocation import TokenWatch
-from .ws_frames import FRAME_CAP, TextBatch, batching, text_frames
+from .ws_frames import FRAME_CAP, STREAM as WS_STREAM, TextBatch, batching, text_frames
 from .stream import PAGES, bound_tail_connection, open_tail, tail
 from .outcomes import status_of
 from .wire import error_response, loads_bounded
@@ -74,6 +74,9 @@ def channel_ws_view(backbone, metrics, label: str):
                 await websocket.send(orjson.dumps(payload).decode())
 
         transport = slot.transport
+        # Hypercorn's stream of this socket (set in the scope before the app ran),
+        # looked up once: a direct write needs it and the connection (ADR-0054).
+        ws_stream = websocket.scope.get(WS_STREAM) if batch_writes and transport is not None else None
 
         async def send_page(first_cursor: int, encoded: list[bytes]) -> None:
             # One text frame per message (the contract), all of a commit batch in
@@ -94,7 +97,11 @@ def channel_ws_view(backbone, metrics, label: str):
             try:
                 if batch_writes:
                     frames = PAGES.get("ws", first_cursor, encoded, _page_frames)
-                    await websocket.send(TextBatch(texts, frames, transport))
+                    sent = ws_stream.write_frames_now(frames, transport) if ws_stream is not None else None
+                    if sent is None:
+                        await websocket.send(TextBatch(texts, frames, transport))
+                    elif sent < len(frames):
+                        await ws_stream.send_raw(frames[sent:])
                 else:
                     for text in texts():
                         await websocket.send(text)

@@ -45,6 +45,9 @@ from wsproto.frame_protocol import CloseReason
 
 #: Set in a WebSocket scope by a route to lower that connection's frame cap.
 FRAME_CAP = "parley.frame_cap"
+#: Set in a WebSocket scope by :class:`BoundedWSStream`: the stream itself, so a
+#: live tail can hand it already encoded frames (:meth:`BoundedWSStream.write_frames_now`).
+STREAM = "parley.ws_stream"
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -100,6 +103,32 @@ class BoundedWSStream(ws_stream.WSStream):
     """Hypercorn's WebSocket stream with a per-connection cap that stops buffering."""
 
     _refusing = False
+
+    async def handle(self, event) -> None:  # noqa: ANN001 - a hypercorn stream event
+        await super().handle(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and STREAM not in scope:
+            scope[STREAM] = self  # read by the app's route long after its task started
+
+    def write_frames_now(self, frames: bytes, transport) -> int | None:  # noqa: ANN001 - an AdmittedStream
+        """Write a live tail's frames (:func:`text_frames`) straight to ``transport``
+        without Quart or Hypercorn, when nothing could make them differ from what
+        this stream would send: the ASGI socket is connected, wsproto's connection
+        open, and the client offered no extension. Returns ``transport.write_now``'s
+        answer (``None``: nothing written, send them the ordinary way; fewer bytes
+        than all: send the rest with :meth:`send_raw`), ADR-0054."""
+        if (
+            self.closed
+            or self.state != ws_stream.ASGIWebsocketState.CONNECTED
+            or self.handshake.extensions
+            or self.connection.state != ConnectionState.OPEN
+        ):
+            return None
+        return transport.write_now(frames)
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes already framed (the rest of a :meth:`write_frames_now`) through Hypercorn."""
+        await self.send(Data(stream_id=self.stream_id, data=data))
 
     async def app_send(self, message) -> None:  # noqa: ANN001 - an ASGI send event
         text = message.get("text") if message is not None and message.get("type") == "websocket.send" else None

@@ -182,3 +182,30 @@ async def test_a_websocket_with_an_extension_gets_its_own_frames(server):
     frames = [orjson.loads(t) for t in texts]
     assert [f["cursor"] for f in frames] == list(range(2, BATCH + 2))
     assert raw[0] & 0x40, "the first frame is not compressed (RSV1 unset)"
+
+
+async def test_an_idle_websocket_tail_writes_without_quarts_send(server):
+    """The route hands the page's frames to its Hypercorn stream itself (ADR-0054):
+    Quart's ``websocket.send`` (and its ``websocket_sent`` signal) is not on the path."""
+    from quart.signals import websocket_sent
+
+    sent_through_quart: list[object] = []
+
+    async def record(sender, **_kwargs) -> None:  # noqa: ANN001 - a blinker receiver (sender = the data)
+        sent_through_quart.append(sender)
+
+    await make_channel(server, "ws-direct")
+    url = server.url.replace("http://", "ws://") + "/channels/ws-direct/ws?since=1"
+    websocket_sent.connect(record)
+    try:
+        with trio.fail_after(20):
+            async with open_websocket_url(url) as ws:
+                transport = only_transport(server)
+                before = transport.direct_writes
+                await commit_one_batch(server, "ws-direct")
+                frames = [orjson.loads(await ws.get_message()) for _ in range(BATCH)]
+                assert transport.direct_writes - before == 1
+    finally:
+        websocket_sent.disconnect(record)
+    assert [f["cursor"] for f in frames] == list(range(2, BATCH + 2))
+    assert sent_through_quart == []
