@@ -167,6 +167,39 @@ def _tcp_sockets() -> dict[int, tuple[int, int]]:
     return out
 
 
+def postgres_backends_of(pids: list[int], pg_port: int = 5432) -> list[int]:
+    """The local Postgres backend processes serving ``pids``' connections to ``pg_port``:
+    matched by socket (a server's local port = a backend's remote port), so other
+    jobs' backends on the same Postgres are not counted."""
+    sockets = _tcp_sockets()
+    ours = set()
+    for pid in pids:
+        for inode in _socket_inodes(pid):
+            ports = sockets.get(inode)
+            if ports is not None and ports[1] == pg_port:
+                ours.add(ports[0])
+    backends = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return backends
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", "rb") as f:
+                if f.read().strip() != b"postgres":
+                    continue
+        except OSError:
+            continue
+        for inode in _socket_inodes(int(entry)):
+            ports = sockets.get(inode)
+            if ports is not None and ports[0] == pg_port and ports[1] in ours:
+                backends.append(int(entry))
+                break
+    return sorted(backends)
+
+
 def connection_owners(pids: list[int], server_port: int, client_ports: list[int]) -> dict[int, int | None]:
     """client local port -> the pid (of ``pids``) holding the accepted server-side socket."""
     sockets = _tcp_sockets()
@@ -291,6 +324,9 @@ class _Subprocess:
         return proc.returncode
 
     def cleanup(self) -> None:
+        if os.environ.get("PARLEY_BENCH_KEEP_LOGS"):
+            print(f"harness: {self.name} logs kept in {self._tmp}", file=sys.stderr)
+            return
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     @property

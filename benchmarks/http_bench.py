@@ -106,6 +106,7 @@ from _harness import (  # noqa: E402
     ParleyServer,
     load_average,
     make_tokens,
+    postgres_backends_of,
     postgres_cpu_seconds,
     process_cpu_seconds,
     system_busy_seconds,
@@ -1558,12 +1559,17 @@ async def scaleout_case(ctx: Ctx, n: int, n_channels: int, tag: str) -> dict[str
             return total
 
         before = await scrape_workers()
+        # This run's own Postgres backends (by socket, not every postgres process:
+        # other jobs on the machine use the same Postgres), before and after.
+        server_pids = [server.pid, *pids] if server.workers > 1 else pids
+        backends0 = {pid: process_cpu_seconds(pid) for pid in postgres_backends_of(server_pids)}
         w0 = [process_cpu_seconds(pid) for pid in pids]
         s0 = server.cpu_seconds()
         with CpuMeter(server, postgres=True) as cpu:
             result = await closed_loop(clients, make, sizes["duration"], 201, on_response)
         s1 = server.cpu_seconds()
         w1 = [process_cpu_seconds(pid) for pid in pids]
+        backends1 = {pid: process_cpu_seconds(pid) for pid in postgres_backends_of(server_pids)}
         after = await scrape_workers()
     finally:
         await ctx.close_all(clients)
@@ -1579,6 +1585,14 @@ async def scaleout_case(ctx: Ctx, n: int, n_channels: int, tag: str) -> dict[str
     result["worker_cpu_us_per_append"] = [
         rnd(1e6 * (b - a) / n, 1) if n else None for a, b, n in zip(w0, w1, committed)
     ]
+    # Our backends' CPU: a backend seen at both ends counts its difference, one
+    # opened during the run all of its CPU, one closed during it is lost (rare:
+    # the pool keeps them). Per acknowledged append, with the generator's.
+    pg_ours = sum(c - backends0.get(pid, 0.0) for pid, c in backends1.items() if c == c)
+    result["pg_backends"] = len(backends1)
+    result["pg_ours_cpu_us_per_append"] = rnd(1e6 * pg_ours / result["ok"], 1) if result["ok"] else None
+    result["client_cpu_us_per_append"] = rnd(1e4 * cpu.client_cpu * cpu.wall / result["ok"], 1) if result["ok"] else None
+    result["pg_others_cpu_pct"] = round(max(0.0, cpu.postgres_cpu - 100 * pg_ours / cpu.wall)) if cpu.wall else None
     result["connections_per_worker"] = per_worker_conns
     result["connections_unmapped"] = n - sum(per_worker_conns) if owners else None
     result["events_per_commit"] = None
@@ -1692,12 +1706,19 @@ def scenario_scaleout(backends, sizes, args) -> dict[str, Any]:
     }
     out["cpu_per_append_ratio_workers2_over_workers1"] = cpu_ratio
     print("\nscaleout [postgres] CPU per acknowledged append (server = parent + workers; per worker = its CPU / the appends it committed)")
-    print(f"  {'case':<18} {'w1 us/append':>12} {'w2 us/append':>12} {'w2/w1':>6} {'w2 per-worker us/append':>24} {'w2 busy%':>8} {'w1 busy%':>8}")
+    print("  pg = this run's own Postgres backends (matched by socket); cli = the load generator; pg-oth = other jobs' Postgres CPU%")
+    print(
+        f"  {'case':<18} {'w1 us/append':>12} {'w2 us/append':>12} {'w2/w1':>6} {'w2 per-worker us/append':>24} {'w2 busy%':>8} {'w1 busy%':>8}"
+        f" {'w1 pg/cli us':>13} {'w2 pg/cli us':>13} {'pg-oth w1/w2':>12}"
+    )
     for case in one:
         a, b = one[case], two[case]
         print(
             f"  {case:<18} {a['server_cpu_us_per_append']:>12} {b['server_cpu_us_per_append']:>12} {str(cpu_ratio[case]):>6} "
             f"{_split(b['worker_cpu_us_per_append']):>24} {b['busy_503_pct']:>8} {a['busy_503_pct']:>8}"
+            f" {_split([a['pg_ours_cpu_us_per_append'], a['client_cpu_us_per_append']]):>13}"
+            f" {_split([b['pg_ours_cpu_us_per_append'], b['client_cpu_us_per_append']]):>13}"
+            f" {_split([a['pg_others_cpu_pct'], b['pg_others_cpu_pct']]):>12}"
         )
     out["targets"] = {
         "cpu_per_append_flat_within_10pct": {case: (r is not None and r <= 1.10) for case, r in cpu_ratio.items()},

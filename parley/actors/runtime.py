@@ -248,7 +248,9 @@ class _Cell:
 
     async def _handle(self, batch: list[Envelope[Any]]) -> None:
         try:
-            await self.actor.handle_batch(batch)
+            # The actor gets its own list: what it takes with ``take_waiting``
+            # joins ``batch`` (for supervision below), never the list it decides.
+            await self.actor.handle_batch(list(batch))
             return
         except Exception:
             log.exception("actor %s failed a batch of %d; restarting", self.key, len(batch))

@@ -109,6 +109,7 @@ async def test_sixteen_senders_into_one_channel_are_stored_exactly_once_while_de
         actor = backbone.channels.peek("bulk")
         assert actor.decided_ahead > 0, "the pipeline was never used"
         assert actor.ahead_dropped == 0
+        assert backbone.channels.statistics().restarts == 0
         assert len(acked) == SENDERS * 6 * CALL
         assert_exact(await journal_messages(backbone, "bulk"), acked)
         stats = backbone.seatbelt.statistics()
@@ -126,6 +127,7 @@ async def test_two_processes_racing_on_one_channel_decide_ahead_and_lose_races_c
         assert one.lost_races + two.lost_races > 0, "the processes never raced"
         ahead = sum(b.channels.peek("shared").decided_ahead for b in (one, two))
         assert ahead > 0
+        assert one.channels.statistics().restarts == two.channels.statistics().restarts == 0
         assert_exact(await journal_messages(one, "shared"), acked)
 
 
@@ -177,6 +179,7 @@ async def test_a_commit_failing_under_a_decided_batch_stores_nothing_unacknowled
         assert refused and {r[0] for r in refused} == {"503"}
         actor = backbone.channels.peek("locked")
         assert actor.ahead_dropped > 0, "no batch was decided on top of the failed commit"
+        assert backbone.channels.statistics().restarts == 0
         assert_exact(await journal_messages(backbone, "locked"), acked)
 
         # Resend every message: the stored ones replay at their cursor, the
