@@ -8,7 +8,8 @@ commit, fsync included), the commit hook (tails are woken here) and every
 transport write. A round runs ``http_bench``'s fanout case (64 SSE, then 64
 WebSocket subscribers, 200 sequential appends) on each server; per message
 it prints p50/p99 of: the commit; commit done -> first and -> last
-subscriber write; commit done -> the 201's write; and the load generator's
+subscriber write; commit done -> the 201's write; the server's own pass
+(first -> last subscriber write) and the gap between two subscribers' writes; and the load generator's
 view (append start -> last receipt) beside it, with the load generator's
 CPU per message, so the part of a subscriber's latency that is the server's
 and the part that is the load generator's can be told apart (ADR-0054).
@@ -58,10 +59,15 @@ def server_timeline(rows: list[list[Any]]) -> dict[str, Any]:
         out["last_write"].append(tails[-1][1] - t)
         out["ack_write"].append(acks[0][1] - t)
         out["tail_writes"].append(len(tails))
+        out.setdefault("pass", []).append(tails[-1][1] - tails[0][1])
+        out.setdefault("gap", []).extend(b[1] - a[1] for a, b in zip(tails, tails[1:]))
         out.setdefault("direct", []).append(sum(1 for r in tails if r[0] == "direct"))
     # the commits of appends (skip the create): the ones whose notify got tail writes
     out["commit"] = [t1 - t0 for t0, t1 in commits[1:]]
-    summary = {k: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for k, v in out.items() if k not in ("tail_writes", "direct")}
+    summary = {k: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for k, v in out.items() if k not in ("tail_writes", "direct", "gap")}
+    summary["pass"] = summary.pop("pass", None)  # first -> last tail write: the server's own pass
+    gaps = out.get("gap", [])
+    summary["gap_us"] = {"p50": round(hb.percentile(gaps, 50) * 1e6, 1), "p90": round(hb.percentile(gaps, 90) * 1e6, 1)} if gaps else None
     summary["direct_share"] = round(sum(out.get("direct", [])) / max(1, sum(out["tail_writes"])), 3)
     summary["messages"] = len(out["first_write"])
     summary["tail_writes_per_msg"] = round(statistics.mean(out["tail_writes"]), 1) if out["tail_writes"] else 0
@@ -94,7 +100,7 @@ def run(trees: dict[str, str], rounds: int) -> dict[str, Any]:
 def print_results(results: dict[str, Any]) -> None:
     print("\nserver-side timeline per message (ms, p50/p99; 'commit done' = the journal append returned)")
     print(f"  {'case':<14} {'tree':<5} {'load':>5} {'commit':>12} {'->1st write':>12} {'->last write':>13} {'->201 write':>12}"
-          f" {'client: ->last rx p99':>22} {'cli ms/msg':>10} {'srv ms/msg':>10} {'direct':>6}")
+          f" {'client: ->last rx p99':>22} {'cli ms/msg':>10} {'srv ms/msg':>10} {'direct':>6} {'pass p50':>8} {'gap us p50':>10}")
     rows = [(x, name) for name in results for x in results[name]]
     rows.sort(key=lambda t: (t[0]["round"], t[0]["kind"], t[1]))
     for x, name in rows:
@@ -102,7 +108,7 @@ def print_results(results: dict[str, Any]) -> None:
         f = lambda k: f"{s[k]['p50_ms']:.2f}/{s[k]['p99_ms']:.2f}"  # noqa: E731
         print(
             f"  {x['kind'] + '_64 #' + str(x['round']):<14} {name:<5} {x['load'][0]:>5.2f} {f('commit'):>12} {f('first_write'):>12} "
-            f"{f('last_write'):>13} {f('ack_write'):>12} {c['p99_ms']:>22.1f} {c['client_cpu_ms_per_msg']:>10.2f} {c['server_cpu_ms_per_msg']:>10.2f} {s['direct_share']:>6.2f}"
+            f"{f('last_write'):>13} {f('ack_write'):>12} {c['p99_ms']:>22.1f} {c['client_cpu_ms_per_msg']:>10.2f} {c['server_cpu_ms_per_msg']:>10.2f} {s['direct_share']:>6.2f} {s['pass']['p50_ms']:>8.2f} {s['gap_us']['p50']:>10.1f}"
         )
 
 
