@@ -82,7 +82,14 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Refresh:
-    """Another process appended to this stream: fold the tail in (ADR-0007)."""
+    """Another process appended to this stream: fold the tail in (ADR-0007).
+
+    ``events`` are the ones the tailer read (in seq order): folded as they
+    are when they continue the state, so the stream is not read a second
+    time; without them, or after a gap, the tail is read (ADR-0057).
+    """
+
+    events: tuple[Any, ...] = ()
 
 
 WRITES = (Append, Claim, PutArtifact, Archive)
@@ -227,13 +234,37 @@ class ChannelActor(Actor):
         if tail:
             self.backbone.on_channel_commit(self.name, state, tail)
 
+    def _fold_foreign(self, refreshes: list[Envelope[Any]]) -> bool:
+        """Fold the events the tailer handed over; False when the tail must be read
+        (a ``Refresh`` without events, or a gap before the next seq)."""
+        state = self.state
+        folded = []
+        whole = True
+        for envelope in refreshes:
+            events = envelope.command.events
+            if not events:
+                whole = False
+                continue
+            for event in events:
+                if event.seq <= state.seq:
+                    continue  # folded already (a catch-up, a lost race)
+                if event.seq != state.seq + 1:
+                    whole = False
+                    break
+                rules.apply(state, event.type, event.data)
+                folded.append(event)
+        if folded:
+            self.backbone.on_channel_commit(self.name, state, folded)
+        return whole
+
     async def _handle_batch(self, batch: list[Envelope[Any]]) -> None:
         refreshes = [e for e in batch if isinstance(e.command, Refresh)]
         if refreshes:
             batch = [e for e in batch if not isinstance(e.command, Refresh)]
             if not self._stale:
                 try:
-                    await self._catch_up()
+                    if not self._fold_foreign(refreshes):
+                        await self._catch_up()
                 except JournalUnavailable:
                     self._stale = True
             for envelope in refreshes:

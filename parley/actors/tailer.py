@@ -95,17 +95,25 @@ class JournalTailer:
                     log.warning("journal tailer read failed: %s", type(exc).__name__)
                 await trio.sleep(1)
                 continue
+            foreign: dict[str, list] = {}
             for event in events:
                 if event.position <= self.position:
                     continue  # skipped as our own commit meanwhile
                 self.position = event.position
-                self._observe(event)
+                self._observe(event, foreign)
+            for name, batch in foreign.items():
+                # One Refresh per channel per page, carrying the events: the actor
+                # folds them without reading its stream again (ADR-0057).
+                try:
+                    self.backbone.channels.tell(name, Refresh(tuple(batch)))
+                except Exception:  # a full mailbox will catch up on its next append
+                    pass
             if len(events) < PAGE:
                 seen = version  # read to the end as of ``version``
                 with trio.move_on_after(self.fallback if journal.listening else self.interval):
                     await self._wake.wait()
 
-    def _observe(self, event) -> None:
+    def _observe(self, event, foreign: dict[str, list]) -> None:
         backbone = self.backbone
         backbone.stamper.observe(event.position)
         stream = event.stream_id
@@ -122,10 +130,7 @@ class JournalTailer:
                 return  # ours, or already folded in
             self.foreign_events += 1
             if backbone.channels.is_active(name):
-                try:
-                    backbone.channels.tell(name, Refresh())
-                except Exception:  # a full mailbox will catch up on its next append
-                    pass
+                foreign.setdefault(name, []).append(event)
             else:
                 backbone.signals.notify(name)
         elif stream == TOKENS:
