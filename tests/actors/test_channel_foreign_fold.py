@@ -8,18 +8,14 @@ journal writer, tailer and actors.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import trio
 
-from parley.actors.backbone import Backbone
 from parley.actors.channel_actor import stream_id
-from parley.clock import ManualClock
-from parley.config import Settings
 from parley.domain import channel as rules
 from parley.domain.identity import Identity
 from parley.journal import Journal, migrate
+from tests.actors.memory_backbone import running_backbone
 from tests.support.messages import ulid
 
 ALICE = Identity("sess-a", "alice")
@@ -36,16 +32,8 @@ class CountingJournal(Journal):
         return await super().read_stream(stream_id, after_seq, limit)
 
 
-@asynccontextmanager
-async def process(url: str, journal: Journal) -> AsyncIterator[Backbone]:
-    settings = Settings(database_url=url, session_secret="foreign-fold-secret-0123456789", **RAISED)
-    backbone = Backbone(settings, clock=ManualClock(), journal=journal)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(backbone.run)
-        try:
-            yield backbone
-        finally:
-            backbone.stop()
+def process(url: str, journal: Journal):  # noqa: ANN201 - an async context manager
+    return running_backbone(url, journal, **RAISED)
 
 
 async def test_foreign_appends_are_folded_from_the_tailer_without_a_second_read(tmp_path):

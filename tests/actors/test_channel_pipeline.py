@@ -17,14 +17,12 @@ import trio
 
 from parley.actors.backbone import Backbone
 from parley.actors.channel_actor import stream_id
-from parley.clock import ManualClock
-from parley.config import Settings
 from parley.domain.identity import Identity
 from parley.domain.outcomes import Appended, Replayed
 from parley.errors import MsgIdConflict, ParleyError, Unavailable
 from parley.journal import migrate
 from parley.journal.memory import MemoryJournal
-from tests.actors.memory_backbone import memory_backbone
+from tests.actors.memory_backbone import memory_backbone, running_backbone
 from tests.support.messages import ulid
 
 RAISED = {"max_posts_per_minute": 10_000_000, "global_max_posts_per_minute": 10_000_000, "max_messages_per_channel": 1_000_000}
@@ -134,14 +132,8 @@ async def test_two_processes_racing_on_one_channel_decide_ahead_and_lose_races_c
 @asynccontextmanager
 async def sqlite_backbone(url: str, **overrides) -> AsyncIterator[Backbone]:
     await trio.to_thread.run_sync(migrate.upgrade, url)
-    settings = Settings(database_url=url, session_secret="pipeline-test-secret-0123456789", **overrides)
-    backbone = Backbone(settings, clock=ManualClock())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(backbone.run)
-        try:
-            yield backbone
-        finally:
-            backbone.stop()
+    async with running_backbone(url, **overrides) as backbone:
+        yield backbone
 
 
 async def test_a_commit_failing_under_a_decided_batch_stores_nothing_unacknowledged(tmp_path):
