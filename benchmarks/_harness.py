@@ -95,13 +95,10 @@ def postgres_cpu_seconds() -> float:
     """CPU seconds of the processes named ``postgres`` on this machine (a local server's
     postmaster and backends; a backend that exits takes its share with it)."""
     total = 0.0
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    entries = _proc_pids()
+    if entries is None:
         return float("nan")
     for entry in entries:
-        if not entry.isdigit():
-            continue
         try:
             with open(f"/proc/{entry}/comm", "rb") as f:
                 if f.read().strip() != b"postgres":
@@ -114,16 +111,18 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
+def _proc_pids() -> list[str] | None:
+    """The process ids listed in /proc, as its entry names (None when /proc is unreadable)."""
+    try:
+        return [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:
+        return None
+
+
 def child_pids(pid: int) -> list[int]:
     """Direct children of ``pid`` (scans /proc; [] when unavailable)."""
     out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for entry in _proc_pids() or ():
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
@@ -179,13 +178,7 @@ def postgres_backends_of(pids: list[int], pg_port: int = 5432) -> list[int]:
             if ports is not None and ports[1] == pg_port:
                 ours.add(ports[0])
     backends = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return backends
-    for entry in entries:
-        if not entry.isdigit():
-            continue
+    for entry in _proc_pids() or ():
         try:
             with open(f"/proc/{entry}/comm", "rb") as f:
                 if f.read().strip() != b"postgres":
