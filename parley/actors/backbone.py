@@ -30,6 +30,7 @@ from .channel_actor import (
     Archive,
     ChannelActor,
     Claim,
+    PipelineCounts,
     PutArtifact,
     Query,
     stream_id,
@@ -101,6 +102,8 @@ class Backbone:
         self.encoded_budget = EncodedBudget(settings.read_cache_bytes)
         #: Channel commits lost to another process's append (then decided again).
         self.lost_races = 0
+        #: Batches the channel actors decided while the one before committed (ADR-0057).
+        self.pipeline = PipelineCounts()
         self.tailer = JournalTailer(self)
         from .session_service import SessionService
 

@@ -110,6 +110,16 @@ MAX_RACE_BACKOFF_S = 0.02
 
 
 @dataclass(slots=True)
+class PipelineCounts:
+    """What the channel actors' pipeline did in this process (ADR-0057), for ``/metrics``."""
+
+    #: Batches decided on a view stacked on a batch still committing.
+    decided_ahead: int = 0
+    #: Of those, the ones dropped and decided again (the commit below failed or lost a race).
+    dropped: int = 0
+
+
+@dataclass(slots=True)
 class _Decided:
     """One batch decided on a pending view and not committed yet."""
 
@@ -325,7 +335,7 @@ class ChannelActor(Actor):
         envelopes, decided = ahead
         if envelopes is batch and not self._stale:
             return decided
-        self.ahead_dropped += 1
+        self._count_dropped()
         self._release(decided)
         return None
 
@@ -333,8 +343,12 @@ class ChannelActor(Actor):
         """Forget the next batch's decision (its commands are decided again)."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None:
-            self.ahead_dropped += 1
+            self._count_dropped()
             self._release(ahead[1])
+
+    def _count_dropped(self) -> None:
+        self.ahead_dropped += 1
+        self.backbone.pipeline.dropped += 1
 
     def _release(self, decided: _Decided) -> None:
         self.backbone.pending_artifact_bytes -= decided.reserved
@@ -402,6 +416,7 @@ class ChannelActor(Actor):
         try:
             self._ahead = (taken, self._decide_batch(taken, parent))
             self.decided_ahead += 1
+            self.backbone.pipeline.decided_ahead += 1
         except Exception:
             log.exception("deciding ahead on %s failed; the commands are decided again in turn", self.name)
 

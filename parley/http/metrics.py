@@ -115,6 +115,25 @@ class RuntimeCollector:
             "Channel commits lost to another process's append, then decided again (ADR-0007)",
             value=backbone.lost_races,
         )
+        yield CounterMetricFamily(
+            "parley_channel_batches_decided_ahead",
+            "Channel batches decided while the batch before them committed (ADR-0057)",
+            value=backbone.pipeline.decided_ahead,
+        )
+        yield CounterMetricFamily(
+            "parley_channel_batches_decided_ahead_dropped",
+            "Batches decided ahead, then dropped and decided again because the commit below failed (ADR-0057)",
+            value=backbone.pipeline.dropped,
+        )
+        tailer = backbone.tailer
+        yield CounterMetricFamily(
+            "parley_journal_tail_reads", "Reads of the journal by the tailer (commits of other processes)", value=tailer.reads
+        )
+        yield CounterMetricFamily(
+            "parley_journal_tail_skipped_reads",
+            "Tailer polls that skipped the read: SQLite's data_version said nothing was committed (ADR-0049)",
+            value=tailer.skipped,
+        )
         integrity = CounterMetricFamily(
             "parley_integrity_failures",
             "Snapshots refused and artifacts not served because they did not match their hashes (ADR-0023)",

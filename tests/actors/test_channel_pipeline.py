@@ -107,6 +107,8 @@ async def test_sixteen_senders_into_one_channel_are_stored_exactly_once_while_de
         actor = backbone.channels.peek("bulk")
         assert actor.decided_ahead > 0, "the pipeline was never used"
         assert actor.ahead_dropped == 0
+        # The process-wide counts /metrics exports agree with the actor's own.
+        assert (backbone.pipeline.decided_ahead, backbone.pipeline.dropped) == (actor.decided_ahead, 0)
         assert backbone.channels.statistics().restarts == 0
         assert len(acked) == SENDERS * 6 * CALL
         assert_exact(await journal_messages(backbone, "bulk"), acked)
@@ -171,6 +173,7 @@ async def test_a_commit_failing_under_a_decided_batch_stores_nothing_unacknowled
         assert refused and {r[0] for r in refused} == {"503"}
         actor = backbone.channels.peek("locked")
         assert actor.ahead_dropped > 0, "no batch was decided on top of the failed commit"
+        assert backbone.pipeline.dropped == actor.ahead_dropped
         assert backbone.channels.statistics().restarts == 0
         assert_exact(await journal_messages(backbone, "locked"), acked)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from tests.support.process import serve, sqlite_url
@@ -86,3 +87,36 @@ def test_every_statistics_dataclass_is_exported(tmp_path):
     assert 'parley_actor_commands_total{kind="channel"}' in text
     assert 'parley_seatbelt_windows{scope="channel"} 1.0' in text
     assert 'parley_actor_batches_total{kind="session"}' in text
+
+
+def test_the_pipeline_and_the_tailer_are_counted(tmp_path):
+    """ADR-0057's decided-ahead batches and ADR-0049's skipped tailer reads reach
+    /metrics as counters; an idle SQLite server's tailer skips its reads."""
+
+    def counter(text: str, name: str) -> float:
+        match = re.search(rf"^{name} (\S+)$", text, re.M)
+        assert match, name
+        return float(match.group(1))
+
+    with serve(sqlite_url(tmp_path), tmp_path) as server, server.client("tok-a") as client:
+        client.post("/channels", json={"channel": "t"})
+        client.post("/channels/t/append", json={"type": "note", "body": "x", "msg_id": "01HZX3K4M5N6P7Q8R9S0T1V2W6"})
+        first = client.get("/metrics").text
+        types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", first, re.M))
+        for name in (
+            "parley_channel_batches_decided_ahead_total",
+            "parley_channel_batches_decided_ahead_dropped_total",
+            "parley_journal_tail_reads_total",
+            "parley_journal_tail_skipped_reads_total",
+        ):
+            assert types.get(name) == "counter", name
+        assert counter(first, "parley_channel_batches_decided_ahead_dropped_total") == 0
+        # The tailer polls every 50 ms; with nothing committed it skips each read.
+        # Scrape until two more polls have skipped (a condition, not a sleep).
+        skipped = counter(first, "parley_journal_tail_skipped_reads_total")
+        deadline = time.monotonic() + 10
+        while True:
+            text = client.get("/metrics").text
+            if counter(text, "parley_journal_tail_skipped_reads_total") >= skipped + 2:
+                break
+            assert time.monotonic() < deadline, "an idle tailer did not skip its reads"
