@@ -543,7 +543,44 @@ def test_export_auto_workers_leave_a_busy_machine_to_one_process(monkeypatch):
     from parley.journal.tools import export as export_tool
 
     monkeypatch.setattr(export_tool, "default_workers", lambda: 2)
+    # What is idle right now decides (a 0.1 s sample of /proc/stat) ...
+    for idle, expected in ((1.95, 2), (1.1, 2), (0.7, 1), (0.0, 1)):
+        assert export_tool.auto_workers(lambda idle=idle: idle) == expected
+    # ... and without /proc/stat, the load average.
     monkeypatch.setattr(export_tool.os, "sched_getaffinity", lambda _pid: {0, 1})
     for load, expected in ((0.2, 2), (0.9, 2), (1.3, 1), (7.0, 1)):
         monkeypatch.setattr(export_tool.os, "getloadavg", lambda load=load: (load, load, load))
-        assert export_tool.auto_workers() == expected
+        assert export_tool.auto_workers(lambda: None) == expected
+
+
+def test_idle_cpus_samples_what_is_idle_now_not_the_last_minute():
+    """A busy minute before does not count: the sample sees a core this test keeps
+    busy in a thread as busy, and sees it idle again once the thread stops."""
+    import threading
+
+    from parley.journal.tools.export import idle_cpus
+
+    cpus = len(os.sched_getaffinity(0))
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        busy = idle_cpus(0.2)
+    finally:
+        stop.set()
+        spinner.join()
+    assert busy is not None and 0 <= busy <= cpus - 0.5, busy
+    # Once the spinner stops its core shows idle in the next sample (a few
+    # samples, in case another job on the machine takes it meanwhile).
+    afters = []
+    for _ in range(5):
+        afters.append(idle_cpus(0.2))
+        if afters[-1] is not None and afters[-1] > busy + 0.3:
+            break
+    else:
+        raise AssertionError(f"the stopped spinner's core never showed idle: busy {busy}, after {afters}")

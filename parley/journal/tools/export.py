@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -142,20 +143,48 @@ def _export_serial(engine: Engine, out: BinaryIO, conditions: list[Any], advance
     return ExportResult(n, first, last)
 
 
-def auto_workers() -> int:
+def auto_workers(idle: Callable[[], float | None] | None = None) -> int:
     """Processes for a file export (``--workers auto``): this one, plus one per
-    CPU the 1-minute load average leaves idle, at most :func:`.parallel.default_workers`.
+    CPU idle right now, at most :func:`.parallel.default_workers`.
 
     A parallel export costs ~35 % more CPU than one process (spawned imports,
     the part files written and copied: ADR-0050); it pays only with idle
     cores, and on a saturated machine it made the export 1.3-2x slower.
+    "Idle right now" is a 0.1 s sample of ``/proc/stat`` (:func:`idle_cpus`):
+    the 1-minute load average stays high for a minute after any heavy
+    command, and an export run just after an import then used one core of
+    two idle ones. Without ``/proc/stat`` the load average decides.
     """
+    idle_now = (idle or idle_cpus)()
+    if idle_now is None:
+        try:
+            idle_now = len(os.sched_getaffinity(0)) - os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - platforms without them
+            return default_workers()
+    return max(1, min(default_workers(), 1 + int(idle_now)))
+
+
+def idle_cpus(sample_s: float = 0.1) -> float | None:
+    """How many CPUs were idle over the next ``sample_s`` seconds (Linux
+    ``/proc/stat``: idle + iowait time over all time, times the CPUs this
+    process may use); ``None`` where that cannot be read."""
+
+    def times() -> tuple[int, int]:
+        with open("/proc/stat", "rb") as f:
+            values = [int(v) for v in f.readline().split()[1:9]]
+        return values[3] + values[4], sum(values)
+
     try:
+        idle0, total0 = times()
+        time.sleep(sample_s)
+        idle1, total1 = times()
         cpus = len(os.sched_getaffinity(0))
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - platforms without them
-        return default_workers()
-    return max(1, min(default_workers(), 1 + int(cpus - busy)))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    if total1 <= total0:
+        return None
+    share = (idle1 - idle0) / (total1 - total0)
+    return share * min(cpus, os.cpu_count() or cpus)
 
 
 def position_bounds(
