@@ -18,7 +18,9 @@ import trio
 from parley.actors.backbone import Backbone
 from parley.actors.channel_actor import stream_id
 from parley.domain.identity import Identity
-from parley.domain.outcomes import Appended, Replayed
+from parley.actors.channel_actor import Claim
+from parley.actors.runtime import Envelope
+from parley.domain.outcomes import Appended, Claimed, ClaimRefused, Replayed
 from parley.errors import MsgIdConflict, ParleyError, Unavailable
 from parley.journal import migrate
 from parley.journal.memory import MemoryJournal
@@ -193,3 +195,33 @@ async def test_a_commit_failing_under_a_decided_batch_stores_nothing_unacknowled
                         acked[body["msg_id"]] = slot.body["cursor"]
         assert len(acked) == SENDERS * 6 * CALL
         assert_exact(await journal_messages(backbone, "locked"), acked)
+
+
+async def test_a_claim_decided_on_a_stacked_view_sees_the_claims_of_the_batch_below():
+    """ADR-0057 for claims: the batch decided while another commits is decided on
+    a view stacked on that batch, so a claim of a target the batch below claimed
+    is refused (``already_claimed`` by the claimant below), and a target the
+    batch below left alone is granted; nothing of either is in the state until
+    they commit."""
+    async with memory_backbone(**RAISED) as backbone:
+        await backbone.create_channel({"channel": "work"}, sender_identity(0))
+        await backbone.append("work", note(0, 0), sender_identity(0))  # the actor is active
+        actor = backbone.channels.peek("work")
+
+        def claim(r: int, target: str) -> Envelope:
+            body = {"type": "claim", "body": "mine", "msg_id": ulid(900_000 + r), "target": target}
+            return Envelope(Claim("claim", body, sender_identity(r), None, None))
+
+        below = actor._decide_batch([claim(1, "task-a")], None)
+        above = actor._decide_batch([claim(2, "task-a"), claim(3, "task-b")], below)
+        try:
+            (_, first), = below.answers
+            (_, taken), (_, free) = above.answers
+            assert isinstance(first, Claimed)
+            assert isinstance(taken, ClaimRefused) and taken.body["outcome"] == "already_claimed"
+            assert taken.body["by"]["agent_id"] == sender_identity(1).agent_id
+            assert isinstance(free, Claimed)
+            assert (await backbone.claims("work"))["claims"] == []  # nothing committed yet
+        finally:
+            actor._release(above)
+            actor._release(below)
