@@ -224,6 +224,12 @@ def test_a_worker_database_failure_is_one_safe_error(tmp_path):
     migrate.upgrade(url)
     build(url, messages=5, turns=1)
     decoy = tmp_path / "secret-name.db"
+    # An empty database already in WAL mode: the children only open it. Left to
+    # create it, two children racing to switch a new file to WAL could meet
+    # "database is locked" (also one safe line, but not the cause checked here).
+    with sqlite3.connect(str(decoy)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
     engine = make_engine(f"sqlite:///{decoy}", creator=lambda: sqlite3.connect(str(real), check_same_thread=False))
     try:
         assert replaying.replay(engine).ok  # the parent's own connections work
