@@ -83,10 +83,7 @@ def channel_ws_view(backbone, metrics, label: str):
             # one transport write (ADR-0042), each built from the stored bytes,
             # the frames once for every tail sending this page (ADR-0054).
             def texts() -> list[str]:
-                return [
-                    '{"cursor":%d,"message":%s}' % (cursor, data.decode())
-                    for cursor, data in enumerate(encoded, first_cursor)
-                ]
+                return [payload.decode() for payload in _page_payloads(first_cursor, encoded)]
 
             # A free lock is taken without a checkpoint, so an idle connection's
             # page goes out in the same scheduling step as the wake-up (ADR-0054).
@@ -130,9 +127,14 @@ def channel_ws_view(backbone, metrics, label: str):
     return channel_ws
 
 
+def _page_payloads(first_cursor: int, encoded: list[bytes]) -> list[bytes]:
+    """A tail page's messages as their frames' payloads: ``{"cursor": N, "message": …}`` each."""
+    return [b'{"cursor":%d,"message":%s}' % (cursor, data) for cursor, data in enumerate(encoded, first_cursor)]
+
+
 def _page_frames(first_cursor: int, encoded: list[bytes]) -> bytes:
-    """The text frames of a tail page: ``{"cursor": N, "message": …}`` per message."""
-    return text_frames([b'{"cursor":%d,"message":%s}' % (c, data) for c, data in enumerate(encoded, first_cursor)])
+    """The text frames of a tail page, as one buffer (ADR-0054)."""
+    return text_frames(_page_payloads(first_cursor, encoded))
 
 
 #: Messages in flight per socket (a batch frame counts each of its messages).
