@@ -553,9 +553,25 @@ def test_export_auto_workers_leave_a_busy_machine_to_one_process(monkeypatch):
         assert export_tool.auto_workers(lambda: None) == expected
 
 
-def test_idle_cpus_samples_what_is_idle_now_not_the_last_minute():
-    """A busy minute before does not count: the sample sees a core this test keeps
-    busy in a thread as busy, and sees it idle again once the thread stops."""
+def test_idle_cpus_is_the_idle_share_of_the_ticks_between_two_readings(tmp_path):
+    """Two readings of a ``/proc/stat`` ``cpu`` line: the idle and iowait ticks
+    over all ticks between them, times the CPUs, whatever went before."""
+    from parley.journal.tools.export import cpu_times, idle_between
+
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal (guest columns ignored)
+    stat.write_text("cpu  5000 0 1000 90000 400 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8\n")
+    before = cpu_times(str(stat))
+    assert before == (90_400, 96_400)
+    stat.write_text("cpu  5150 0 1050 90080 420 0 0 0 0 0\n")  # 300 ticks, 100 of them idle
+    after = cpu_times(str(stat))
+    assert idle_between(before, after, 2) == pytest.approx(2 * 100 / 300)
+    assert idle_between(after, after, 2) is None
+
+
+def test_idle_cpus_samples_this_machine_and_counts_a_spinning_core_as_busy():
+    """The real sample: a core this test keeps busy in a thread is not counted idle
+    (a machine saturated by other jobs reads near 0, which this also accepts)."""
     import threading
 
     from parley.journal.tools.export import idle_cpus
@@ -575,12 +591,3 @@ def test_idle_cpus_samples_what_is_idle_now_not_the_last_minute():
         stop.set()
         spinner.join()
     assert busy is not None and 0 <= busy <= cpus - 0.5, busy
-    # Once the spinner stops its core shows idle in the next sample (a few
-    # samples, in case another job on the machine takes it meanwhile).
-    afters = []
-    for _ in range(5):
-        afters.append(idle_cpus(0.2))
-        if afters[-1] is not None and afters[-1] > busy + 0.3:
-            break
-    else:
-        raise AssertionError(f"the stopped spinner's core never showed idle: busy {busy}, after {afters}")

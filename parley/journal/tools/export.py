@@ -166,25 +166,31 @@ def auto_workers(idle: Callable[[], float | None] | None = None) -> int:
 
 def idle_cpus(sample_s: float = 0.1) -> float | None:
     """How many CPUs were idle over the next ``sample_s`` seconds (Linux
-    ``/proc/stat``: idle + iowait time over all time, times the CPUs this
-    process may use); ``None`` where that cannot be read."""
-
-    def times() -> tuple[int, int]:
-        with open("/proc/stat", "rb") as f:
-            values = [int(v) for v in f.readline().split()[1:9]]
-        return values[3] + values[4], sum(values)
-
+    ``/proc/stat``, times the CPUs this process may use); ``None`` where that
+    cannot be read."""
     try:
-        idle0, total0 = times()
+        before = cpu_times()
         time.sleep(sample_s)
-        idle1, total1 = times()
+        after = cpu_times()
         cpus = len(os.sched_getaffinity(0))
     except (OSError, ValueError, IndexError, AttributeError):
         return None
+    return idle_between(before, after, min(cpus, os.cpu_count() or cpus))
+
+
+def cpu_times(stat: str = "/proc/stat") -> tuple[int, int]:
+    """``(idle + iowait, all)`` clock ticks of every CPU so far, from ``stat``'s ``cpu`` line."""
+    with open(stat, "rb") as f:
+        values = [int(v) for v in f.readline().split()[1:9]]
+    return values[3] + values[4], sum(values)
+
+
+def idle_between(before: tuple[int, int], after: tuple[int, int], cpus: int) -> float | None:
+    """The CPUs idle between two :func:`cpu_times` readings (``None`` if no tick passed)."""
+    (idle0, total0), (idle1, total1) = before, after
     if total1 <= total0:
         return None
-    share = (idle1 - idle0) / (total1 - total0)
-    return share * min(cpus, os.cpu_count() or cpus)
+    return (idle1 - idle0) / (total1 - total0) * cpus
 
 
 def position_bounds(
