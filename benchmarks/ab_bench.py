@@ -1,6 +1,6 @@
 """This tree against a baseline tree in ONE run, alternating: the read scan and the fan-out.
 
-    python benchmarks/ab_bench.py {scan|fanout|bulk|all} --baseline PATH [--rounds N] [--profile DIR]
+    python benchmarks/ab_bench.py {scan|fanout|bulk|all} --baseline PATH [--rounds N] [--profile DIR] [--duration S]
 
 ``PATH`` is another checkout of parley (for example ``git worktree add
 /tmp/base <commit>``, or ``git archive <commit> | tar -x -C /tmp/base``); its
@@ -164,7 +164,9 @@ async def fanout_rounds(servers: dict[str, ParleyServer], rounds: int, profile: 
     return out
 
 
-async def bulk_rounds(servers: dict[str, ParleyServer], rounds: int, profile: str | None = None) -> dict[str, Any]:
+async def bulk_rounds(
+    servers: dict[str, ParleyServer], rounds: int, profile: str | None = None, duration: float | None = None
+) -> dict[str, Any]:
     """``http_bench.py bulk``'s append_many cases (16 senders; 1 channel, then 16
     channels), alternating the servers and flipping who goes first every round;
     fresh channels every round, so both trees always write into channels of the
@@ -172,6 +174,8 @@ async def bulk_rounds(servers: dict[str, ParleyServer], rounds: int, profile: st
     import bulk_scenario as bs
 
     sizes = dict(hb.FULL)
+    if duration is not None:
+        sizes["duration"] = duration
     out: dict[str, Any] = {name: {"one_channel": [], "16_channels": []} for name in servers}
     order = list(servers)
     for r in range(rounds):
@@ -264,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", required=True, help="another parley checkout (its server is 'base')")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (scan 15, fanout 2, bulk 3)")
     parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy both servers (extra scans; fanout round 1)")
+    parser.add_argument("--duration", type=float, default=None, help="bulk: seconds per case (default: http_bench's 4)")
     parser.add_argument("--ws-client", choices=["trio-websocket", "wsproto"], default="trio-websocket", help="fanout's WebSocket subscriber (http_bench)")
     args = parser.parse_args(argv)
     hb.WS_CLIENT = args.ws_client
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = trio.run(scan_rounds, servers, args.rounds or 15, args.profile)
                 print_scan(result)
             elif name == "bulk":
-                result = trio.run(bulk_rounds, servers, args.rounds or 3, args.profile)
+                result = trio.run(bulk_rounds, servers, args.rounds or 3, args.profile, args.duration)
                 print_bulk(result)
             else:
                 result = trio.run(fanout_rounds, servers, args.rounds or 2, args.profile)

@@ -66,7 +66,7 @@ def main() -> None:
                     conn.executemany(MANY, batch)
                 conn.execute("COMMIT")
             per = (time.perf_counter() - wall) / args.txns * 1000
-            print(f"  {label:<34} {per:>9.1f} ms/txn wall {(time.thread_time() - cpu) / args.txns * 1000:>7.2f} ms thread CPU")
+            print(f"  {label:<42} {per:>9.1f} ms/txn wall {(time.thread_time() - cpu) / args.txns * 1000:>7.2f} ms thread CPU")
 
         print(f"{args.rows} rows per transaction, {args.txns} transactions, SQLite {sqlite3.sqlite_version}, load {os.getloadavg()[0]:.2f}")
         run("executemany, idle", False)
