@@ -35,8 +35,10 @@ def recording(pid: int | None, directory: str | None, label: str) -> Iterator[No
         return
     os.makedirs(directory, exist_ok=True)
     out = os.path.join(directory, f"{label}.txt")
+    # PARLEY_BENCH_PYSPY_GIL=1: only the thread holding the GIL (where the Python CPU goes).
+    gil = ["--gil"] if os.environ.get("PARLEY_BENCH_PYSPY_GIL") == "1" else []
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw", "--nonblocking", "-o", out],
+        [spy, "record", "--pid", str(pid), "--rate", str(RATE), "--format", "raw", "--nonblocking", *gil, "-o", out],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

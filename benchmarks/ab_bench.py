@@ -1,6 +1,6 @@
 """This tree against a baseline tree in ONE run, alternating: the read scan and the fan-out.
 
-    python benchmarks/ab_bench.py {scan|fanout|all} --baseline PATH [--rounds N] [--profile DIR]
+    python benchmarks/ab_bench.py {scan|fanout|bulk|all} --baseline PATH [--rounds N] [--profile DIR] [--duration S]
 
 ``PATH`` is another checkout of parley (for example ``git worktree add
 /tmp/base <commit>``, or ``git archive <commit> | tar -x -C /tmp/base``); its
@@ -22,6 +22,12 @@ load average).
   subscribers on a fresh channel, then 200 sequential appends, latency from
   append start to receipt) on each server, then a burst of 1,000 appends
   with 32 SSE + 32 WS subscribers: p50/p99, completeness, CPU.
+
+* ``bulk``: a round is ``http_bench.py bulk``'s two append_many cases (16
+  senders into 1 channel, then over 16 channels; fresh channels every round)
+  on each server: msgs/s, server CPU per message, and how the commits were
+  grouped (events and write requests per writer transaction, batches the
+  channel pipeline decided ahead and dropped).
 
 Ends with one JSON line. Exit status 1 if a check (complete scans, every
 subscriber got every message once in order) failed.
@@ -158,6 +164,68 @@ async def fanout_rounds(servers: dict[str, ParleyServer], rounds: int, profile: 
     return out
 
 
+async def bulk_rounds(
+    servers: dict[str, ParleyServer], rounds: int, profile: str | None = None, duration: float | None = None
+) -> dict[str, Any]:
+    """``http_bench.py bulk``'s append_many cases (16 senders; 1 channel, then 16
+    channels), alternating the servers and flipping who goes first every round;
+    fresh channels every round, so both trees always write into channels of the
+    same size. ``profile``: py-spy each server in the first round."""
+    import bulk_scenario as bs
+
+    sizes = dict(hb.FULL)
+    if duration is not None:
+        sizes["duration"] = duration
+    out: dict[str, Any] = {name: {"one_channel": [], "16_channels": []} for name in servers}
+    order = list(servers)
+    for r in range(rounds):
+        sizes["profile"] = profile if r == 0 else None
+        for name in order if r % 2 == 0 else order[::-1]:
+            ctx = hb.Ctx(servers[name], sizes, "h11")
+            for layout, count in (("one_channel", 1), ("16_channels", 16)):
+                channels = [f"ab-{count}ch-{r}-{k}" for k in range(count)]
+                for channel in channels:
+                    await hb.create_channel(ctx, channel)
+                row = await bs.bulk_case(ctx, channels, f"bulk-{layout}-{name}")
+                row["load_average"] = load_average()[0]
+                out[name][layout].append(row)
+                if row["errors"] or not row["readback"]["ok"]:
+                    raise hb.BenchFailure(f"{name} {layout} round {r}: errors {row['errors']}, readback {row['readback']}")
+    return out
+
+
+def print_bulk(r: dict[str, Any]) -> None:
+    print("\nbulk A/B: append_many, 16 senders, alternating rounds (server CPU from /proc; ev = events)")
+    print(
+        f"  {'case':<12} {'tree':<5} {'msgs/s':>8} {'srv cpu':>7} {'srv us/msg':>10} {'oth cpu':>7} {'ev/commit':>9}"
+        f" {'req/commit':>10} {'ev/req':>7} {'ahead':>6} {'dropped':>7} {'load':>5}"
+    )
+    for layout in ("one_channel", "16_channels"):
+        for i in range(len(r["new"][layout])):
+            for name in ("base", "new"):
+                x = r[name][layout][i]
+                us = 1e4 * x["server_cpu_pct"] / x["rate"] if x["rate"] else float("nan")
+                print(
+                    f"  {layout:<12} {name:<5} {x['rate']:>8.0f} {x['server_cpu_pct']:>6}% {us:>10.1f} {x['other_cpu_pct']:>6}%"
+                    f" {str(x.get('events_per_commit')):>9} {str(x.get('requests_per_commit')):>10} {str(x.get('events_per_request')):>7}"
+                    f" {str(x.get('decided_ahead', '-')):>6} {str(x.get('decided_ahead_dropped', '-')):>7} {x['load_average']:>5.2f}"
+                )
+        rates = {name: [x["rate"] for x in r[name][layout]] for name in ("base", "new")}
+        cpu = {
+            name: sum(x["server_cpu_pct"] * x["elapsed_s"] for x in r[name][layout]) / sum(x["ok"] for x in r[name][layout]) * 1e4
+            for name in ("base", "new")
+        }
+        print(
+            f"  {layout}: median msgs/s base {statistics.median(rates['base']):,.0f}, new {statistics.median(rates['new']):,.0f}"
+            f" ({statistics.median(rates['new']) / statistics.median(rates['base']):.2f}x);"
+            f" server CPU per msg (all rounds) base {cpu['base']:.1f} us, new {cpu['new']:.1f} us ({cpu['new'] / cpu['base']:.2f}x)"
+        )
+        r.setdefault("summary", {})[layout] = {
+            "median_msgs_per_s": {name: round(statistics.median(rates[name])) for name in rates},
+            "server_cpu_us_per_msg": {name: round(cpu[name], 1) for name in cpu},
+        }
+
+
 def print_scan(r: dict[str, Any]) -> None:
     print(f"\nscan A/B, {r['rounds']} alternating rounds of {SCAN_MESSAGES} msgs in 500-message pages (msgs/s: medians)")
     print(f"  {'tree':<5} {'msgs/s':>9} {'best':>9} {'srv CPU ms/page':>16} {'client CPU ms/page':>19}")
@@ -196,10 +264,11 @@ def cpu_us_per_delivery(row: dict[str, Any]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["scan", "fanout", "all"])
+    parser.add_argument("scenario", choices=["scan", "fanout", "bulk", "all"])
     parser.add_argument("--baseline", required=True, help="another parley checkout (its server is 'base')")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (scan 15, fanout 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (scan 15, fanout 2, bulk 3)")
     parser.add_argument("--profile", metavar="DIR", default=None, help="py-spy both servers (extra scans; fanout round 1)")
+    parser.add_argument("--duration", type=float, default=None, help="bulk: seconds per case (default: http_bench's 4)")
     parser.add_argument("--ws-client", choices=["trio-websocket", "wsproto"], default="trio-websocket", help="fanout's WebSocket subscriber (http_bench)")
     args = parser.parse_args(argv)
     hb.WS_CLIENT = args.ws_client
@@ -225,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
             if name == "scan":
                 result = trio.run(scan_rounds, servers, args.rounds or 15, args.profile)
                 print_scan(result)
+            elif name == "bulk":
+                result = trio.run(bulk_rounds, servers, args.rounds or 3, args.profile, args.duration)
+                print_bulk(result)
             else:
                 result = trio.run(fanout_rounds, servers, args.rounds or 2, args.profile)
                 print_fanout(result)

@@ -103,6 +103,18 @@ async def bulk_case(ctx: hb.Ctx, channels: list[str], tag: str) -> dict[str, Any
         batches = after["parley_journal_batches"] - before["parley_journal_batches"]
         events = after["parley_journal_events"] - before["parley_journal_events"]
         result["events_per_commit"] = round(events / batches, 1) if batches else None
+        # How the 16 actors' commits were grouped: write requests (channel appends,
+        # snapshots) per writer transaction (one fsync each), and the pipeline's
+        # batches decided ahead / dropped (ADR-0057; absent on trees without it).
+        requests = after.get("parley_journal_requests", math.nan) - before.get("parley_journal_requests", math.nan)
+        result["commits"] = batches
+        result["requests_per_commit"] = round(requests / batches, 2) if batches and requests == requests else None
+        result["events_per_request"] = round(events / requests, 1) if requests == requests and requests else None
+        result["fsyncs_per_1k_msgs"] = round(1000 * batches / ok, 2) if ok else None
+        for key in ("decided_ahead", "decided_ahead_dropped"):
+            name = f"parley_channel_batches_{key}"
+            if name in after:
+                result[key] = after[name] - before.get(name, 0.0)
     result["readback"] = hb.compare_readback(acked, await hb.read_all_ids(ctx, channels))
     return result
 

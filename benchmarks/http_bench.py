@@ -367,6 +367,17 @@ class CpuMeter:
         return out
 
 
+#: The /metrics lines :func:`scrape` keeps (``_total`` dropped from the counters' names).
+SCRAPED = (
+    "parley_journal_batches_total ",
+    "parley_journal_events_total ",
+    "parley_journal_requests_total ",
+    "parley_open_streams ",
+    "parley_channel_batches_decided_ahead_total ",
+    "parley_channel_batches_decided_ahead_dropped_total ",
+)
+
+
 async def scrape(ctx: Ctx) -> dict[str, float]:
     """parley's /metrics gauges (journal batches/events, open streams)."""
     c = ctx.client()
@@ -383,7 +394,7 @@ async def scrape_with(c) -> dict[str, float]:
     if status != 200:
         return out
     for line in body.decode().splitlines():
-        if line.startswith(("parley_journal_batches_total ", "parley_journal_events_total ", "parley_open_streams ")):
+        if line.startswith(SCRAPED):
             name, value = line.split()
             out[name.removesuffix("_total")] = float(value)
     return out

@@ -137,8 +137,14 @@ def _page_frames(first_cursor: int, encoded: list[bytes]) -> bytes:
     return text_frames(_page_payloads(first_cursor, encoded))
 
 
-#: Messages in flight per socket (a batch frame counts each of its messages).
+#: Single ``append``/``claim`` frames in flight per socket.
 MAX_IN_FLIGHT = 256
+#: Messages of ``append_many`` frames in flight per socket: four frames of
+#: 256, the SDK's window and the channel actor's batch (ADR-0061). With one
+#: frame's worth, a socket's next frame was read only after the last one's
+#: commit, so a channel fed by one socket committed 256 at a time and its
+#: actor never had a batch to decide while one committed.
+MAX_BATCH_IN_FLIGHT = 1024
 #: Messages one ``append_many`` frame may carry (ADR-0039).
 MAX_BATCH = 256
 WRITE_OPS = ("append", "claim", "append_many")
@@ -203,13 +209,14 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
     Returns the close code to end with when the server ends the connection.
     """
     limiter = InFlight(MAX_IN_FLIGHT)
+    batches = InFlight(MAX_BATCH_IN_FLIGHT)
 
     async def run_many(frame_id, replies: list, weight: int) -> None:
         try:
             results = await backbone.collect(replies)
             await send({"type": "acks", "id": frame_id, "results": [batch_slot(r) for r in results]})
         finally:
-            limiter.release(weight)
+            batches.release(weight)
 
     async def run(frame_id, op: str, body) -> None:
         try:
@@ -252,7 +259,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 await send(ws_error_frame(InvalidRequest(message), frame.get("id")))
                 continue
             weight = max(1, len(bodies))
-            await limiter.acquire(weight)
+            await batches.acquire(weight)
             try:
                 if watch.revoked:
                     raise Unauthorized()
@@ -260,7 +267,7 @@ async def ingest(backbone, channel: str, identity, send, nursery, watch: TokenWa
                 # the actor in the order they were sent (ADR-0039).
                 replies = await backbone.deliver_many(channel, bodies, identity)
             except ParleyError as error:
-                limiter.release(weight)
+                batches.release(weight)
                 await send(ws_error_frame(error, frame.get("id")))
                 continue
             nursery.start_soon(run_many, frame.get("id"), replies, weight)

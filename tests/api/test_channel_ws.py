@@ -90,3 +90,56 @@ async def test_websocket_tails_share_the_stream_cap_with_sse(sqlite_url):
     assert refused.value.status_code == 503
     assert orjson.loads(refused.value.body)["error"]["code"] == "stream_capacity"
     assert dict(refused.value.headers)[b"retry-after"] == b"1"
+
+
+async def test_batch_frames_behind_a_committing_one_reach_the_actor_before_it_commits(tmp_path):
+    """ADR-0061: a socket's next ``append_many`` frames are read while the first
+    one commits, so one channel fed by one socket decides them together (the
+    old budget of one frame's worth read frame n+1 only after frame n's acks:
+    four actor batches of 256). The SQLite write lock is held by another
+    connection until all four frames are in the actor's hands; every message
+    is then stored once, in the order sent, and acked after its commit."""
+    import sqlite3
+
+    from parley.client import AsyncParley
+    from parley.journal import migrate
+    from tests.support.server import running_server, test_settings
+
+    path = tmp_path / "journal.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    settings = test_settings(url, max_posts_per_minute=100_000, global_max_posts_per_minute=100_000)
+    frames, per_frame = 4, 256
+    async with running_server(settings) as live:
+        async with live.client("tok-a") as client:
+            assert (await client.post("/channels", json={"channel": "held"})).status_code == 201
+        channels = live.backbone.channels
+        before = channels.statistics()
+        ws_url = live.url.replace("http://", "ws://") + "/channels/held/ws?tail=0"
+        locker = sqlite3.connect(str(path), isolation_level=None, timeout=5)
+        acks = []
+        try:
+            with trio.fail_after(8):  # under the writer's 10 s busy timeout
+                async with open_websocket_url(ws_url, extra_headers=[("Authorization", "Bearer tok-a")]) as ws:
+                    locker.execute("BEGIN IMMEDIATE")
+                    for f in range(frames):
+                        bodies = [{"type": "note", "body": f"f{f} m{k}", "msg_id": ulid(f * 1000 + k)} for k in range(per_frame)]
+                        await ws.send_message(orjson.dumps({"id": f, "append_many": bodies}).decode())
+                    while True:  # every frame delivered (taken or waiting) while the first cannot commit
+                        now = channels.statistics()
+                        if now.commands - before.commands + now.mailbox_depth >= frames * per_frame:
+                            break
+                        await trio.sleep(0.005)
+                    locker.execute("ROLLBACK")
+                    for _ in range(frames):
+                        acks.append(orjson.loads(await ws.get_message()))
+        finally:
+            locker.close()
+        after = channels.statistics()
+        async with AsyncParley(live.url, "tok-a") as reader:
+            stored = [m["body"] async for m in reader.iter_messages("held")]
+    assert after.batches - before.batches <= 2, "the frames were decided one commit at a time"
+    assert sorted(a["id"] for a in acks) == list(range(frames))
+    cursors = [slot["body"]["cursor"] for a in sorted(acks, key=lambda a: a["id"]) for slot in a["results"]]
+    assert cursors == list(range(1, frames * per_frame + 1))
+    assert stored == [f"f{f} m{k}" for f in range(frames) for k in range(per_frame)]

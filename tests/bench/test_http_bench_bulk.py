@@ -38,3 +38,26 @@ def test_bulk_quick_checks_hold():
     ratios = report["scenarios"]["bulk"]["sqlite"]["ratios"]
     assert set(ratios) == {"one_channel", "16_channels"}
     assert all(r["over_per_request_same_run"] > 0 for r in ratios.values())
+
+
+def test_ab_bulk_runs_both_trees_and_reports_how_commits_were_grouped():
+    """``ab_bench.py bulk`` against this same tree (an A/A run, ADR-0061's
+    measuring tool): both servers' cases complete with every ack read back,
+    and each row says how the writer grouped the commits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "CAUCUS_"))}
+    done = subprocess.run(
+        [sys.executable, "benchmarks/ab_bench.py", "bulk", "--baseline", str(ROOT), "--rounds", "1", "--duration", "0.3"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    detail = f"exit {done.returncode}\nstdout tail:\n{done.stdout[-3000:]}\nstderr tail:\n{done.stderr[-3000:]}"
+    lines = done.stdout.strip().splitlines()
+    assert done.returncode == 0 and lines and lines[-1].startswith("{"), detail
+    bulk = json.loads(lines[-1])["scenarios"]["bulk"]
+    for tree in ("base", "new"):
+        for layout, channels in (("one_channel", 1), ("16_channels", 16)):
+            (row,) = bulk[tree][layout]
+            assert row["channels"] == channels and row["ok"] > 0 and not row["errors"], detail
+            assert row["readback"]["ok"], detail
+            assert row["requests_per_commit"] >= 1 and row["events_per_request"] > 0, detail
+            assert row["decided_ahead_dropped"] == 0, detail
+    assert set(bulk["summary"]) == {"one_channel", "16_channels"}

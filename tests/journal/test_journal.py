@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import orjson
 import pytest
 import sqlalchemy as sa
 import trio
@@ -53,6 +54,37 @@ async def test_data_text_is_stored_exactly_as_encoded(journal: Journal):
         raw = conn.execute(sa.text("SELECT data FROM events WHERE seq = 2")).scalar()
     assert raw == '{"n":2}'
     assert stored[1].hash == compute_hash(stored[0].hash, "channel:general", 2, "edited", raw)
+
+
+async def test_a_batch_of_rows_is_stored_exactly_with_its_positions_and_time(journal: Journal):
+    """SQLite inserts a run of rows as one statement reading a JSON array
+    (ADR-0061): text that JSON escapes (quotes, backslashes, control
+    characters, non-ASCII, U+2028) must come back byte for byte, each row at
+    the position the append returned, with the very ``recorded_at`` float."""
+    tricky = ['say "hi"\\ back\\slash', "tab\tnew\nline\r\u0001\u001f", "caf\u00e9 \u2028 \U0001f600 \u4e2d", "", "{}[],:"]
+    streams = [f"channel:t-{k}" for k in range(3)]
+    async with trio.open_nursery() as nursery:
+        release = await hold_writer(journal, nursery)
+        results: dict[str, list] = {}
+
+        async def append(sid: str) -> None:
+            events = [ev("posted", body=text, k=i, f=i / 3) for i, text in enumerate(tricky * 4)]
+            results[sid] = await journal.append(sid, events, 0)
+
+        for sid in streams:
+            nursery.start_soon(append, sid)
+        await submitted()
+        release.set()  # the three appends commit in one batch, one run of rows
+    stored = [e for sid in streams for e in results[sid]]
+    with journal._engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT position, stream_id, seq, type, data, recorded_at, prev_hash, hash FROM events WHERE stream_id LIKE 'channel:t-%' ORDER BY position")
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        (e.position, e.stream_id, e.seq, e.type, orjson.dumps(e.data).decode(), e.recorded_at, e.prev_hash, e.hash) for e in sorted(stored, key=lambda e: e.position)
+    ]
+    assert [e.data["body"] for e in results[streams[0]]] == tricky * 4
+    assert (await journal.verify()).ok
 
 
 async def test_an_idle_writer_holds_nothing_of_its_last_batch(journal: Journal):
