@@ -26,6 +26,8 @@ import hashlib
 import os
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,11 +142,25 @@ _stop: Any = None
 _checked: Any = None
 
 
-def init_worker(stop: Any, checked: Any) -> None:
+def init_worker(importer: int, stop: Any = None, checked: Any = None) -> None:
     """Pool initializer: the importer's stop event and progress counter (a
-    spawned process gets them only this way)."""
+    spawned process gets them only this way), and a watch on the importer: a
+    pool's worker would otherwise wait for work forever once the importer is
+    killed (SIGKILL runs no cleanup)."""
     global _stop, _checked
     _stop, _checked = stop, checked
+    # the importer's pid from the importer: it may have died before this runs
+    threading.Thread(target=_exit_with, args=(importer,), daemon=True, name="import-parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
+#: How often a worker checks that its importer still runs.
+PARENT_CHECK_S = 0.5
 
 
 def _pieces(path: str, start: int, end: int) -> Iterator[bytes]:

@@ -198,7 +198,10 @@ def _parallel(path: str, workers: int, linker: _Linker, inserter: _Inserter, adv
     copy_text = inserter.postgres
     check = import_chunks.check_chunk
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=import_chunks.init_worker, initargs=(os.getpid(),),
+        ) as pool:
             pending = [pool.submit(check, path, a, b, copy_text) for a, b in ranges[:ahead]]
             for k in range(len(ranges)):
                 chunk = pending[k].result()
@@ -283,7 +286,7 @@ def _parallel_scratch(
     futures = []
     try:
         with ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=import_chunks.init_worker, initargs=(stop, checked)
+            workers, mp_context=ctx, initializer=import_chunks.init_worker, initargs=(os.getpid(), stop, checked)
         ) as pool:
             try:
                 futures = [
@@ -293,14 +296,12 @@ def _parallel_scratch(
                 for k, future in enumerate(futures):
                     while not future.done():
                         wait([future], timeout=PROGRESS_INTERVAL_S, return_when=FIRST_COMPLETED)
-                        now = checked.value
-                        if now > reported:
-                            advance(now - reported)
-                            reported = now
+                        reported = _report(checked.value, reported, advance)
                     chunk = future.result()
                     linker.join(chunk, before)
                     inserter.insert_from(scratch.attached[k])
                     before += chunk.lines
+                    reported = _report(checked.value, reported, advance)
             except BaseException:
                 stop.set()  # the running workers stop after their current piece
                 for future in futures:
@@ -308,8 +309,12 @@ def _parallel_scratch(
                 raise
     except BrokenProcessPool:
         raise ToolError("an import worker process ended unexpectedly") from None
-    if checked.value > reported:
-        advance(checked.value - reported)
+
+
+def _report(checked: int, reported: int, advance: Advance) -> int:
+    if checked > reported:
+        advance(checked - reported)
+    return max(checked, reported)
 
 
 #: How often a parallel SQLite import reports the bytes its workers checked.
