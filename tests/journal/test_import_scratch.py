@@ -6,6 +6,7 @@ into scratch SQLite files that the import ATTACHes and copies from.
 * the progress callback receives the file's bytes (the workers' count, polled);
 * the import holds the target's write lock from the start of its transaction
   (a plain BEGIN, not BEGIN IMMEDIATE, which would lock the scratch files too);
+* no room for the scratch files is one clear error line;
 * a range longer than a piece is checked across its pieces as one run;
 * an import killed mid-way (SIGKILL-like ``os._exit``) leaves the target empty
   and importable, its workers end on their own; what it leaves is its scratch
@@ -182,3 +183,15 @@ def test_an_import_killed_mid_way_leaves_the_target_empty_and_its_scratch_direct
         assert tools.import_events(store, path=str(path)).events == 200
     finally:
         store.dispose()
+
+
+def test_no_scratch_directory_is_one_clear_error(sqlite_url, tmp_path, scratch_root, monkeypatch):
+    path = tmp_path / "dump.ndjson"
+    path.write_bytes(b"".join(_lines()))
+    missing = tmp_path / "missing"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    with pytest.raises(tools.ToolError) as caught:
+        _import(sqlite_url, path)
+    assert str(caught.value).startswith(f"cannot write the import's scratch files in {missing} (")
+    assert str(caught.value).endswith("set TMPDIR to a directory with about the file's size free")
+    assert _rows(sqlite_url) == []

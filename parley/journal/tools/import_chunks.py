@@ -10,8 +10,10 @@ ranges before it written down: the position and line of its first row, and
 the first ``(seq, prev_hash)`` of each stream that appears in it. The
 importing process joins the ranges in file order with those few values
 (:meth:`.importer._Linker.join`) instead of linking every row, and inserts
-the range's payload: the rows as tuples for SQLite's ``executemany``, or one
-``COPY`` text-format buffer for Postgres, made here from the line's own bytes.
+the range's payload: one ``COPY`` text-format buffer for Postgres, made here
+from the line's own bytes; on SQLite the worker writes the range's rows into a
+scratch SQLite file the importer copies from (:func:`check_into_scratch`,
+ADR-0059), and a sequential import's batches are rows as tuples.
 
 A worker stops at its range's first problem and says what and where; the
 importer raises exactly the error a one-line-at-a-time check would raise for
@@ -202,7 +204,9 @@ def check_into_scratch(path: str, start: int, end: int, scratch: str) -> Chunk:
             if lines[-1] == b"":
                 lines.pop()  # the piece ends with a newline: no line after it
             check_lines(lines, len(piece), False, chunk)
-            db.executemany(_SCRATCH_INSERT, chunk.payload)
+            rows = chunk.payload
+            assert isinstance(rows, list)
+            db.executemany(_SCRATCH_INSERT, rows)
             chunk.payload = []
             if _checked is not None:
                 with _checked.get_lock():

@@ -1,14 +1,16 @@
 """``parley journal import``: load an export into an EMPTY database, checking every chain.
 
-Speed (ADR-0044, ADR-0052): runs of lines are parsed, hash-checked and linked
-within the run by :func:`.import_chunks.check_lines` (in worker processes for a
-large file); this process joins the runs at their boundaries
-(:meth:`_Linker.join`) and inserts each run's payload through the raw DBAPI
-connection of the import's one transaction: ``executemany`` of tuples on
-SQLite (a larger page cache, a rollback journal instead of the WAL), one
-``COPY … FROM STDIN`` text buffer made by the worker on Postgres (whose
-``UNIQUE(stream_id, seq)`` index is dropped and built once after the load,
-inside the transaction).
+Speed (ADR-0044, ADR-0052, ADR-0059): runs of lines are parsed, hash-checked
+and linked within the run by :func:`.import_chunks.check_lines` (in worker
+processes for a large file); this process joins the runs at their boundaries
+(:meth:`_Linker.join`) and inserts each run's rows through the raw DBAPI
+connection of the import's one transaction. SQLite (a larger page cache, a
+rollback journal instead of the WAL): with workers, each writes its range's
+rows into a scratch SQLite file that this connection has ATTACHed, and one
+``INSERT … SELECT`` per range copies them (:class:`_Scratch`); in one process,
+``executemany`` of tuples. Postgres: one ``COPY … FROM STDIN`` text buffer made
+by the worker per run (the ``UNIQUE(stream_id, seq)`` index is dropped and
+built once after the load, inside the transaction).
 """
 
 from __future__ import annotations
@@ -230,7 +232,10 @@ class _Scratch:
         count = max(1, min(SCRATCH_RANGES, raw.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)))
         size = os.path.getsize(path)
         self.ranges = import_chunks.split(path, max(import_chunks.CHUNK_BYTES, -(-size // count)))
-        self.dir = os.path.abspath(tempfile.mkdtemp(prefix="parley-import-"))
+        try:
+            self.dir = os.path.abspath(tempfile.mkdtemp(prefix="parley-import-"))
+        except OSError as e:
+            raise _scratch_error(tempfile.gettempdir(), e) from None
         self.files: list[str] = []
         self.attached: list[str] = []
         try:
@@ -297,7 +302,10 @@ def _parallel_scratch(
                     while not future.done():
                         wait([future], timeout=PROGRESS_INTERVAL_S, return_when=FIRST_COMPLETED)
                         reported = _report(checked.value, reported, advance)
-                    chunk = future.result()
+                    try:
+                        chunk = future.result()
+                    except (sqlite3.Error, OSError) as e:  # the worker's, writing its scratch file
+                        raise _scratch_error(scratch.dir, e) from None
                     linker.join(chunk, before)
                     inserter.insert_from(scratch.attached[k])
                     before += chunk.lines
@@ -309,6 +317,13 @@ def _parallel_scratch(
                 raise
     except BrokenProcessPool:
         raise ToolError("an import worker process ended unexpectedly") from None
+
+
+def _scratch_error(where: str, e: BaseException) -> ToolError:
+    return ToolError(
+        f"cannot write the import's scratch files in {where} ({e}); "
+        "set TMPDIR to a directory with about the file's size free"
+    )
 
 
 def _report(checked: int, reported: int, advance: Advance) -> int:
@@ -341,10 +356,10 @@ def import_events(
 
     The lines come from ``lines``, or from the file at ``path``, which with
     ``workers > 1`` (and at least :data:`import_chunks.PARALLEL_MIN_BYTES`)
-    is checked by spawned processes (``workers - 1`` on SQLite, where this
-    one inserts; ``workers`` on Postgres, where the server does) while this
-    one joins and inserts the chunks (:mod:`.import_chunks`); the outcome,
-    and any error, is the same.
+    is checked by ``workers`` spawned processes while this one joins and
+    inserts the chunks (:mod:`.import_chunks`; on SQLite the workers also
+    write the rows, into scratch files under ``TMPDIR``, removed afterwards);
+    the outcome, and any error, is the same.
     """
     linker = _Linker()
     parallel = path is not None and workers > 1 and os.path.getsize(path) >= import_chunks.PARALLEL_MIN_BYTES
@@ -360,6 +375,7 @@ def import_events(
             if parallel and not postgres:
                 assert path is not None
                 raw = conn.connection.driver_connection
+                assert raw is not None
                 scratch = _Scratch(path, raw)
                 scratch.attach(raw)
             with conn.begin():
@@ -368,8 +384,8 @@ def import_events(
                 _load(conn, linker, lines, path, parallel, workers, advance, batch, source, scratch)
         finally:
             try:
-                if scratch is not None:
-                    scratch.detach(conn.connection.driver_connection)
+                if scratch is not None and (raw := conn.connection.driver_connection) is not None:
+                    scratch.detach(raw)
                 if synchronous is not None:
                     _sqlite_back_to_wal(conn, synchronous)
             finally:
