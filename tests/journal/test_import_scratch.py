@@ -7,6 +7,7 @@ into scratch SQLite files that the import ATTACHes and copies from.
 * the import holds the target's write lock from the start of its transaction
   (a plain BEGIN, not BEGIN IMMEDIATE, which would lock the scratch files too);
 * no room for the scratch files is one clear error line;
+* with another connection open (the WAL kept) the scratch path works the same;
 * a range longer than a piece is checked across its pieces as one run;
 * an import killed mid-way (SIGKILL-like ``os._exit``) leaves the target empty
   and importable, its workers end on their own; what it leaves is its scratch
@@ -195,3 +196,19 @@ def test_no_scratch_directory_is_one_clear_error(sqlite_url, tmp_path, scratch_r
     assert str(caught.value).startswith(f"cannot write the import's scratch files in {missing} (")
     assert str(caught.value).endswith("set TMPDIR to a directory with about the file's size free")
     assert _rows(sqlite_url) == []
+
+
+def test_with_another_connection_open_the_import_goes_through_the_wal(sqlite_url, tmp_path, scratch_root):
+    lines = _lines()
+    path = tmp_path / "dump.ndjson"
+    path.write_bytes(b"".join(lines))
+    migrate.upgrade(sqlite_url)
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        other.execute("SELECT count(*) FROM events").fetchone()  # the file open in WAL mode, no lock held
+        assert _import(sqlite_url, path).events == 200
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT count(*) FROM events").fetchone() == (200,)
+    finally:
+        other.close()
+    assert _rows(sqlite_url) == [parse_row(line) for line in lines] and os.listdir(scratch_root) == []

@@ -386,11 +386,13 @@ def import_events(
             try:
                 if scratch is not None and (raw := conn.connection.driver_connection) is not None:
                     scratch.detach(raw)
-                if synchronous is not None:
-                    _sqlite_back_to_wal(conn, synchronous)
             finally:
-                if scratch is not None:
-                    scratch.remove()
+                try:
+                    if synchronous is not None:
+                        _sqlite_back_to_wal(conn, synchronous)
+                finally:
+                    if scratch is not None:
+                        scratch.remove()
     store.forget_heads()
     return ImportResult(linker.count, len(linker.heads), linker.last_position or None)
 
