@@ -10,8 +10,10 @@ ranges before it written down: the position and line of its first row, and
 the first ``(seq, prev_hash)`` of each stream that appears in it. The
 importing process joins the ranges in file order with those few values
 (:meth:`.importer._Linker.join`) instead of linking every row, and inserts
-the range's payload: the rows as tuples for SQLite's ``executemany``, or one
-``COPY`` text-format buffer for Postgres, made here from the line's own bytes.
+the range's payload: one ``COPY`` text-format buffer for Postgres, made here
+from the line's own bytes; on SQLite the worker writes the range's rows into a
+scratch SQLite file the importer copies from (:func:`check_into_scratch`,
+ADR-0059), and a sequential import's batches are rows as tuples.
 
 A worker stops at its range's first problem and says what and where; the
 importer raises exactly the error a one-line-at-a-time check would raise for
@@ -25,7 +27,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -123,6 +130,95 @@ def check_chunk(path: str, start: int, end: int, copy_text: bool = False) -> Chu
     return check_lines(lines, len(data), copy_text)
 
 
+#: The scratch table a worker writes a range's checked rows into (SQLite,
+#: ADR-0059): the ``events`` columns with no index, ``position`` its rowid, so
+#: the importer reads them back in position order without sorting.
+SCRATCH_TABLE = (
+    "CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TEXT, seq INTEGER, type TEXT,"
+    " data TEXT, recorded_at REAL, prev_hash TEXT, hash TEXT)"
+)
+_SCRATCH_INSERT = "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: Set by the importer when it gives up: a worker stops after its current piece.
+_stop: Any = None
+#: Bytes checked by the pool's workers, shared with the importer (its progress).
+_checked: Any = None
+
+
+def init_worker(importer: int, stop: Any = None, checked: Any = None) -> None:
+    """Pool initializer: the importer's stop event and progress counter (a
+    spawned process gets them only this way), and a watch on the importer: a
+    pool's worker would otherwise wait for work forever once the importer is
+    killed (SIGKILL runs no cleanup)."""
+    global _stop, _checked
+    _stop, _checked = stop, checked
+    # the importer's pid from the importer: it may have died before this runs
+    threading.Thread(target=_exit_with, args=(importer,), daemon=True, name="import-parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
+#: How often a worker checks that its importer still runs.
+PARENT_CHECK_S = 0.5
+
+
+def _pieces(path: str, start: int, end: int) -> Iterator[bytes]:
+    """``path[start:end]`` in pieces of about :data:`CHUNK_BYTES`, each ending at a line end
+    (but the last, when the file does not end with one)."""
+    carry = b""
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            block = f.read(min(CHUNK_BYTES, left))
+            if not block:
+                break
+            left -= len(block)
+            data = carry + block if carry else block
+            cut = data.rfind(b"\n") + 1 if left > 0 else len(data)
+            carry = data[cut:]
+            if cut:
+                yield data[:cut]
+    if carry:
+        yield carry
+
+
+def check_into_scratch(path: str, start: int, end: int, scratch: str) -> Chunk:
+    """Check the lines of ``path[start:end]`` and write the rows that pass into
+    the empty ``events`` table of the SQLite file ``scratch`` (a worker's job on
+    SQLite, ADR-0059): the importer then copies them with one ``INSERT … SELECT``
+    instead of receiving them pickled. The range is read and written in pieces
+    (memory stays a piece's worth); the file is written without a journal or
+    syncs, being thrown away after the import. The Chunk's payload is empty."""
+    chunk = Chunk(0, 0)
+    db = sqlite3.connect(scratch, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("BEGIN")
+        for piece in _pieces(path, start, end):
+            lines = piece.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()  # the piece ends with a newline: no line after it
+            check_lines(lines, len(piece), False, chunk)
+            rows = chunk.payload
+            assert isinstance(rows, list)
+            db.executemany(_SCRATCH_INSERT, rows)
+            chunk.payload = []
+            if _checked is not None:
+                with _checked.get_lock():
+                    _checked.value += len(piece)
+            if chunk.error is not None or chunk.bad_line is not None or (_stop is not None and _stop.is_set()):
+                break
+        db.execute("COMMIT")
+    finally:
+        db.close()
+    return chunk
+
+
 def _copy_field(text: str) -> bytes:
     """A text value in COPY's text format (backslash, tab, newline, CR escaped)."""
     b = text.encode("utf-8")
@@ -171,21 +267,27 @@ def canonical_row(body: bytes, copy_text: bool = False) -> tuple[Row, bytes, byt
     return row, hashed, copy
 
 
-def check_lines(lines: list[bytes], size: int, copy_text: bool = False) -> Chunk:
+def check_lines(lines: list[bytes], size: int, copy_text: bool = False, chunk: Chunk | None = None) -> Chunk:
     """Parse, hash-check and link ``lines`` (each without or with its line end).
 
     Stops at the first line that does not parse (``bad_line``) or the first
     row that fails a check inside the run (``error``); the payload holds the
-    rows before it, as COPY text when ``copy_text`` else as tuples.
+    rows before it, as COPY text when ``copy_text`` else as tuples. With
+    ``chunk`` (one that found no problem), ``lines`` follow on its lines: the
+    checks and indexes continue, and the payload is these lines' rows only.
     """
-    chunk = Chunk(len(lines), size)
+    if chunk is None:
+        chunk = Chunk(0, 0)
+    base = chunk.lines
+    chunk.lines += len(lines)
+    chunk.size += size
     rows: list[Row] = []
     copies: list[bytes] = []
     entries = chunk.entries
     tails = chunk.tails
-    last_position = 0
-    n = 0
-    for i, line in enumerate(lines):
+    last_position = chunk.last_position
+    n = chunk.count
+    for i, line in enumerate(lines, base):
         body = line.rstrip(b"\r\n")
         fast = canonical_row(body, copy_text)
         if fast is None:

@@ -1,20 +1,24 @@
 """``parley journal import``: load an export into an EMPTY database, checking every chain.
 
-Speed (ADR-0044, ADR-0052): runs of lines are parsed, hash-checked and linked
-within the run by :func:`.import_chunks.check_lines` (in worker processes for a
-large file); this process joins the runs at their boundaries
-(:meth:`_Linker.join`) and inserts each run's payload through the raw DBAPI
-connection of the import's one transaction: ``executemany`` of tuples on
-SQLite (a larger page cache, a rollback journal instead of the WAL), one
-``COPY … FROM STDIN`` text buffer made by the worker on Postgres (whose
-``UNIQUE(stream_id, seq)`` index is dropped and built once after the load,
-inside the transaction).
+Speed (ADR-0044, ADR-0052, ADR-0059): runs of lines are parsed, hash-checked
+and linked within the run by :func:`.import_chunks.check_lines` (in worker
+processes for a large file); this process joins the runs at their boundaries
+(:meth:`_Linker.join`) and inserts each run's rows through the raw DBAPI
+connection of the import's one transaction. SQLite (a larger page cache, a
+rollback journal instead of the WAL): with workers, each writes its range's
+rows into a scratch SQLite file that this connection has ATTACHed, and one
+``INSERT … SELECT`` per range copies them (:class:`_Scratch`); in one process,
+``executemany`` of tuples. Postgres: one ``COPY … FROM STDIN`` text buffer made
+by the worker per run (the ``UNIQUE(stream_id, seq)`` index is dropped and
+built once after the load, inside the transaction).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +41,11 @@ IMPORT_META_KEY = "journal_import"
 _COLUMNS = ", ".join(c.name for c in schema.EVENT_COLUMNS)
 _SQLITE_INSERT = f"INSERT INTO {_E.name} ({_COLUMNS}) VALUES ({', '.join('?' * len(schema.EVENT_COLUMNS))})"
 _PG_COPY = f"COPY {_E.name} ({_COLUMNS}) FROM STDIN"
+_SQLITE_COPY_FROM = f"INSERT INTO main.{_E.name} ({_COLUMNS}) SELECT {_COLUMNS} FROM {{}}.events ORDER BY position"
+#: SQLite's write lock on the target only: ``BEGIN IMMEDIATE`` would also lock
+#: the attached scratch files the workers are still writing (a no-op write
+#: statement takes the lock of its database alone).
+_SQLITE_LOCK_MAIN = f"DELETE FROM main.{_E.name} WHERE 0"
 _UNIQUE = next(c for c in _E.constraints if isinstance(c, sa.UniqueConstraint))
 _PG_DROP_UNIQUE = f"ALTER TABLE {_E.name} DROP CONSTRAINT {_UNIQUE.name}"
 _PG_ADD_UNIQUE = (
@@ -92,6 +101,10 @@ class _Inserter:
                 copy.write(payload)
         else:
             self.cursor.executemany(_SQLITE_INSERT, payload)
+
+    def insert_from(self, schema_name: str) -> None:
+        """SQLite: copy an attached scratch file's checked rows (ADR-0059), in position order."""
+        self.cursor.execute(_SQLITE_COPY_FROM.format(schema_name))
 
     def finish(self) -> None:
         """After the last insert (inside the transaction): rebuild what was left out."""
@@ -187,7 +200,10 @@ def _parallel(path: str, workers: int, linker: _Linker, inserter: _Inserter, adv
     copy_text = inserter.postgres
     check = import_chunks.check_chunk
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=import_chunks.init_worker, initargs=(os.getpid(),),
+        ) as pool:
             pending = [pool.submit(check, path, a, b, copy_text) for a, b in ranges[:ahead]]
             for k in range(len(ranges)):
                 chunk = pending[k].result()
@@ -200,6 +216,124 @@ def _parallel(path: str, workers: int, linker: _Linker, inserter: _Inserter, adv
                 before += chunk.lines
     except BrokenProcessPool:
         raise ToolError("an import worker process ended unexpectedly") from None
+
+
+class _Scratch:
+    """The scratch SQLite files of a parallel SQLite import (ADR-0059), one per range
+    of the file, in a temporary directory: each worker writes a range's checked rows
+    into its file, which the import's connection has ATTACHed (before its
+    transaction: SQLite refuses an ATTACH inside one) and copies from.
+
+    The file is cut into at most :data:`SCRATCH_RANGES` ranges (and no more than
+    the connection may attach): a range is read and written in pieces, so its
+    size costs disk in the temporary directory, not memory."""
+
+    def __init__(self, path: str, raw: sqlite3.Connection) -> None:
+        count = max(1, min(SCRATCH_RANGES, raw.getlimit(sqlite3.SQLITE_LIMIT_ATTACHED)))
+        size = os.path.getsize(path)
+        self.ranges = import_chunks.split(path, max(import_chunks.CHUNK_BYTES, -(-size // count)))
+        try:
+            self.dir = os.path.abspath(tempfile.mkdtemp(prefix="parley-import-"))
+        except OSError as e:
+            raise _scratch_error(tempfile.gettempdir(), e) from None
+        self.files: list[str] = []
+        self.attached: list[str] = []
+        try:
+            for k in range(len(self.ranges)):
+                name = os.path.join(self.dir, f"range-{k}.db")
+                db = sqlite3.connect(name)
+                try:
+                    # large pages: a fraction of the write and read calls of 4 KiB ones
+                    db.execute(f"PRAGMA page_size={SCRATCH_PAGE_SIZE}")
+                    db.execute(import_chunks.SCRATCH_TABLE)
+                    db.commit()
+                finally:
+                    db.close()
+                self.files.append(name)
+        except BaseException:
+            self.remove()
+            raise
+
+    def attach(self, raw: sqlite3.Connection) -> None:
+        for k, name in enumerate(self.files):
+            raw.execute(f"ATTACH DATABASE ? AS scratch{k}", (name,))
+            self.attached.append(f"scratch{k}")
+
+    def detach(self, raw: sqlite3.Connection) -> None:
+        while self.attached:
+            raw.execute(f"DETACH DATABASE {self.attached.pop()}")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+#: Most ranges of a parallel SQLite import (each one an attached scratch file;
+#: SQLite's default limit is 10 attached databases).
+SCRATCH_RANGES = 8
+#: Page size of the scratch files (SQLite's largest).
+SCRATCH_PAGE_SIZE = 65536
+
+
+def _parallel_scratch(
+    path: str, workers: int, linker: _Linker, inserter: _Inserter, advance: Advance, scratch: _Scratch
+) -> None:
+    """Ranges of ``path`` checked by ``workers`` processes into the scratch files,
+    joined and copied here in file order; ``advance`` follows the bytes checked."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    checked = ctx.Value("q", 0)
+    reported = 0
+    before = 0  # lines of the ranges already joined
+    futures = []
+    try:
+        with ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=import_chunks.init_worker, initargs=(os.getpid(), stop, checked)
+        ) as pool:
+            try:
+                futures = [
+                    pool.submit(import_chunks.check_into_scratch, path, a, b, name)
+                    for (a, b), name in zip(scratch.ranges, scratch.files)
+                ]
+                for k, future in enumerate(futures):
+                    while not future.done():
+                        wait([future], timeout=PROGRESS_INTERVAL_S, return_when=FIRST_COMPLETED)
+                        reported = _report(checked.value, reported, advance)
+                    try:
+                        chunk = future.result()
+                    except (sqlite3.Error, OSError) as e:  # the worker's, writing its scratch file
+                        raise _scratch_error(scratch.dir, e) from None
+                    linker.join(chunk, before)
+                    inserter.insert_from(scratch.attached[k])
+                    before += chunk.lines
+                    reported = _report(checked.value, reported, advance)
+            except BaseException:
+                stop.set()  # the running workers stop after their current piece
+                for future in futures:
+                    future.cancel()
+                raise
+    except BrokenProcessPool:
+        raise ToolError("an import worker process ended unexpectedly") from None
+
+
+def _scratch_error(where: str, e: BaseException) -> ToolError:
+    return ToolError(
+        f"cannot write the import's scratch files in {where} ({e}); "
+        "set TMPDIR to a directory with about the file's size free"
+    )
+
+
+def _report(checked: int, reported: int, advance: Advance) -> int:
+    if checked > reported:
+        advance(checked - reported)
+    return max(checked, reported)
+
+
+#: How often a parallel SQLite import reports the bytes its workers checked.
+PROGRESS_INTERVAL_S = 0.25
 
 
 def import_events(
@@ -222,23 +356,43 @@ def import_events(
 
     The lines come from ``lines``, or from the file at ``path``, which with
     ``workers > 1`` (and at least :data:`import_chunks.PARALLEL_MIN_BYTES`)
-    is checked by spawned processes (``workers - 1`` on SQLite, where this
-    one inserts; ``workers`` on Postgres, where the server does) while this
-    one joins and inserts the chunks (:mod:`.import_chunks`); the outcome,
-    and any error, is the same.
+    is checked by ``workers`` spawned processes while this one joins and
+    inserts the chunks (:mod:`.import_chunks`; on SQLite the workers also
+    write the rows, into scratch files under ``TMPDIR``, removed afterwards);
+    the outcome, and any error, is the same.
     """
     linker = _Linker()
     parallel = path is not None and workers > 1 and os.path.getsize(path) >= import_chunks.PARALLEL_MIN_BYTES
-    if not is_postgres(store.engine):
+    postgres = is_postgres(store.engine)
+    if not postgres:
         store.engine.dispose()  # the pool's idle connections: the import's must be the file's only one
-    with write_engine(store.engine).connect() as conn:
-        synchronous = _sqlite_rollback_journal(conn)
+    scratch: _Scratch | None = None
+    # SQLite with scratch files: a plain BEGIN, then the target's write lock alone
+    engine = store.engine if parallel and not postgres else write_engine(store.engine)
+    with engine.connect() as conn:
+        synchronous = _sqlite_rollback_journal(conn)  # before the ATTACHes: the pragma sets every schema's mode
         try:
+            if parallel and not postgres:
+                assert path is not None
+                raw = conn.connection.driver_connection
+                assert raw is not None
+                scratch = _Scratch(path, raw)
+                scratch.attach(raw)
             with conn.begin():
-                _load(conn, linker, lines, path, parallel, workers, advance, batch, source)
+                if scratch is not None:
+                    conn.exec_driver_sql(_SQLITE_LOCK_MAIN)
+                _load(conn, linker, lines, path, parallel, workers, advance, batch, source, scratch)
         finally:
-            if synchronous is not None:
-                _sqlite_back_to_wal(conn, synchronous)
+            try:
+                if scratch is not None and (raw := conn.connection.driver_connection) is not None:
+                    scratch.detach(raw)
+            finally:
+                try:
+                    if synchronous is not None:
+                        _sqlite_back_to_wal(conn, synchronous)
+                finally:
+                    if scratch is not None:
+                        scratch.remove()
     store.forget_heads()
     return ImportResult(linker.count, len(linker.heads), linker.last_position or None)
 
@@ -253,17 +407,21 @@ def _load(
     advance: Advance,
     batch: int,
     source: str | None,
+    scratch: _Scratch | None = None,
 ) -> None:
     """The import's one transaction: refuse a non-empty target, load, link, record."""
     _lock_for_write(conn)
     _refuse_non_empty(conn)
     inserter = _Inserter(conn)
     try:
-        if parallel:
+        if scratch is not None:
             assert path is not None
-            # SQLite: this process inserts (CPU-bound), so workers - 1 parse;
-            # Postgres: the server inserts and this one mostly waits, so all parse
-            _parallel(path, workers if inserter.postgres else max(1, workers - 1), linker, inserter, advance)
+            # SQLite: the workers also write the rows; this process only copies them in C
+            _parallel_scratch(path, workers, linker, inserter, advance, scratch)
+        elif parallel:
+            assert path is not None
+            # Postgres: the server inserts and this process mostly waits, so all parse
+            _parallel(path, workers, linker, inserter, advance)
         elif path is not None:
             with open(path, "rb") as f:
                 _sequential(f, linker, inserter, advance, batch)
