@@ -315,6 +315,7 @@ def keyset_pages(
     chunk: int,
     *,
     name: str = "pages",
+    binary: bool = False,
 ) -> Iterator[list[tuple]]:
     """Pages of at most ``chunk`` rows of a keyset walk, read with a raw DBAPI cursor.
 
@@ -331,6 +332,9 @@ def keyset_pages(
       while the caller works on this one (the wait for the server runs
       without the GIL). Not on SQLite: its cursor holds the GIL while it steps,
       so a reader thread would only contend with the caller.
+
+    ``binary`` (Postgres) asks for results in the binary format: a ``bytea``
+    column then arrives as its bytes, not hex text to decode.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -341,7 +345,10 @@ def keyset_pages(
 
         def fetch(key: Any) -> list:
             compiled, values = page(key)
-            cursor.execute(str(compiled), _driver_params(compiled, values))
+            if binary and not sqlite:
+                cursor.execute(str(compiled), _driver_params(compiled, values), binary=True)
+            else:
+                cursor.execute(str(compiled), _driver_params(compiled, values))
             rows = cursor.fetchall()
             if not sqlite:
                 dbapi.rollback()  # end this page's read transaction
