@@ -95,3 +95,28 @@ def test_a_failed_page_write_raises_its_error_from_the_export(sqlite_url):
             tools.export_events(engine, out, chunk=3)
     finally:
         engine.dispose()
+
+
+def test_verify_reads_data_as_bytes_and_accepts_every_awkward_chain(migrated_url):
+    """``journal verify`` hashes ``data`` as the bytes it reads (Postgres:
+    ``convert_to`` in the binary format): non-ASCII, escapes and control
+    characters hash as the appender hashed them, and a changed byte does not."""
+    from parley.journal import JournalStore, NewEvent
+    from parley.journal.verify import verify_chains
+
+    store = JournalStore.open(migrated_url)
+    try:
+        for k, text in enumerate(AWKWARD_TEXT):
+            store.append(f"s:{text}", [NewEvent(f"t{text}", {"text": text, "k": k, "u": "\u00e9\U0001f600"})], 0)
+            store.append(f"s:{text}", [NewEvent("second", {"f": 1 / 3})], 1)
+        assert verify_chains(store.engine, chunk=3).ok
+        with store.engine.begin() as conn:
+            conn.execute(
+                schema.events.update()
+                .where(schema.events.c.position == 5)
+                .values(data=sa.func.replace(schema.events.c.data, "\u00e9", "e"))
+            )
+        report = verify_chains(store.engine, chunk=3)
+        assert not report.ok and report.broken_position == 5
+    finally:
+        store.dispose()
