@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -341,3 +342,49 @@ def append_file(out: BinaryIO, path: str) -> None:
             src.seek(done)
             shutil.copyfileobj(src, out, 1 << 20)
             out.flush()
+
+
+def remove_stale_scratch(output: str) -> int:
+    """Remove what an export to ``output`` killed on this machine left next to
+    it (``SIGKILL``, OOM, a power cut: no ``finally`` ran); how many files.
+
+    Only names this tool makes are touched: the atomic writer's
+    ``.<name>.<pid>.<8 hex>.tmp`` and the part files
+    ``.<name>.<pid>.<8 hex>.<position>.part`` of the scratch prefix the CLI
+    gives a parallel export, and only where no process ``<pid>`` runs here
+    any more (a live export, this one included, keeps its files). An export
+    from another machine on a shared file system is not told apart by its
+    pid: two hosts exporting to one path at the same time are out of scope.
+    """
+    directory, name = os.path.split(os.path.abspath(output))
+    mine = re.compile(rf"\.{re.escape(name)}\.([0-9]+)\.[0-9a-f]{{8}}\.(?:tmp|[0-9]+\.part)")
+    try:
+        entries = os.listdir(directory)
+    except OSError:  # the export itself will say why the directory cannot be written
+        return 0
+    removed = 0
+    for entry in entries:
+        match = mine.fullmatch(entry)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        try:
+            path = os.path.join(directory, entry)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            pass
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (``kill(pid, 0)``)."""
+    if pid <= 0:
+        return True  # not a pid a process of ours had: leave the file
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # none, or a number no pid can be
+        return False
+    except OSError:  # someone else's process (EPERM): alive
+        return True
+    return True
