@@ -16,7 +16,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from parley.journal import migrate, schema, tools
+from parley.journal import schema, tools
 from parley.journal.engine import make_engine
 from parley.journal.tools.lines import encode_line, parse_row
 
@@ -80,11 +80,11 @@ def test_a_parallel_export_of_awkward_rows_has_the_same_bytes(awkward_engine, tm
     assert target.read_bytes() == reference(awkward_engine)
 
 
-def test_a_failed_page_write_raises_its_error_from_the_export(sqlite_url):
-    """The pages are written by a helper thread; a write that fails (here a
-    pipe whose reader is gone) still fails the export, with its own error."""
-    migrate.upgrade(sqlite_url)
-    engine = make_engine(sqlite_url)
+def test_a_failed_page_write_raises_its_error_from_the_export(migrated_url):
+    """The pages are written by a helper thread (Postgres) or in this one
+    (SQLite); a write that fails (here a pipe whose reader is gone) fails the
+    export with its own error either way."""
+    engine = make_engine(migrated_url)
     names = [c.name for c in schema.EVENT_COLUMNS]
     with engine.begin() as conn:
         conn.execute(schema.events.insert(), [dict(zip(names, r)) for r in rows()])

@@ -145,7 +145,7 @@ def export_events(
 def _export_serial(engine: Engine, out: BinaryIO, conditions: list[Any], advance: Advance, chunk: int, after: int = 0) -> ExportResult:
     n = 0
     first = last = None
-    with PageWriter(out) as writer:
+    with PageWriter(out, behind=engine.dialect.name != "sqlite") as writer:
         for rows in raw_pages(engine, conditions, chunk, after=after):
             writer.write(encode_page(rows))
             if first is None:
@@ -167,22 +167,33 @@ class PageWriter:
     failed write (a full disk, a closed pipe) raises its own ``OSError`` from
     the next :meth:`write` or from the end of the ``with`` block, never later:
     when the block is left every byte is written or the error raised.
+
+    ``behind=False`` writes in the caller's thread. The export does so on
+    SQLite: its cursor gives up and retakes the GIL for every row, and a
+    writer thread then cost more CPU than it saved (4.2-4.5 against 3.8-4.2
+    CPU-s per million events, alternating runs); on Postgres the reading
+    thread waits for the server anyway and the write-behind is kept.
     """
 
-    __slots__ = ("_out", "_pool", "_pending")
+    __slots__ = ("_out", "_pool", "_pending", "_behind")
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, behind: bool = True) -> None:
         self._out = out
+        self._behind = behind
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[Any] | None = None
 
     def __enter__(self) -> PageWriter:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parley-export-write")
+        if self._behind:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="parley-export-write")
         return self
 
     def write(self, buffer: bytes) -> None:
+        if self._pool is None:
+            self._out.write(buffer)
+            return
         self._wait()
-        self._pending = self._pool.submit(self._out.write, buffer)  # type: ignore[union-attr]
+        self._pending = self._pool.submit(self._out.write, buffer)
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, None
@@ -196,7 +207,8 @@ class PageWriter:
             elif self._pending is not None:  # failing anyway: let the write end, keep the first error
                 self._pending.exception()
         finally:
-            self._pool.shutdown(wait=True)  # type: ignore[union-attr]
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def auto_workers(idle: Callable[[], float | None] | None = None) -> int:
