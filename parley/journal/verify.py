@@ -60,6 +60,8 @@ def chain_pages(engine: Engine, lo: str | None, hi: str | None, chunk: int) -> A
     in ``(stream_id, seq)`` order; on Postgres in the binary result format
     (integers unpacked rather than parsed from text, ``data`` as bytes)."""
     return queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine), binary=True)
+
+
 #: A full verify stays in one process below this many events (a spawned
 #: worker spends ~0.7 s importing before it checks anything).
 PARALLEL_MIN_EVENTS = 50_000

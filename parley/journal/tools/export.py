@@ -160,8 +160,8 @@ def _export_serial(engine: Engine, out: BinaryIO, conditions: list[Any], advance
 class PageWriter:
     """Writes page buffers to ``out`` in a helper thread, one page behind the caller.
 
-    Writing a page (~12 MB) into the page cache is about a third of a serial
-    export's time, all of it in the kernel without the GIL: in a thread it
+    Writing a page (~12 MB) into the page cache is a fifth to a third of a
+    serial export's time, all of it in the kernel without the GIL: in a thread it
     overlaps the read and the encoding of the next page. At most one write is
     in flight (memory stays at two pages) and the writes keep their order. A
     failed write (a full disk, a closed pipe) raises its own ``OSError`` from
