@@ -236,6 +236,9 @@ def export(
                 except BrokenPipeError:
                     silence_stdout()
             return
+        stale = export_tool.remove_stale_scratch(output)
+        if stale:
+            click.echo(f"removed {stale} temporary file(s) of an interrupted export next to {output}", err=True)
         with atomic_writer(output) as fh, _progress("export", total) as bar:
             result = tools.export_events(
                 store.engine, fh, advance=bar.advance, workers=workers or export_tool.auto_workers(),

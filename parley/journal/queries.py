@@ -270,6 +270,7 @@ def iter_stream_pages(
     where: Any = None,
     chunk: int = 10_000,
     columns: tuple[Any, ...] | None = None,
+    binary: bool = False,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Pages (lists of at most ``chunk`` rows) of :func:`iter_stream_rows` over the streams with ``start <= stream_id < stop``
     (either side open when ``None``): one slice of a parallel replay, and with
@@ -284,7 +285,8 @@ def iter_stream_pages(
     stream_id < ?)`` on SQLite and Postgres alike.
 
     ``columns`` (default: stream_id, seq, type, data) must start with
-    ``stream_id, seq``, the keyset (``journal verify`` adds the hashes).
+    ``stream_id, seq``, the keyset (``journal verify`` adds the hashes);
+    ``binary``: Postgres results in the binary format (:func:`keyset_pages`).
     """
     cols = columns or (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data)
     base = sa.select(*cols).order_by(_E.c.stream_id, _E.c.seq).limit(chunk)
@@ -304,7 +306,7 @@ def iter_stream_pages(
         return following, {"after_stream": key[0], "after_seq": key[1]}
 
     key0 = None if start is None else (start, min_seq)
-    return keyset_pages(engine, page, lambda row: (row[0], row[1]), key0, chunk, name="scan")
+    return keyset_pages(engine, page, lambda row: (row[0], row[1]), key0, chunk, name="scan", binary=binary)
 
 
 def keyset_pages(
@@ -315,6 +317,7 @@ def keyset_pages(
     chunk: int,
     *,
     name: str = "pages",
+    binary: bool = False,
 ) -> Iterator[list[tuple]]:
     """Pages of at most ``chunk`` rows of a keyset walk, read with a raw DBAPI cursor.
 
@@ -331,6 +334,9 @@ def keyset_pages(
       while the caller works on this one (the wait for the server runs
       without the GIL). Not on SQLite: its cursor holds the GIL while it steps,
       so a reader thread would only contend with the caller.
+
+    ``binary`` (Postgres) asks for results in the binary format: a ``bytea``
+    column then arrives as its bytes, not hex text to decode.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -341,7 +347,10 @@ def keyset_pages(
 
         def fetch(key: Any) -> list:
             compiled, values = page(key)
-            cursor.execute(str(compiled), _driver_params(compiled, values))
+            if binary and not sqlite:
+                cursor.execute(str(compiled), _driver_params(compiled, values), binary=True)
+            else:
+                cursor.execute(str(compiled), _driver_params(compiled, values))
             rows = cursor.fetchall()
             if not sqlite:
                 dbapi.rollback()  # end this page's read transaction

@@ -38,12 +38,30 @@ CHAIN_COLUMNS = (_E.c.stream_id, _E.c.seq, _E.c.type, _E.c.data, _E.c.position, 
 _CHAIN_COLUMNS_SQLITE = tuple(
     sa.cast(c, sa.LargeBinary).label("data") if c.name == "data" else c for c in CHAIN_COLUMNS
 )
+_CHAIN_COLUMNS_POSTGRES = tuple(
+    sa.func.convert_to(c, sa.literal_column("'UTF8'"), type_=sa.LargeBinary).label("data") if c.name == "data" else c
+    for c in CHAIN_COLUMNS
+)
 
 
 def chain_columns(engine: Engine) -> tuple[Any, ...]:
-    """:data:`CHAIN_COLUMNS`; on SQLite ``data`` as its stored UTF-8 bytes
-    (``CAST(data AS BLOB)``), which the hash and orjson take as they are."""
-    return _CHAIN_COLUMNS_SQLITE if engine.dialect.name == "sqlite" else CHAIN_COLUMNS
+    """:data:`CHAIN_COLUMNS` with ``data`` as its UTF-8 bytes, which the hash
+    and orjson take as they are (no ``str`` decoded to be encoded again):
+    SQLite ``CAST(data AS BLOB)``, Postgres ``convert_to(data, 'UTF8')``, a
+    ``bytea`` read in the binary result format (:func:`chain_pages`)."""
+    name = engine.dialect.name
+    if name == "sqlite":
+        return _CHAIN_COLUMNS_SQLITE
+    return _CHAIN_COLUMNS_POSTGRES if name == "postgresql" else CHAIN_COLUMNS
+
+
+def chain_pages(engine: Engine, lo: str | None, hi: str | None, chunk: int) -> Any:
+    """Pages of :func:`chain_columns` rows of the streams ``lo <= stream_id < hi``
+    in ``(stream_id, seq)`` order; on Postgres in the binary result format
+    (integers unpacked rather than parsed from text, ``data`` as bytes)."""
+    return queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine), binary=True)
+
+
 #: A full verify stays in one process below this many events (a spawned
 #: worker spends ~0.7 s importing before it checks anything).
 PARALLEL_MIN_EVENTS = 50_000
@@ -126,7 +144,7 @@ class ChainCheck:
 def check_range(engine: Engine, lo: str | None, hi: str | None, advance: Callable[[int], None], chunk: int) -> Part:
     """Check the chains of the streams ``lo <= stream_id < hi`` (a parallel job)."""
     check = ChainCheck()
-    for rows in queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
+    for rows in chain_pages(engine, lo, hi, chunk):
         if not check.feed_page(rows):
             break
         advance(len(rows))
@@ -171,4 +189,4 @@ def verify_report_line(report: VerifyReport) -> str:
     return f"stream {report.broken_stream!r} at position {report.broken_position}: {report.reason}"
 
 
-__all__ = ["CHAIN_COLUMNS", "ChainCheck", "chain_columns", "check_range", "merge", "verify_chains", "verify_report_line"]
+__all__ = ["CHAIN_COLUMNS", "ChainCheck", "chain_columns", "chain_pages", "check_range", "merge", "verify_chains", "verify_report_line"]

@@ -20,7 +20,6 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ..journal import queries
 from ..journal.integrity import (
     Heads,
     check_artifacts,
@@ -33,7 +32,7 @@ from ..journal.store import JournalStore
 from ..journal.tools.opening import Advance, no_progress
 from ..journal.tools.parallel import run_split
 from ..journal.types import VerifyReport
-from ..journal.verify import PARALLEL_MIN_EVENTS, ChainCheck, chain_columns, merge, verify_report_line
+from ..journal.verify import PARALLEL_MIN_EVENTS, ChainCheck, chain_pages, merge, verify_report_line
 from . import report as replay_report
 from .fold import StreamFold
 from .run import SnapshotLoader, is_replayed, missing_stream_findings, range_snapshot_seqs, snapshot_filter, snapshot_seqs
@@ -80,7 +79,7 @@ def audit_range(engine: Engine, lo: str | None, hi: str | None, advance: Advance
     stream: str | None = None
     fold: StreamFold | None = None
     feed: Any = None
-    for rows in queries.iter_stream_pages(engine, start=lo, stop=hi, chunk=chunk, columns=chain_columns(engine)):
+    for rows in chain_pages(engine, lo, hi, chunk):
         if not check.feed_page(rows):
             break
         for sid, seq, type_, data, _position, _prev, _hash in rows:

@@ -591,3 +591,46 @@ def test_idle_cpus_samples_this_machine_and_counts_a_spinning_core_as_busy():
         stop.set()
         spinner.join()
     assert busy is not None and 0 <= busy <= cpus - 0.5, busy
+
+def test_export_removes_the_stale_files_of_a_killed_export_to_the_same_path(sqlite_url, tmp_path):
+    """A SIGKILLed export leaves its atomic-writer ``.tmp`` and part files;
+    the next export to that path removes those of processes that no longer
+    run, and nothing else (a live process's files, other names)."""
+    migrated(sqlite_url)
+    seed(sqlite_url)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid runs no process now
+    target = tmp_path / "out.ndjson"
+    stale = [f".out.ndjson.{dead.pid}.0a1b2c3d.tmp", f".out.ndjson.{dead.pid}.0a1b2c3d.1.part",
+             f".out.ndjson.{dead.pid}.0a1b2c3d.500001.part"]  # fmt: skip
+    kept = [f".out.ndjson.{os.getpid()}.0a1b2c3d.tmp", f".other.ndjson.{dead.pid}.0a1b2c3d.tmp",
+            f".out.ndjson.{dead.pid}.0a1b2c3d.part", "out.ndjson.tmp", f".out.ndjson.{dead.pid}.0A1B2C3D.tmp"]  # fmt: skip
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"half an export")
+    result = run("journal", "export", "--database-url", sqlite_url, "-o", str(target))
+    assert result.exit_code == 0
+    assert target.read_bytes() == raw_export(sqlite_url)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp")) == sorted(kept)
+    assert f"removed 3 temporary file(s) of an interrupted export next to {target}" in result.stderr
+    again = run("journal", "export", "--database-url", sqlite_url, "-o", str(target))
+    assert again.exit_code == 0 and "removed" not in again.stderr
+
+
+def test_the_stale_file_names_are_the_ones_the_export_makes(tmp_path):
+    """The names :func:`remove_stale_scratch` recognises come from the real
+    makers (the CLI's scratch prefix and part files, the atomic writer)."""
+    from parley import atomic_file
+    from parley.cli_journal import _scratch_prefix
+    from parley.journal.tools import export as export_tool
+
+    target = tmp_path / "out.ndjson"
+    made = [export_tool.part_path(_scratch_prefix(str(target)), 1234)]
+    with atomic_file.atomic_writer(target) as fh:
+        made += [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        fh.write(b"x")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for name in made:
+        (tmp_path / os.path.basename(name).replace(f".{os.getpid()}.", f".{dead.pid}.")).write_bytes(b"")
+    assert export_tool.remove_stale_scratch(str(target)) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["out.ndjson"]

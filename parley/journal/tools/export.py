@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -60,11 +62,18 @@ def export_count(
 
 
 def event_columns(engine: Engine) -> tuple[Any, ...]:
-    """The ``events`` columns; on SQLite ``data`` as the stored UTF-8 bytes
-    (``CAST(data AS BLOB)``: no decoding to ``str`` to encode it again)."""
-    if engine.dialect.name != "sqlite":
+    """The ``events`` columns with ``data`` as its UTF-8 bytes: no decoding to
+    ``str`` to encode it again. SQLite: ``CAST(data AS BLOB)``, the stored
+    bytes. Postgres: ``convert_to(data, 'UTF8')``, a ``bytea`` read in the
+    binary format (:func:`raw_pages`), so the bytes arrive as they are (in
+    text format they would come hex-encoded)."""
+    if engine.dialect.name == "sqlite":
+        data = sa.cast(_E.c.data, sa.LargeBinary)
+    elif engine.dialect.name == "postgresql":
+        data = sa.func.convert_to(_E.c.data, sa.literal_column("'UTF8'"), type_=sa.LargeBinary)
+    else:  # pragma: no cover - the two backends parley runs on
         return schema.EVENT_COLUMNS
-    return tuple(sa.cast(c, sa.LargeBinary).label("data") if c.name == "data" else c for c in schema.EVENT_COLUMNS)
+    return tuple(data.label("data") if c.name == "data" else c for c in schema.EVENT_COLUMNS)
 
 
 def raw_pages(
@@ -72,7 +81,9 @@ def raw_pages(
 ) -> Iterator[list[tuple]]:
     """Pages of event rows (:func:`event_columns`) in position order, from ``after`` on
     (:func:`parley.journal.queries.keyset_pages`: raw cursor, short read
-    transactions, SQLite's memory map, Postgres's prefetch thread)."""
+    transactions, SQLite's memory map, Postgres's prefetch thread and binary
+    result format: integers and doubles unpacked rather than parsed from text,
+    ``data`` as bytes; 2.9 instead of 3.3 CPU-µs per row, client and server)."""
     stmt = (
         sa.select(*event_columns(engine))
         .where(_E.c.position > sa.bindparam("after", type_=sa.BigInteger()), *conditions)
@@ -80,7 +91,9 @@ def raw_pages(
         .limit(chunk)
     )
     compiled = stmt.compile(dialect=engine.dialect)
-    return keyset_pages(engine, lambda key: (compiled, {"after": key}), lambda row: row[0], after, chunk, name="export")
+    return keyset_pages(
+        engine, lambda key: (compiled, {"after": key}), lambda row: row[0], after, chunk, name="export", binary=True
+    )
 
 
 def encode_page(rows: list[tuple]) -> bytes:
@@ -132,15 +145,70 @@ def export_events(
 def _export_serial(engine: Engine, out: BinaryIO, conditions: list[Any], advance: Advance, chunk: int, after: int = 0) -> ExportResult:
     n = 0
     first = last = None
-    for rows in raw_pages(engine, conditions, chunk, after=after):
-        out.write(encode_page(rows))
-        if first is None:
-            first = rows[0][0]
-        last = rows[-1][0]
-        n += len(rows)
-        advance(len(rows))
+    with PageWriter(out, behind=engine.dialect.name != "sqlite") as writer:
+        for rows in raw_pages(engine, conditions, chunk, after=after):
+            writer.write(encode_page(rows))
+            if first is None:
+                first = rows[0][0]
+            last = rows[-1][0]
+            n += len(rows)
+            advance(len(rows))
     advance(0)
     return ExportResult(n, first, last)
+
+
+class PageWriter:
+    """Writes page buffers to ``out`` in a helper thread, one page behind the caller.
+
+    Writing a page (~12 MB) into the page cache is a fifth to a third of a
+    serial export's time, all of it in the kernel without the GIL: in a thread it
+    overlaps the read and the encoding of the next page. At most one write is
+    in flight (memory stays at two pages) and the writes keep their order. A
+    failed write (a full disk, a closed pipe) raises its own ``OSError`` from
+    the next :meth:`write` or from the end of the ``with`` block, never later:
+    when the block is left every byte is written or the error raised.
+
+    ``behind=False`` writes in the caller's thread. The export does so on
+    SQLite: its cursor gives up and retakes the GIL for every row, and a
+    writer thread then cost more CPU than it saved (4.2-4.5 against 3.8-4.2
+    CPU-s per million events, alternating runs); on Postgres the reading
+    thread waits for the server anyway and the write-behind is kept.
+    """
+
+    __slots__ = ("_out", "_pool", "_pending", "_behind")
+
+    def __init__(self, out: BinaryIO, *, behind: bool = True) -> None:
+        self._out = out
+        self._behind = behind
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[Any] | None = None
+
+    def __enter__(self) -> PageWriter:
+        if self._behind:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="parley-export-write")
+        return self
+
+    def write(self, buffer: bytes) -> None:
+        if self._pool is None:
+            self._out.write(buffer)
+            return
+        self._wait()
+        self._pending = self._pool.submit(self._out.write, buffer)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._wait()
+            elif self._pending is not None:  # failing anyway: let the write end, keep the first error
+                self._pending.exception()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def auto_workers(idle: Callable[[], float | None] | None = None) -> int:
@@ -292,3 +360,49 @@ def append_file(out: BinaryIO, path: str) -> None:
             src.seek(done)
             shutil.copyfileobj(src, out, 1 << 20)
             out.flush()
+
+
+def remove_stale_scratch(output: str) -> int:
+    """Remove what an export to ``output`` killed on this machine left next to
+    it (``SIGKILL``, OOM, a power cut: no ``finally`` ran); how many files.
+
+    Only names this tool makes are touched: the atomic writer's
+    ``.<name>.<pid>.<8 hex>.tmp`` and the part files
+    ``.<name>.<pid>.<8 hex>.<position>.part`` of the scratch prefix the CLI
+    gives a parallel export, and only where no process ``<pid>`` runs here
+    any more (a live export, this one included, keeps its files). An export
+    from another machine on a shared file system is not told apart by its
+    pid: two hosts exporting to one path at the same time are out of scope.
+    """
+    directory, name = os.path.split(os.path.abspath(output))
+    mine = re.compile(rf"\.{re.escape(name)}\.([0-9]+)\.[0-9a-f]{{8}}\.(?:tmp|[0-9]+\.part)")
+    try:
+        entries = os.listdir(directory)
+    except OSError:  # the export itself will say why the directory cannot be written
+        return 0
+    removed = 0
+    for entry in entries:
+        match = mine.fullmatch(entry)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        try:
+            path = os.path.join(directory, entry)
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.unlink(path)
+                removed += 1
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            pass
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (``kill(pid, 0)``)."""
+    if pid <= 0:
+        return True  # not a pid a process of ours had: leave the file
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # none, or a number no pid can be
+        return False
+    except OSError:  # someone else's process (EPERM): alive
+        return True
+    return True
