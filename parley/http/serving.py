@@ -107,6 +107,10 @@ class IdleDeadline:
     async def stop(self) -> None:
         self.disarm()
 
+    @property
+    def armed(self) -> bool:
+        return self._armed
+
     def arm(self) -> None:
         self._armed = True
         if self._scope is not None:
@@ -201,6 +205,16 @@ class HTTP11Connection(TCPServer):
         if isinstance(event, Closed):
             self.idle_task.end()
         await super().protocol_send(event)
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            # The peer is gone (EOF, reset, read timeout). Idle, the connection
+            # waits for its deadline as under Hypercorn; busy (a response was cut
+            # off), Hypercorn's idle task was stopped and nothing waits: neither must this.
+            if not self.idle_task.armed:
+                self.idle_task.end()
 
 
 class HypercornWrites(HTTP11Connection):
