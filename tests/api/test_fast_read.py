@@ -317,6 +317,7 @@ async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(
             assert received.count(b"HTTP/1.1 ") == 7
             await stream.aclose()
             await _released(app.streams[0])
+            stop.set()
         settings_long = settings.replace(keep_alive_s=60)
         stop2 = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -326,5 +327,4 @@ async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(
             assert answer.startswith(b"HTTP/1.1 200 ")
             await _released(app.streams[0])  # not after 60 s
             stop2.set()
-        stop.set()
     assert not errors
