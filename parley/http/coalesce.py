@@ -78,6 +78,13 @@ class CoalescedWrites:
             # Shielded from the lock on: part of the response is on the wire, the rest must follow.
             with trio.CancelScope(shield=True):
                 await self.send(RawData(data=rest))  # type: ignore[attr-defined]
+            return
+        # One scheduling step, as Hypercorn's send takes after its write: the connection's
+        # reader gets its turn before the response ends. Without it, an answer given before
+        # the client had sent its body (the /mcp mount's 401) reached the end of the
+        # exchange with that body unread and the connection was closed under a client
+        # that had just been told keep-alive.
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _flush_head(self) -> None:
         data, self._held_head = self._held_head, b""
