@@ -16,7 +16,8 @@ it gives its slot back. The connection a request arrived on is
 reachable as :func:`current`, so a live tail can shrink its kernel send
 buffer and tighten its deadline (ADR-0022), and write a frame it already
 holds straight to the socket when the connection is idle
-(:meth:`AdmittedStream.write_now`, ADR-0054).
+(:meth:`AdmittedStream.write_now`, ADR-0054), as every fixed-length response
+is (:meth:`AdmittedStream.writev_now`, ADR-0058).
 """
 
 from __future__ import annotations
