@@ -9,6 +9,7 @@ layer calls. It never speaks HTTP; it returns outcome values
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -278,10 +279,12 @@ class Backbone:
     ) -> Outcome:
         return await self._ask(name, Claim(op, body, identity, assignee, idem_key))
 
-    async def read_encoded(self, name: str, body: dict[str, Any]) -> tuple[list[bytes], int]:
-        """``/read``'s page as the stored messages' JSON bytes and the cursor after it (ADR-0041).
+    async def read_page(self, name: str, body: dict[str, Any], build: Callable[[list[bytes], int], bytes]) -> bytes:
+        """``/read``'s page: ``build(the stored messages' JSON bytes, the cursor after them)``
+        (ADR-0041); a page of a channel in memory is built once and kept (ADR-0058).
 
-        The route's checks in their order: slug, channel, cursor, limit.
+        The route's checks in their order: slug, channel, cursor, limit. Like
+        :meth:`_committed_bytes`, a readable actor is read outside its mailbox.
         """
         slug = check_channel_name(name)
         max_limit = self.limits.max_read_limit
@@ -290,8 +293,19 @@ class Backbone:
             cursor, limit = check_read_args(body, head, max_limit)
             return cursor, min(head, cursor + limit)
 
-        encoded, stop, _head = await self._committed_bytes(slug, bounds, clean=False)
-        return encoded, stop
+        actor = self.channels.peek(slug) if self.directory.exists(slug) else None
+        if actor is not None and actor.readable:
+            start, stop = bounds(actor.committed_head)
+            return actor.committed_page(start, stop, build)
+
+        def page(s: rules.ChannelState) -> bytes:
+            start, stop = bounds(s.head)
+            owner = self.channels.peek(slug)
+            if owner is not None and owner.state is s and stop <= owner.committed_head:
+                return owner.committed_page(start, stop, build)
+            return build([orjson.dumps(m) for m in s.messages[start:stop]], stop)
+
+        return await self._ask(slug, Query(page))
 
     async def read_frames_from(self, name: str, cursor: int, limit: int) -> tuple[list[bytes], int]:
         """The sanitised JSON of the committed messages after ``cursor`` (at most

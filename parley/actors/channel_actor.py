@@ -176,6 +176,10 @@ class ChannelActor(Actor):
         log_ = self.encoded()
         return log_.clean(start, stop) if clean else log_.raw(start, stop)
 
+    def committed_page(self, start: int, stop: int, build) -> bytes:  # noqa: ANN001 - EncodedLog.page's builder
+        """A read page of ``messages[start:stop]`` (``stop`` clamped), kept by the encoded log."""
+        return self.encoded().page(start, min(stop, self.committed_head), build)
+
     @property
     def readable(self) -> bool:
         """Its state can be read from outside the mailbox: loaded, not stale, the channel exists."""

@@ -19,11 +19,18 @@ together: past its byte cap the least recently used logs are dropped whole
 :class:`~parley.domain.channel.ChannelState` object; when the actor replaces
 its state (activation, reload) it starts a fresh log, so nothing cached can
 outlive the state it was read from.
+
+A read page of the committed prefix is the same bytes on every request too
+(``/read`` from cursor ``c`` up to ``stop``), so each log also keeps the
+last :data:`PAGES_KEPT` pages it built whole (:meth:`EncodedLog.page`,
+ADR-0058), charged to the same budget: a repeated scan is a dictionary
+lookup per page instead of a slice of the list and two joins of ~100 KB.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -32,6 +39,8 @@ from ..domain.message import sanitize_message_fields
 
 #: Default byte cap of all channels' encoded messages together (PARLEY_READ_CACHE_BYTES).
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+#: Whole read pages kept per log (least recently built first out).
+PAGES_KEPT = 64
 
 
 class EncodedBudget:
@@ -74,6 +83,7 @@ class EncodedLog:
         self._clean: list[bytes] = []
         self._bytes = 0
         self._oversize = False
+        self._pages: OrderedDict[tuple[int, int], bytes] = OrderedDict()
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -90,6 +100,30 @@ class EncodedLog:
         if len(self._raw) >= stop:
             return self._raw[start:stop]
         return [orjson.dumps(m) for m in self._messages[start:stop]]  # over the budget: uncached
+
+    def page(self, start: int, stop: int, build: Callable[[list[bytes], int], bytes]) -> bytes:
+        """``build(raw(start, stop), stop)``, kept for the next request of the same page.
+
+        ``build`` must depend only on its arguments (the page's bytes are fixed
+        by ``start`` and ``stop`` below the committed head); a page over the
+        budget, or of a log served uncached, is built every time.
+        """
+        key = (start, stop)
+        body = self._pages.get(key)
+        if body is not None:
+            self._budget.touch(self)
+            return body
+        parts = self.raw(start, stop)
+        body = build(parts, stop)
+        if len(self._raw) >= stop and not self._oversize:
+            self._pages[key] = body
+            added = len(body)
+            if len(self._pages) > PAGES_KEPT:
+                _, old = self._pages.popitem(last=False)
+                added -= len(old)
+            self._bytes += added
+            self._budget.charge(self, added)
+        return body
 
     def clean(self, start: int, stop: int) -> list[bytes]:
         """The sanitised JSON (SSE ``data:`` / WebSocket ``message``) of ``messages[start:stop]``."""
@@ -121,6 +155,7 @@ class EncodedLog:
         self._bytes = 0
         self._raw = []
         self._clean = []
+        self._pages = OrderedDict()
 
 
 def _clean_bytes(message: dict[str, Any], raw: bytes) -> bytes:

@@ -16,7 +16,8 @@ it gives its slot back. The connection a request arrived on is
 reachable as :func:`current`, so a live tail can shrink its kernel send
 buffer and tighten its deadline (ADR-0022), and write a frame it already
 holds straight to the socket when the connection is idle
-(:meth:`AdmittedStream.write_now`, ADR-0054).
+(:meth:`AdmittedStream.write_now`, ADR-0054), as every fixed-length response
+is (:meth:`AdmittedStream.writev_now`, ADR-0058).
 """
 
 from __future__ import annotations
@@ -136,11 +137,8 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         Nothing can start a write between the check and the write: trio runs
         one task at a time and this does not yield (ADR-0054).
         """
-        lock = self.send_lock
-        if lock is None or lock.locked() or self.sending_since is not None or self._eof_sent or self._released:
-            return None
-        fd = self._inner.socket.fileno()
-        if fd < 0:
+        fd = self._idle_fd()
+        if fd is None:
             return None
         try:
             sent = os.write(fd, data)
@@ -151,6 +149,31 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         self.writes += 1
         self.direct_writes += 1
         return sent
+
+    def writev_now(self, parts: tuple[bytes, ...]) -> int | None:
+        """:meth:`write_now` for several buffers in one ``writev``: a response's
+        head and its body go out together without being joined into a new
+        buffer first (ADR-0058). Same returns as :meth:`write_now`."""
+        fd = self._idle_fd()
+        if fd is None:
+            return None
+        try:
+            sent = os.writev(fd, parts)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return None
+        self.writes += 1
+        self.direct_writes += 1
+        return sent
+
+    def _idle_fd(self) -> int | None:
+        """The socket's descriptor when nothing is writing and the connection is open, else ``None``."""
+        lock = self.send_lock
+        if lock is None or lock.locked() or self.sending_since is not None or self._eof_sent or self._released:
+            return None
+        fd = self._inner.socket.fileno()
+        return fd if fd >= 0 else None
 
     async def write_rest(self, data: bytes) -> None:
         """Send the rest of a :meth:`write_now` like Hypercorn sends: under the

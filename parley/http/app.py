@@ -117,9 +117,20 @@ def refusal(exc: Exception, method: str, path: str, request_id: str, metrics: Me
 
 def account(metrics: Metrics, route: str, status: int, elapsed: float, request_id: str, method: str) -> None:
     """Count the answered request for ``/metrics`` and write its access line."""
+    count(metrics, route, status, elapsed)
+    log_access(route, status, elapsed, request_id, method)
+
+
+def count(metrics: Metrics, route: str, status: int, elapsed: float) -> None:
+    """The answered request in ``/metrics`` (before its answer is sent: a client that reads
+    ``/metrics`` after its answer sees it counted)."""
     metrics.requests.labels(route, str(status)).inc()
     if route in TIMED:
         metrics.latency.labels(route).observe(elapsed)
+
+
+def log_access(route: str, status: int, elapsed: float, request_id: str, method: str) -> None:
+    """The request's access line."""
     if access_log.isEnabledFor(logging.INFO):
         access_log.info(
             "request",

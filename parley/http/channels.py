@@ -76,8 +76,7 @@ async def read_page(ctx, channel: str) -> bytes:
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
     check_read_auth(ctx)
-    parts, cursor = await ctx.backbone.read_encoded(channel, body)
-    return page_body(parts, cursor)
+    return await ctx.backbone.read_page(channel, body, page_body)
 
 
 def page_body(parts: list[bytes], cursor: int) -> bytes:

@@ -29,7 +29,7 @@ import trio
 
 from ..errors import ParleyError
 from . import channels
-from .app import Ctx, account, refusal
+from .app import Ctx, count, log_access, refusal
 from .routes import ROUTER, ROUTES
 from .routing import JSON, RAW, UNMATCHED
 from .wire import JSON_TYPE, REQUEST_STARTED, error_headers, parse_json, read_body, split_path, unread_body
@@ -149,6 +149,11 @@ class FastReads:
         head.append((b"x-request-id", request_id.encode("latin-1")))
         if unread_body(request):
             head.append((b"connection", b"close"))
-        account(metrics, route, status, elapsed, request_id, request.method)
-        await send({"type": "http.response.start", "status": status, "headers": head})
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        count(metrics, route, status, elapsed)
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": head})
+            await send({"type": "http.response.body", "body": payload, "more_body": False})
+        finally:
+            # After the answer, off the client's wait (ADR-0058); the same line, the latency
+            # measured before the send as before.
+            log_access(route, status, elapsed, request_id, request.method)

@@ -92,3 +92,40 @@ def test_release_gives_the_bytes_back():
     assert budget.used_bytes > 0
     budget.release(log)
     assert budget.used_bytes == 0 and log.cached == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(messages, st.integers(0, 30), st.integers(1, 40))
+def test_a_kept_page_is_the_page_built_from_the_bytes(items, cursor, limit):
+    """ADR-0058: ``page`` gives what ``page_body`` builds, and the second time the same object."""
+    log = EncodedLog(items, EncodedBudget())
+    cursor = min(cursor, len(items))
+    stop = min(len(items), cursor + limit)
+    first = log.page(cursor, stop, page_body)
+    assert first == page_body([orjson.dumps(m) for m in items[cursor:stop]], stop)
+    assert log.page(cursor, stop, page_body) is first
+
+
+def test_kept_pages_are_charged_to_the_budget_and_dropped_with_the_log():
+    from parley.actors import encoded_log
+
+    items = [{"body": "x" * 90} for _ in range(200)]
+    budget = EncodedBudget()
+    log = EncodedLog(items, budget)
+    log.raw(0, 200)
+    messages_only = budget.used_bytes
+    pages = [log.page(start, start + 2, page_body) for start in range(0, encoded_log.PAGES_KEPT + 10)]
+    kept = pages[-encoded_log.PAGES_KEPT :]  # the oldest ten were let go
+    assert budget.used_bytes == messages_only + sum(len(p) for p in kept)
+    assert log.page(0, 2, page_body) is not pages[0]  # rebuilt
+    budget.release(log)
+    assert budget.used_bytes == 0
+
+
+def test_a_log_served_uncached_keeps_no_page():
+    items = [{"body": "x" * 90} for _ in range(20)]
+    budget = EncodedBudget(cap_bytes=500)  # less than the log
+    log = EncodedLog(items, budget)
+    first = log.page(0, 20, page_body)
+    assert log.page(0, 20, page_body) == first and log.page(0, 20, page_body) is not first
+    assert budget.used_bytes <= 500

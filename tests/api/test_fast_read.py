@@ -18,7 +18,7 @@ from functools import partial
 import pytest
 import trio
 
-from parley.http import serving
+from parley.http import admission, serving
 from parley.http.app import create_app
 from parley.http.fast_read import FastReads
 from parley.mcp.http import McpMount
@@ -148,3 +148,197 @@ def _requests(registry) -> dict[tuple, float]:
         for sample in metric.samples
         if sample.name == "parley_http_requests_total"
     }
+
+
+# --- ADR-0058: responses written straight to an idle socket -------------------------------------
+
+
+class _Recorder:
+    """ASGI: notes the connection (``admission.current()``) each request arrived on; a request
+    with ``x-small-send-buffer`` gets its connection's kernel send buffer cut to 8 KB."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.streams: list = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        stream = admission.current()
+        if stream is not None and stream not in self.streams:
+            self.streams.append(stream)
+        if stream is not None and any(name == b"x-small-send-buffer" for name, _ in scope["headers"]):
+            stream.limit_send_buffer(8192)
+        await self.app(scope, receive, send)
+
+
+async def _serve_both(nursery, app, settings, stop: trio.Event, errors: list) -> tuple[int, int]:
+    """The same app twice: direct writes on (first port) and off (Hypercorn's send only)."""
+    ports = []
+    for direct in (True, False):
+        config = hypercorn_config(settings.replace(port=0))
+        serve = partial(
+            serving.serve, app, config, max_connections=100, write_timeout=10, shutdown_trigger=stop.wait,
+            on_connection_error=lambda: errors.append(1), direct_writes=direct,
+        )
+        ports.append(int((await nursery.start(serve))[0].rsplit(":", 1)[1]))
+    return ports[0], ports[1]
+
+
+def _keep_alive_sequence(channel: str) -> bytes:
+    """Several requests on one connection, the last one closing it: reads, refusals, a Quart route."""
+    path = f"/channels/{channel}/read"
+    one = []
+    for body in (b'{"cursor":0}', b'{"cursor":2,"limit":1}', b'{"cursor":-1}', b"{nope", b'{"cursor":0,"limit":3}'):
+        one.append(f"POST {path} HTTP/1.1\r\nHost: t\r\n".encode() + RID + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    one.append(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + RID + b"\r\n")
+    one.append(f"POST {path} HTTP/1.1\r\nHost: t\r\n".encode() + RID + b"Content-Length: 0\r\n\r\n")
+    one.append(_request("POST", path, b'{"cursor":1}'))
+    return b"".join(one)
+
+
+async def _fill(live, channel: str, count: int, chars: int) -> None:
+    async with live.client("tok-a") as client:
+        assert (await client.post("/channels", json={"channel": channel})).status_code == 201
+        for n in range(count):
+            live.clock.advance(10_000)  # past the per-agent post rate (the server's clock is a ManualClock)
+            msg = {"type": "note", "body": f"{n:05d}" + "x" * (chars - 5), "msg_id": ulid()}
+            assert (await client.post(f"/channels/{channel}/append", json=msg)).status_code == 201
+
+
+def _ask_slowly(port: int, data: bytes, keep: int | None = None) -> bytes:
+    """``_ask`` with a 4 KB receive buffer, so the server's socket takes only part of a large
+    answer at once; ``keep``: read that many bytes, then close with the rest unread."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(20)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(data)
+        chunks, got = [], 0
+        while keep is None or got < keep:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+    return re.sub(rb"\r\ndate: [^\r]*", b"\r\ndate: -", b"".join(chunks))
+
+
+async def _released(stream) -> None:
+    """Until the connection's task has closed the stream and given its slot back."""
+    with trio.move_on_after(10):
+        while not stream._released:
+            await trio.sleep(0.01)
+    assert stream._released, (stream.writes, stream.direct_writes, stream.sending_since, stream._eof_sent, stream.send_lock.locked())  # nothing to await: the handler task closes it in its own time
+
+
+async def test_direct_writes_send_the_bytes_hypercorns_send_sends(sqlite_url):
+    """Every read case, a keep-alive sequence of reads, refusals and a Quart route on one
+    connection, a page larger than the socket takes at once: byte for byte the same as with
+    every write on Hypercorn's send, and the writes were direct (or finished by Hypercorn)."""
+    settings = settings_for(sqlite_url, keep_alive_s=30)
+    async with running_server(settings) as live:
+        await _fill(live, "probe", 4, 20)
+        await _fill(live, "large", 60, 15_000)  # a ~900 KB page
+        backbone = live.backbone
+        quart = create_app(backbone)
+        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        stop, errors = trio.Event(), []
+        async with trio.open_nursery() as nursery:
+            direct_port, plain_port = await _serve_both(nursery, app, settings, stop, errors)
+            differ = []
+            for case in [*_read_cases("probe", "tok-a"), _keep_alive_sequence("probe")]:
+                got = await trio.to_thread.run_sync(_ask, direct_port, case)
+                want = await trio.to_thread.run_sync(_ask, plain_port, case)
+                if got != want:
+                    differ.append((case[:120], got[:400], want[:400]))
+            assert _keep_alive_sequence("probe").count(b"HTTP/1.1\r\n") == want.count(b"HTTP/1.1 ") == 8
+            direct_streams = [s for s in app.streams if s.send_lock is not None and s.direct_writes]
+            assert direct_streams and all(s.writes == s.direct_writes for s in direct_streams[:5])
+            app.streams.clear()
+            large = _request("POST", "/channels/large/read", b'{"cursor":0}')
+            got = await trio.to_thread.run_sync(_ask_slowly, direct_port, large)
+            want = await trio.to_thread.run_sync(_ask_slowly, plain_port, large)
+            assert got == want and len(got) > 900_000
+            direct, plain = app.streams
+            # part went straight to the socket, the rest through Hypercorn's send; none direct on the other
+            assert direct.direct_writes == 1 and direct.writes > 1 and plain.direct_writes == 0
+            stop.set()
+    assert not differ, differ[:3]
+    assert not errors
+
+
+async def test_a_client_closing_mid_response_ends_only_its_connection(sqlite_url):
+    """A large page cut off by the client: the rest of the write fails like a lost peer, no
+    error escapes, the connection ends as Hypercorn ends it (at the keep-alive timeout: h11
+    saw a complete exchange) and the next client is served."""
+    settings = settings_for(sqlite_url, keep_alive_s=0.5)
+    async with running_server(settings) as live:
+        await _fill(live, "large", 60, 15_000)
+        backbone = live.backbone
+        quart = create_app(backbone)
+        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        stop, errors = trio.Event(), []
+        async with trio.open_nursery() as nursery:
+            port, _plain = await _serve_both(nursery, app, settings, stop, errors)
+            # The server's socket holds ~16 KB and this client's ~4 KB of the ~900 KB answer:
+            # the client closes with most of it unwritten.
+            keep_alive = b"POST /channels/large/read HTTP/1.1\r\nHost: t\r\nX-Small-Send-Buffer: 1\r\n" + RID
+            keep_alive += b'Content-Length: 12\r\n\r\n{"cursor":0}'
+            cut = await trio.to_thread.run_sync(partial(_ask_slowly, port, keep_alive, keep=10_000))
+            assert cut.startswith(b"HTTP/1.1 200 ")
+            (stream,) = app.streams
+            await _released(stream)
+            assert stream.direct_writes == 1
+            again = await trio.to_thread.run_sync(_ask, port, _request("POST", "/channels/large/read", b'{"cursor":59}'))
+            assert again.startswith(b"HTTP/1.1 200 ")
+            stop.set()
+    assert not errors
+
+
+async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(sqlite_url):
+    """The per-connection idle deadline (ADR-0058): an idle connection is closed at the
+    keep-alive timeout after a run of requests, and one the server closed after a response
+    ends its task at once."""
+    settings = settings_for(sqlite_url, keep_alive_s=0.3)
+    async with running_server(settings) as live:
+        await _fill(live, "probe", 4, 20)
+        backbone = live.backbone
+        quart = create_app(backbone)
+        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        stop, errors = trio.Event(), []
+        async with trio.open_nursery() as nursery:
+            port, _plain = await _serve_both(nursery, app, settings, stop, errors)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            sequence = _keep_alive_sequence("probe").rsplit(b"POST ", 1)[0]  # all but the closing request
+            await stream.send_all(sequence)
+            received = b""
+            with trio.fail_after(10):  # closed by the server once idle for 0.3 s
+                while chunk := await stream.receive_some(65536):
+                    received += chunk
+            assert received.count(b"HTTP/1.1 ") == 7
+            await stream.aclose()
+            await _released(app.streams[0])
+            stop.set()
+        settings_long = settings.replace(keep_alive_s=60)
+        stop2 = trio.Event()
+        async with trio.open_nursery() as nursery:
+            port, _plain = await _serve_both(nursery, app, settings_long, stop2, errors)
+            app.streams.clear()
+            answer = await trio.to_thread.run_sync(_ask, port, _request("POST", "/channels/probe/read", b'{"cursor":0}'))
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            await _released(app.streams[0])  # not after 60 s
+            stop2.set()
+    assert not errors
+
+
+async def test_an_answer_before_the_body_still_leaves_the_connection_usable(sqlite_url):
+    """httpx sends a request's head and body in two writes, and the ``/mcp`` mount refuses
+    an anonymous request without reading the body. A direct write that did not yield ended
+    the exchange before the reader had taken the body, and Hypercorn closed a connection the
+    client had been told to keep: the next request on it failed (a few in every hundred)."""
+    async with running_server(settings_for(sqlite_url, read_auth=True)) as live:
+        async with live.client() as anon:
+            for _ in range(20):
+                for method, path in (("POST", "/mcp"), ("GET", "/mcp"), ("DELETE", "/mcp"), ("GET", "/healthz")):
+                    async with anon.stream(method, path, content=b"{}") as response:
+                        await response.aread()
+                    assert response.status_code in (200, 401), (method, path)
