@@ -58,7 +58,6 @@ import datetime as _dt
 import functools
 import gc
 import hashlib
-import json
 import os
 import platform
 import random
@@ -80,7 +79,7 @@ import sqlalchemy as sa  # noqa: E402
 import trio  # noqa: E402
 
 from _harness import DEFAULT_PG, ParleyServer, _Subprocess, load_average, make_tokens, system_busy_seconds, with_search_path  # noqa: E402
-from http_bench import BenchFailure, H11Client, _git_commit, finish_report, ms, percentile, rnd  # noqa: E402
+from http_bench import BenchFailure, H11Client, _git_commit, finish_report, ms, rnd  # noqa: E402
 
 from parley.domain import channel as rules  # noqa: E402
 from parley.domain.identity import Identity  # noqa: E402
@@ -434,7 +433,7 @@ def activation_breakdown(db: Database, stream: str) -> dict[str, Any]:
         fresh = iter([base() for _ in range(3)])
         out["fold_stream_ms"], _n = best(lambda: queries.fold_stream(db.engine, stream, after, functools.partial(rules.apply, next(fresh))))
     else:
-        out["fold_stream_ms"], n = None, None
+        out["fold_stream_ms"] = None
     out["read_stream_ms"], events = best(lambda: store.read_stream(stream, after))
 
     fresh_states = iter([base() for _ in range(3)])
@@ -784,7 +783,7 @@ def print_restart(backend: str, r: dict[str, Any]) -> None:
     print(f"\nrestart [{backend}] spawn of `parley serve` -> first GET /readyz 200 (median of {len(r['full']['ready_s_all'])}); "
           f"target <= {TARGETS['restart_s']} s")
     print(f"  {'journal':<22} {'ready s':>8} {'banner s':>9} {'all ready s':<24} {'RSS MiB':>8} {'oth cpu':>7}")
-    for name, key in ((f"empty", "empty"), (f"{r['journal']['events']:,} events", "full")):
+    for name, key in (("empty", "empty"), (f"{r['journal']['events']:,} events", "full")):
         x = r[key]
         print(f"  {name:<22} {x['ready_s']:>8.3f} {x['banner_s']:>9.3f} {str(x['ready_s_all']):<24} {x['rss_kib'] / 1024:>8.1f} {str(x['other_cpu_pct']) + '%':>7}")
     m = r["read_models"]

@@ -146,7 +146,7 @@ def main() -> int:
                       f"{TARGETS[tool]:>9,}  {ok}")
         if len(trees) == 2 and all("error" not in report["results"][f"{backend}/{n}"] for n, _ in trees):
             this, base = (report["results"][f"{backend}/{n}"] for n, _ in trees)
-            print(f"  ratio this/baseline: " + ", ".join(
+            print("  ratio this/baseline: " + ", ".join(
                 f"{t} {base[t]['seconds'] / this[t]['seconds']:.2f}x" for t in ["import", *[t for t in tools if t != 'import']]
             ))
     report["load_average_after"] = load_average()

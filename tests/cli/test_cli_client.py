@@ -13,7 +13,7 @@ import pytest
 from tests.support.process import clean_env, run_cli, serve, sqlite_url
 
 ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-LINE = re.compile(rf"^(\d+) (\S+#\d+) (\w+) (\S+)/(\S+) (.*)$")
+LINE = re.compile(r"^(\d+) (\S+#\d+) (\w+) (\S+)/(\S+) (.*)$")
 
 
 @pytest.fixture(scope="module")

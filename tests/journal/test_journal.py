@@ -6,7 +6,6 @@ import gc
 import hashlib
 import sys
 import threading
-import time
 
 import orjson
 import pytest

@@ -11,7 +11,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import orjson
 import pytest
 import sqlalchemy as sa
 

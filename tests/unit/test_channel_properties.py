@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parley.domain import channel as rules

@@ -366,7 +366,7 @@ def test_ledger_never_has_two_live_holders(ops: list[tuple]) -> None:
     now = 0
     for i, op in enumerate(ops):
         now += op[5]
-        kind, key, owner = op[0], op[1], op[2]
+        key, owner = op[1], op[2]
         before = led.get(key)
         live_before = before if before is not None and is_live(before, now) else None
         d = apply(led, op, i, now)

@@ -24,7 +24,6 @@ from parley.actors.failures import (
 from parley.errors import (
     InternalError,
     InvalidMessage,
-    ParleyError,
     Refused,
     Retryable,
     ServiceUnavailable,
