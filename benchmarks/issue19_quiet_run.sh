@@ -14,6 +14,8 @@ run scan_ab $PY benchmarks/ab_bench.py scan --baseline $BASE --rounds 21
 run scan_new $PY benchmarks/http_bench.py scan
 run fanout_new $PY benchmarks/http_bench.py fanout
 run fanout_ab $PY benchmarks/ab_bench.py fanout --baseline $BASE --rounds 3
+run fanout_ab_wsproto $PY benchmarks/ab_bench.py fanout --baseline $BASE --rounds 3 --ws-client wsproto
+run bulk_ab $PY benchmarks/ab_bench.py bulk --baseline $BASE --rounds 3
 for i in 1 2; do
   (cd $BASE && run bulk_base$i $PY benchmarks/http_bench.py bulk)
   run bulk_new$i $PY benchmarks/http_bench.py bulk
