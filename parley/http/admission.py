@@ -137,18 +137,7 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         Nothing can start a write between the check and the write: trio runs
         one task at a time and this does not yield (ADR-0054).
         """
-        fd = self._idle_fd()
-        if fd is None:
-            return None
-        try:
-            sent = os.write(fd, data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return None  # a lost peer: the ordinary path meets it and closes the connection
-        self.writes += 1
-        self.direct_writes += 1
-        return sent
+        return self.writev_now((data,))
 
     def writev_now(self, parts: tuple[bytes, ...]) -> int | None:
         """:meth:`write_now` for several buffers in one ``writev``: a response's
@@ -162,7 +151,7 @@ class AdmittedStream(trio.abc.HalfCloseableStream):
         except BlockingIOError:
             sent = 0
         except OSError:
-            return None
+            return None  # a lost peer: the ordinary path meets it and closes the connection
         self.writes += 1
         self.direct_writes += 1
         return sent

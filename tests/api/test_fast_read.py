@@ -170,6 +170,12 @@ class _Recorder:
         await self.app(scope, receive, send)
 
 
+def _recording_app(live) -> _Recorder:
+    """The server's own ASGI stack (fast reads in front of the MCP mount and Quart) on ``live``'s backbone, recorded."""
+    quart = create_app(live.backbone)
+    return _Recorder(FastReads(McpMount(quart, live.backbone), live.backbone, quart.extensions["parley.metrics"]))
+
+
 async def _serve_both(nursery, app, settings, stop: trio.Event, errors: list) -> tuple[int, int]:
     """The same app twice: direct writes on (first port) and off (Hypercorn's send only)."""
     ports = []
@@ -238,9 +244,7 @@ async def test_direct_writes_send_the_bytes_hypercorns_send_sends(sqlite_url):
     async with running_server(settings) as live:
         await _fill(live, "probe", 4, 20)
         await _fill(live, "large", 60, 15_000)  # a ~900 KB page
-        backbone = live.backbone
-        quart = create_app(backbone)
-        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        app = _recording_app(live)
         stop, errors = trio.Event(), []
         async with trio.open_nursery() as nursery:
             direct_port, plain_port = await _serve_both(nursery, app, settings, stop, errors)
@@ -273,9 +277,7 @@ async def test_a_client_closing_mid_response_ends_only_its_connection(sqlite_url
     settings = settings_for(sqlite_url, keep_alive_s=0.5)
     async with running_server(settings) as live:
         await _fill(live, "large", 60, 15_000)
-        backbone = live.backbone
-        quart = create_app(backbone)
-        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        app = _recording_app(live)
         stop, errors = trio.Event(), []
         async with trio.open_nursery() as nursery:
             port, _plain = await _serve_both(nursery, app, settings, stop, errors)
@@ -301,9 +303,7 @@ async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(
     settings = settings_for(sqlite_url, keep_alive_s=0.3)
     async with running_server(settings) as live:
         await _fill(live, "probe", 4, 20)
-        backbone = live.backbone
-        quart = create_app(backbone)
-        app = _Recorder(FastReads(McpMount(quart, backbone), backbone, quart.extensions["parley.metrics"]))
+        app = _recording_app(live)
         stop, errors = trio.Event(), []
         async with trio.open_nursery() as nursery:
             port, _plain = await _serve_both(nursery, app, settings, stop, errors)
