@@ -29,6 +29,7 @@ from parley.journal.engine import make_engine
 from parley.journal.store import GENESIS_HASH, compute_hash
 from parley.journal.tools import import_chunks
 from parley.journal.tools.lines import encode_line, parse_row
+from tests.stored import event_rows
 
 tricky_text = st.text() | st.sampled_from([',"data":', ',"recorded_at":', "a\tb\\c\rd", "\u2603\"\\", "plain-id"])
 
@@ -168,15 +169,6 @@ def _import(url: str, lines: list[bytes], tmp_path, *, batch: int = 5000, parall
         store.dispose()
 
 
-def _rows(url: str) -> list[tuple]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text("SELECT * FROM events ORDER BY position"))]
-    finally:
-        engine.dispose()
-
-
 def _schema_diff(url: str) -> list:
     engine = make_engine(url)
     try:
@@ -202,7 +194,7 @@ def test_the_first_problem_is_the_line_by_line_one(sqlite_url, tmp_path, small_r
     with pytest.raises(tools.ToolError) as caught:
         _import(sqlite_url, bad, tmp_path, batch=7 if how == "batches of 7" else 5000, parallel=how == "workers")
     assert str(caught.value) == expected
-    assert _rows(sqlite_url) == []
+    assert event_rows(sqlite_url) == []
 
 
 def test_postgres_refuses_like_sqlite_and_keeps_its_schema(postgres_url, tmp_path):
@@ -210,7 +202,7 @@ def test_postgres_refuses_like_sqlite_and_keeps_its_schema(postgres_url, tmp_pat
     with pytest.raises(tools.ToolError) as caught:
         _import(postgres_url, bad, tmp_path, batch=7)
     assert str(caught.value) == reference_error(bad)
-    assert _rows(postgres_url) == [] and _schema_diff(postgres_url) == []
+    assert event_rows(postgres_url) == [] and _schema_diff(postgres_url) == []
 
 
 @pytest.mark.parametrize("parallel", [False, True], ids=["in process", "workers"])
@@ -218,7 +210,7 @@ def test_an_import_stores_the_lines_and_leaves_the_migrated_schema(database_url,
     lines = journal_lines()
     result = _import(database_url, lines, tmp_path, batch=7, parallel=parallel)
     assert (result.events, result.streams, result.last_position) == (72, 6, 72)
-    assert _rows(database_url) == [parse_row(line) for line in lines]  # data bytes, escapes and all
+    assert event_rows(database_url) == [parse_row(line) for line in lines]  # data bytes, escapes and all
     assert _schema_diff(database_url) == []
     engine = make_engine(database_url)
     try:
@@ -259,7 +251,7 @@ def test_an_import_killed_mid_way_leaves_the_target_empty_and_importable(databas
     migrate.upgrade(database_url)
     proc = subprocess.run([sys.executable, "-c", _KILLED_IMPORT, database_url, str(path)], capture_output=True)
     assert proc.returncode == 3, proc.stderr.decode()
-    assert _rows(database_url) == []
+    assert event_rows(database_url) == []
     assert _schema_diff(database_url) == []
     result = _import(database_url, lines, tmp_path)
-    assert result.events == 72 and _rows(database_url) == [parse_row(line) for line in lines]
+    assert result.events == 72 and event_rows(database_url) == [parse_row(line) for line in lines]

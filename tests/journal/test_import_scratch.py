@@ -23,13 +23,12 @@ import sys
 import tempfile
 
 import pytest
-import sqlalchemy as sa
 
 from parley.journal import JournalStore, migrate, tools
-from parley.journal.engine import make_engine
 from parley.journal.store import GENESIS_HASH, compute_hash
 from parley.journal.tools import import_chunks
 from parley.journal.tools.lines import encode_line, parse_row
+from tests.stored import event_rows
 
 
 def _lines(streams: int = 5, events: int = 40) -> list[bytes]:
@@ -69,15 +68,6 @@ def _import(url: str, path, advance=None) -> tools.ImportResult:
         store.dispose()
 
 
-def _rows(url: str) -> list[tuple]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text("SELECT * FROM events ORDER BY position"))]
-    finally:
-        engine.dispose()
-
-
 def test_the_rows_arrive_the_progress_adds_up_and_the_scratch_files_go(sqlite_url, tmp_path, scratch_root):
     lines = _lines()
     path = tmp_path / "dump.ndjson"
@@ -85,7 +75,7 @@ def test_the_rows_arrive_the_progress_adds_up_and_the_scratch_files_go(sqlite_ur
     steps: list[int] = []
     result = _import(sqlite_url, path, steps.append)
     assert (result.events, result.streams, result.last_position) == (200, 5, 200)
-    assert _rows(sqlite_url) == [parse_row(line) for line in lines]
+    assert event_rows(sqlite_url) == [parse_row(line) for line in lines]
     assert sum(steps) == os.path.getsize(path) and all(n > 0 for n in steps)
     assert os.listdir(scratch_root) == []
 
@@ -115,7 +105,7 @@ def test_a_bad_line_rolls_back_and_the_scratch_files_go(sqlite_url, tmp_path, sc
     with pytest.raises(tools.ToolError) as caught:
         _import(sqlite_url, path)
     assert str(caught.value).startswith("line 151: not valid JSON")
-    assert _rows(sqlite_url) == [] and os.listdir(scratch_root) == []
+    assert event_rows(sqlite_url) == [] and os.listdir(scratch_root) == []
 
 
 def test_an_interrupted_import_rolls_back_and_the_scratch_files_go(sqlite_url, tmp_path, scratch_root):
@@ -127,7 +117,7 @@ def test_an_interrupted_import_rolls_back_and_the_scratch_files_go(sqlite_url, t
 
     with pytest.raises(KeyboardInterrupt):
         _import(sqlite_url, path, interrupt)
-    assert _rows(sqlite_url) == [] and os.listdir(scratch_root) == []
+    assert event_rows(sqlite_url) == [] and os.listdir(scratch_root) == []
     assert _import(sqlite_url, path).events == 200  # and the target is importable
 
 
@@ -177,7 +167,7 @@ def test_an_import_killed_mid_way_leaves_the_target_empty_and_its_scratch_direct
     # the workers hold the output pipes: run() returns once they too have ended
     proc = subprocess.run([sys.executable, "-c", _KILLED, sqlite_url, str(path)], capture_output=True, env=env, timeout=60)
     assert proc.returncode == 3, proc.stderr.decode()
-    assert _rows(sqlite_url) == []
+    assert event_rows(sqlite_url) == []
     assert [name.startswith("parley-import-") for name in os.listdir(root)] == [True]
     store = JournalStore.open(sqlite_url)
     try:
@@ -195,7 +185,7 @@ def test_no_scratch_directory_is_one_clear_error(sqlite_url, tmp_path, scratch_r
         _import(sqlite_url, path)
     assert str(caught.value).startswith(f"cannot write the import's scratch files in {missing} (")
     assert str(caught.value).endswith("set TMPDIR to a directory with about the file's size free")
-    assert _rows(sqlite_url) == []
+    assert event_rows(sqlite_url) == []
 
 
 def test_with_another_connection_open_the_import_goes_through_the_wal(sqlite_url, tmp_path, scratch_root):
@@ -211,4 +201,4 @@ def test_with_another_connection_open_the_import_goes_through_the_wal(sqlite_url
         assert other.execute("SELECT count(*) FROM events").fetchone() == (200,)
     finally:
         other.close()
-    assert _rows(sqlite_url) == [parse_row(line) for line in lines] and os.listdir(scratch_root) == []
+    assert event_rows(sqlite_url) == [parse_row(line) for line in lines] and os.listdir(scratch_root) == []

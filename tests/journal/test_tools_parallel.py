@@ -26,6 +26,7 @@ from parley.journal.tools import import_chunks
 from parley.journal.tools.lines import _parse_row_strictly, encode_line, parse_row
 from parley.journal.verify import verify_chains
 from parley.replay import verify_all
+from tests.stored import event_rows
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3), max_leaves=8)
@@ -74,15 +75,6 @@ def export_bytes(url: str) -> bytes:
     return out.getvalue()
 
 
-def rows_of(url: str) -> list[tuple]:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(sa.text("SELECT * FROM events ORDER BY position"))]
-    finally:
-        engine.dispose()
-
-
 def import_file(url: str, path: str, workers: int) -> tools.ImportResult:
     migrate.upgrade(url)
     store = JournalStore.open(url)
@@ -108,7 +100,7 @@ def test_a_parallel_import_stores_what_a_sequential_one_does(tmp_path, small_ran
     assert len(import_chunks.split(str(dump))) > 10
     one, two = f"sqlite:///{tmp_path / 'one.db'}", f"sqlite:///{tmp_path / 'two.db'}"
     assert import_file(one, str(dump), 1) == import_file(two, str(dump), 2)
-    assert rows_of(one) == rows_of(two) == rows_of(source)
+    assert event_rows(one) == event_rows(two) == event_rows(source)
 
 
 @pytest.mark.parametrize(
@@ -134,7 +126,7 @@ def test_a_parallel_import_fails_on_the_same_line_with_the_same_message(tmp_path
         with pytest.raises(tools.ToolError) as caught:
             import_file(url, str(dump), workers)
         messages.append(str(caught.value))
-        assert rows_of(url) == []  # rolled back
+        assert event_rows(url) == []  # rolled back
     assert messages[0] == messages[1]
     assert messages[0].startswith("line ")
 
