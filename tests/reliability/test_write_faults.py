@@ -60,20 +60,28 @@ def test_reads_keep_answering_while_writes_fail(tmp_path):
         statuses: dict[str, list[int]] = {"append": [], "read": []}
         with write_lock_held(tmp_path):
             done = threading.Event()
+            refused = threading.Event()  # reads are fast (ADR-0058): wait for a refusal, not for time
 
             def write() -> None:
                 with server.client("tok-a") as c:
                     while not done.is_set():
                         statuses["append"].append(c.post("/channels/w/append", json=note(), timeout=30).status_code)
+                        refused.set()
+
+            def read(reader) -> None:
+                page = reader.post("/channels/w/read", json={"cursor": 0}, timeout=30)
+                statuses["read"].append(page.status_code)
+                assert page.status_code != 200 or len(page.json()["messages"]) == 1
 
             writers = [threading.Thread(target=write) for _ in range(3)]
             for t in writers:
                 t.start()
             with server.client() as reader:
-                for _ in range(6):  # reads share batches with the failing appends
-                    page = reader.post("/channels/w/read", json={"cursor": 0}, timeout=30)
-                    statuses["read"].append(page.status_code)
-                    assert page.status_code != 200 or len(page.json()["messages"]) == 1
+                for _ in range(3):  # while the appends wait on the lock
+                    read(reader)
+                assert refused.wait(30)
+                for _ in range(3):  # and after they were refused
+                    read(reader)
             done.set()
             for t in writers:
                 t.join()
