@@ -29,6 +29,7 @@ from parley.journal.engine import make_engine
 from parley.journal.store import GENESIS_HASH, compute_hash
 from parley.journal.tools import import_chunks
 from parley.journal.tools.lines import encode_line, parse_row
+from tests.journal.chains import interleaved_chain_lines
 from tests.stored import event_rows
 
 tricky_text = st.text() | st.sampled_from([',"data":', ',"recorded_at":', "a\tb\\c\rd", "\u2603\"\\", "plain-id"])
@@ -97,18 +98,11 @@ def test_plain_lines_take_the_canonical_path():
 
 def journal_lines(streams: int = 6, events: int = 12) -> list[bytes]:
     """Interleaved streams whose data holds every character COPY escapes, and JSON whitespace."""
-    heads = {f"channel:s{k}": (0, GENESIS_HASH) for k in range(streams)}
-    out, position = [], 0
-    for i in range(events):
-        for sid in heads:
-            seq, prev = heads[sid]
-            seq += 1
-            position += 1
-            data = b'{"n":%d,\t"t":"a\\\\b\\tc\\"d\\u00e9 \xc3\xa9"}' % i if i % 3 else b'{"n":%d}' % i
-            h = compute_hash(prev, sid, seq, "note" if seq > 1 else "channel_created", data)
-            out.append(encode_line(position, sid, seq, "note" if seq > 1 else "channel_created", data, 1e9 + position / 8, prev, h))
-            heads[sid] = (seq, h)
-    return out
+
+    def data(i: int) -> bytes:
+        return b'{"n":%d,\t"t":"a\\\\b\\tc\\"d\\u00e9 \xc3\xa9"}' % i if i % 3 else b'{"n":%d}' % i
+
+    return interleaved_chain_lines(streams, events, data, 0.125)
 
 
 def reference_error(lines: list[bytes]) -> str | None:

@@ -25,26 +25,14 @@ import tempfile
 import pytest
 
 from parley.journal import JournalStore, migrate, tools
-from parley.journal.store import GENESIS_HASH, compute_hash
 from parley.journal.tools import import_chunks
-from parley.journal.tools.lines import encode_line, parse_row
+from parley.journal.tools.lines import parse_row
+from tests.journal.chains import interleaved_chain_lines
 from tests.stored import event_rows
 
 
 def _lines(streams: int = 5, events: int = 40) -> list[bytes]:
-    heads = {f"channel:s{k}": (0, GENESIS_HASH) for k in range(streams)}
-    out, position = [], 0
-    for i in range(events):
-        for sid in heads:
-            seq, prev = heads[sid]
-            seq += 1
-            position += 1
-            type_ = "note" if seq > 1 else "channel_created"
-            data = b'{"n":%d,"text":"caf\xc3\xa9 \\t %s"}' % (i, b"x" * (i % 7))
-            h = compute_hash(prev, sid, seq, type_, data)
-            out.append(encode_line(position, sid, seq, type_, data, 1e9 + position / 4, prev, h))
-            heads[sid] = (seq, h)
-    return out
+    return interleaved_chain_lines(streams, events, lambda i: b'{"n":%d,"text":"caf\xc3\xa9 \\t %s"}' % (i, b"x" * (i % 7)), 0.25)
 
 
 @pytest.fixture
