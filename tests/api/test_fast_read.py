@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
@@ -97,14 +99,6 @@ def _ask(port: int, data: bytes) -> bytes:
     return re.sub(rb"\r\nx-request-id: [0-9a-f]{32}\r\n", b"\r\nx-request-id: generated\r\n", answer)
 
 
-async def _serve(nursery, app, settings, stop: trio.Event) -> int:
-    config = hypercorn_config(settings.replace(port=0))
-    binds = await nursery.start(
-        partial(serving.serve, app, config, max_connections=100, write_timeout=10, shutdown_trigger=stop.wait)
-    )
-    return int(binds[0].rsplit(":", 1)[1])
-
-
 @pytest.mark.parametrize("read_auth", [False, True], ids=["open", "token"])
 async def test_the_fast_read_answers_every_case_byte_for_byte_as_quart(sqlite_url, read_auth):
     settings = settings_for(sqlite_url, read_auth=read_auth)
@@ -118,10 +112,7 @@ async def test_the_fast_read_answers_every_case_byte_for_byte_as_quart(sqlite_ur
         fast_quart, plain_quart = create_app(backbone), create_app(backbone)
         fast = FastReads(McpMount(fast_quart, backbone), backbone, fast_quart.extensions["parley.metrics"])
         plain = McpMount(plain_quart, backbone)
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            fast_port = await _serve(nursery, fast, settings, stop)
-            plain_port = await _serve(nursery, plain, settings, stop)
+        async with _serving(settings, fast, plain) as (fast_port, plain_port):
             cases = _read_cases("probe", "tok-a")
             differ = []
             for case in cases:
@@ -132,7 +123,6 @@ async def test_the_fast_read_answers_every_case_byte_for_byte_as_quart(sqlite_ur
                     differ.append((case[:120], got[:400], want[:400]))
             fast_metrics = fast_quart.extensions["parley.metrics"].registry
             plain_metrics = plain_quart.extensions["parley.metrics"].registry
-            stop.set()
     assert not differ, differ[:3]
     # Every POST .../read case but the ones that do not decode went the fast way; the neighbours did not.
     assert fast.served == len(cases) - 5 - 2
@@ -176,17 +166,30 @@ def _recording_app(live) -> _Recorder:
     return _Recorder(FastReads(McpMount(quart, live.backbone), live.backbone, quart.extensions["parley.metrics"]))
 
 
-async def _serve_both(nursery, app, settings, stop: trio.Event, errors: list) -> tuple[int, int]:
+@asynccontextmanager
+async def _serving(settings, *apps, direct: tuple[bool, ...] = (), errors: list | None = None) -> AsyncIterator[list[int]]:
+    """Each app on a port of its own, direct writes as ``direct`` says (on by default), each
+    connection error counted in ``errors``; all stopped on leaving."""
+    stop = trio.Event()
+    counted = {} if errors is None else {"on_connection_error": lambda: errors.append(1)}
+    async with trio.open_nursery() as nursery:
+        ports = []
+        for app, writes_direct in zip(apps, direct or (True,) * len(apps)):
+            config = hypercorn_config(settings.replace(port=0))
+            serve = partial(
+                serving.serve, app, config, max_connections=100, write_timeout=10, shutdown_trigger=stop.wait,
+                direct_writes=writes_direct, **counted,
+            )
+            ports.append(int((await nursery.start(serve))[0].rsplit(":", 1)[1]))
+        try:
+            yield ports
+        finally:
+            stop.set()
+
+
+def _serving_both(app, settings, errors: list):
     """The same app twice: direct writes on (first port) and off (Hypercorn's send only)."""
-    ports = []
-    for direct in (True, False):
-        config = hypercorn_config(settings.replace(port=0))
-        serve = partial(
-            serving.serve, app, config, max_connections=100, write_timeout=10, shutdown_trigger=stop.wait,
-            on_connection_error=lambda: errors.append(1), direct_writes=direct,
-        )
-        ports.append(int((await nursery.start(serve))[0].rsplit(":", 1)[1]))
-    return ports[0], ports[1]
+    return _serving(settings, app, app, direct=(True, False), errors=errors)
 
 
 def _keep_alive_sequence(channel: str) -> bytes:
@@ -244,10 +247,8 @@ async def test_direct_writes_send_the_bytes_hypercorns_send_sends(sqlite_url):
     async with running_server(settings) as live:
         await _fill(live, "probe", 4, 20)
         await _fill(live, "large", 60, 15_000)  # a ~900 KB page
-        app = _recording_app(live)
-        stop, errors = trio.Event(), []
-        async with trio.open_nursery() as nursery:
-            direct_port, plain_port = await _serve_both(nursery, app, settings, stop, errors)
+        app, errors = _recording_app(live), []
+        async with _serving_both(app, settings, errors) as (direct_port, plain_port):
             differ = []
             for case in [*_read_cases("probe", "tok-a"), _keep_alive_sequence("probe")]:
                 got = await trio.to_thread.run_sync(_ask, direct_port, case)
@@ -265,7 +266,6 @@ async def test_direct_writes_send_the_bytes_hypercorns_send_sends(sqlite_url):
             direct, plain = app.streams
             # part went straight to the socket, the rest through Hypercorn's send; none direct on the other
             assert direct.direct_writes == 1 and direct.writes > 1 and plain.direct_writes == 0
-            stop.set()
     assert not differ, differ[:3]
     assert not errors
 
@@ -277,10 +277,8 @@ async def test_a_client_closing_mid_response_ends_only_its_connection(sqlite_url
     settings = settings_for(sqlite_url, keep_alive_s=0.5)
     async with running_server(settings) as live:
         await _fill(live, "large", 60, 15_000)
-        app = _recording_app(live)
-        stop, errors = trio.Event(), []
-        async with trio.open_nursery() as nursery:
-            port, _plain = await _serve_both(nursery, app, settings, stop, errors)
+        app, errors = _recording_app(live), []
+        async with _serving_both(app, settings, errors) as (port, _plain):
             # The server's socket holds ~16 KB and this client's ~4 KB of the ~900 KB answer:
             # the client closes with most of it unwritten.
             keep_alive = b"POST /channels/large/read HTTP/1.1\r\nHost: t\r\nX-Small-Send-Buffer: 1\r\n" + RID
@@ -292,7 +290,6 @@ async def test_a_client_closing_mid_response_ends_only_its_connection(sqlite_url
             assert stream.direct_writes == 1
             again = await trio.to_thread.run_sync(_ask, port, _request("POST", "/channels/large/read", b'{"cursor":59}'))
             assert again.startswith(b"HTTP/1.1 200 ")
-            stop.set()
     assert not errors
 
 
@@ -303,10 +300,8 @@ async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(
     settings = settings_for(sqlite_url, keep_alive_s=0.3)
     async with running_server(settings) as live:
         await _fill(live, "probe", 4, 20)
-        app = _recording_app(live)
-        stop, errors = trio.Event(), []
-        async with trio.open_nursery() as nursery:
-            port, _plain = await _serve_both(nursery, app, settings, stop, errors)
+        app, errors = _recording_app(live), []
+        async with _serving_both(app, settings, errors) as (port, _plain):
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             sequence = _keep_alive_sequence("probe").rsplit(b"POST ", 1)[0]  # all but the closing request
             await stream.send_all(sequence)
@@ -317,16 +312,12 @@ async def test_the_keep_alive_timer_after_many_requests_and_a_closed_connection(
             assert received.count(b"HTTP/1.1 ") == 7
             await stream.aclose()
             await _released(app.streams[0])
-            stop.set()
         settings_long = settings.replace(keep_alive_s=60)
-        stop2 = trio.Event()
-        async with trio.open_nursery() as nursery:
-            port, _plain = await _serve_both(nursery, app, settings_long, stop2, errors)
+        async with _serving_both(app, settings_long, errors) as (port, _plain):
             app.streams.clear()
             answer = await trio.to_thread.run_sync(_ask, port, _request("POST", "/channels/probe/read", b'{"cursor":0}'))
             assert answer.startswith(b"HTTP/1.1 200 ")
             await _released(app.streams[0])  # not after 60 s
-            stop2.set()
     assert not errors
 
 
