@@ -12,6 +12,10 @@ cursor is a parley session held by the server). Design: ADR-0016.
   resent with the same ``Idempotency-Key`` and token until an answer is
   stored, so a run killed or timed out mid-turn loses nothing: the server
   replays the committed turn.
+* Claude Code's ``SessionEnd`` event (ADR-0062, opt-in in the settings) closes
+  the session so it no longer counts against the identity's session limit, and
+  parks the state file at the last cursor shown; if that Claude session is
+  resumed, its next run starts a new session from there, so nothing is lost.
 * It always fails open: no output, one stderr line, exit 0.
 """
 
@@ -76,14 +80,23 @@ def config_from_env(env: Mapping[str, str]) -> HookConfig | None:
     )
 
 
-def session_id_of(stdin_text: str) -> str:
-    """The hook JSON's ``session_id`` when it is a non-empty string, else ``default``."""
+def _hook_input(stdin_text: str) -> dict[str, Any]:
     try:
         data = json.loads(stdin_text)
     except ValueError:
-        return "default"
-    sid = data.get("session_id") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def session_id_of(stdin_text: str) -> str:
+    """The hook JSON's ``session_id`` when it is a non-empty string, else ``default``."""
+    sid = _hook_input(stdin_text).get("session_id")
     return sid if isinstance(sid, str) and sid else "default"
+
+
+def is_session_end(stdin_text: str) -> bool:
+    """Claude Code ran the hook for ``SessionEnd`` (any other event, or none, is a prompt)."""
+    return _hook_input(stdin_text).get("hook_event_name") == "SessionEnd"
 
 
 def envelope(block: str) -> str:
@@ -110,6 +123,8 @@ class HookRun:
         if saved is None:
             self.start()
             return ""
+        if saved.parked_at is not None:
+            return self.resume(saved)
         return self.continue_(saved)
 
     # -- starting ------------------------------------------------------------------
@@ -143,6 +158,59 @@ class HookRun:
         except ParleyError:
             pass
 
+    # -- ending and resuming (ADR-0062) ------------------------------------------
+
+    def end(self) -> None:
+        """Park the state at the last cursor shown, then close the session.
+
+        Parked first: a close that fails or is cut short leaves a file the next
+        run (or the next end) finishes, never a file naming a closed session,
+        which would restart at ``head`` and skip what came in between. A turn
+        still pending is left alone: what it delivered was never shown, and
+        only resending it can tell.
+        """
+        saved = files.load(self.path, self.config.channel)
+        if saved is None or saved.pending is not None:
+            return
+        if saved.parked_at is None:
+            try:
+                described = self.client.describe_session(saved.session_id)
+            except UnknownSession:
+                return  # already gone: the next run starts a new session, as for a lost file
+            except ParleyError:
+                self.warn(SKIPPED)
+                return
+            cursor = saved.resume_from
+            if cursor is None:
+                cursor = (described.get("subscriptions") or {}).get(self.config.channel)
+            if not isinstance(cursor, int) or isinstance(cursor, bool):
+                return
+            saved.parked_at, saved.resume_from = cursor, None
+            if not self._save(saved):
+                return
+        self._close_quietly({"sessionId": saved.session_id, "continuationToken": saved.token})
+
+    def resume(self, parked: files.HookState) -> str:
+        """A parked Claude session is back: a new session from the parked cursor, its first turn shown."""
+        self._close_quietly({"sessionId": parked.session_id, "continuationToken": parked.token})
+        channel = self.config.channel
+        try:
+            response = self.client.start_session(
+                [Actions.subscribe(channel, parked.parked_at)], wait=0, max_messages=TURN_MAX
+            )
+        except ParleyError:
+            self.warn(SKIPPED)
+            return ""
+        subscribed = ((response.get("output") or {}).get("results") or [None])[0]
+        if not isinstance(subscribed, dict) or "error" in subscribed:
+            self._close_quietly(response)
+            self.warn(SKIPPED)
+            return ""
+        fresh = files.HookState(
+            response["sessionId"], response["continuationToken"], channel, last_injection=parked.last_injection
+        )
+        return self._show(fresh, response)
+
     # -- continuing ----------------------------------------------------------------
 
     def continue_(self, saved: files.HookState) -> str:
@@ -172,11 +240,15 @@ class HookRun:
         if response.get("status") == "contended":
             self.warn(SKIPPED)
             return ""
-        output = response.get("output") or {}
-        delivered = [m for m in output.get("messages") or [] if m.get("channel") == self.config.channel]
         saved.token = response["continuationToken"]
         saved.pending = None
         saved.resume_from = None
+        return self._show(saved, response)
+
+    def _show(self, saved: files.HookState, response: Mapping[str, Any]) -> str:
+        """Render what ``response`` delivered, store the state, and return the envelope ("" for none)."""
+        output = response.get("output") or {}
+        delivered = [m for m in output.get("messages") or [] if m.get("channel") == self.config.channel]
         if not delivered:
             self._save(saved)
             return ""
@@ -253,7 +325,11 @@ def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None
             return ""
         with Parley(config.url, config.token, retries=0, timeout=REQUEST_TIMEOUT) as client:
             flush_outbox(env, client, warn)
-            return HookRun(config, session_id_of(stdin_text), client, warn).run()
+            hook = HookRun(config, session_id_of(stdin_text), client, warn)
+            if is_session_end(stdin_text):
+                hook.end()
+                return ""
+            return hook.run()
     except Exception as exc:  # fail open, always
         warn(f"parley-hook: fatal, skipped this turn ({type(exc).__name__})")
         return ""
@@ -272,4 +348,4 @@ def main() -> None:
     sys.exit(0)
 
 
-__all__ = ["HookConfig", "config_from_env", "envelope", "main", "run_hook", "session_id_of"]
+__all__ = ["HookConfig", "config_from_env", "envelope", "is_session_end", "main", "run_hook", "session_id_of"]

@@ -5,7 +5,9 @@ is needed to continue it: ``sessionId``, ``continuationToken``, ``channel``,
 ``lastInjection``, and two keys of ADR-0016: ``pending`` (the turn in flight,
 so a hook killed by its timeout resends the same turn and gets the original
 answer back instead of a ``stale_token``) and ``resumeFrom`` (where the next
-turn re-subscribes when the 8000-character cap held messages back).
+turn re-subscribes when the 8000-character cap held messages back); and one of
+ADR-0062: ``parkedAt``, written when Claude Code's ``SessionEnd`` closes the
+session, the cursor a new session starts from if the Claude session resumes.
 
 The file holds a live bearer of the session, so it is written ``0600``, to
 ``<path>.<pid>.tmp`` and renamed over the target (never a torn file).
@@ -41,6 +43,9 @@ class HookState:
     #: The turn sent but not yet answered: ``{"idempotencyKey", "body"}``.
     pending: dict[str, Any] | None = None
     last_injection: dict[str, Any] | None = None
+    #: The session was closed at its Claude session's end (ADR-0062): a resumed run starts a new
+    #: session from this cursor (everything after it was not yet shown).
+    parked_at: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -55,6 +60,8 @@ class HookState:
             data["pending"] = self.pending
         if self.last_injection is not None:
             data["lastInjection"] = self.last_injection
+        if self.parked_at is not None:
+            data["parkedAt"] = self.parked_at
         return data
 
 
@@ -88,6 +95,7 @@ def parse(text: str, channel: str) -> HookState | None:
         resume_from=_cursor(data.get("resumeFrom")),
         pending=pending,
         last_injection=last if isinstance(last, dict) else None,
+        parked_at=_cursor(data.get("parkedAt")),
     )
 
 

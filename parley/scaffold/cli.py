@@ -50,6 +50,12 @@ def _parser() -> _Parser:
     p.add_argument("--dir", default=None, help="project directory (default the current one)")
     p.add_argument("--settings", default=None, help="Claude Code settings (default <dir>/.claude/settings.local.json)")
     p.add_argument("--http", action="store_true", help="use the Streamable HTTP transport at <url>/mcp")
+    p.add_argument(
+        "--close-on-end",
+        action="store_true",
+        help="also run the hook at Claude Code's SessionEnd: it closes the agent's parley session "
+        "(a resumed Claude session continues where it stopped)",
+    )
     p.add_argument("--force", action="store_true", help="modify existing files (a backup of each is kept)")
     p.add_argument("-y", "--yes", action="store_true", help="no prompts: take the defaults")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -101,7 +107,7 @@ def _options(args: argparse.Namespace, env: dict[str, str]) -> files.Options:
     url = args.url.strip().rstrip("/")
     if has_control(url) or not url:
         raise InitError("--url must be a non-empty URL without control characters")
-    return files.Options(url, channel, owner, agent_id, args.token_env, _executable(), http=args.http)
+    return files.Options(url, channel, owner, agent_id, args.token_env, _executable(), http=args.http, close_on_end=args.close_on_end)
 
 
 def _read(path: Path) -> bytes | None:

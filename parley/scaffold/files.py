@@ -28,6 +28,8 @@ class Options:
     token_env: str
     executable: str
     http: bool = False
+    #: Also run the hook at Claude Code's ``SessionEnd``: it closes the session (ADR-0062).
+    close_on_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def merge_mcp(existing: dict[str, Any], opts: Options) -> dict[str, Any]:
 
 
 def merge_settings(existing: dict[str, Any], opts: Options) -> dict[str, Any]:
-    """Enable the server; replace our UserPromptSubmit hook (matcher ``""``) and append it last."""
+    """Enable the server; replace our UserPromptSubmit hook (matcher ``""``) and append it last;
+    with ``close_on_end``, the same for ``SessionEnd``."""
     data = dict(existing)
     enabled = data.get("enabledMcpjsonServers")
     if enabled is None:
@@ -97,11 +100,12 @@ def merge_settings(existing: dict[str, Any], opts: Options) -> dict[str, Any]:
     command = hook_command(opts)
     hooks = data.get("hooks")
     hooks = dict(hooks) if isinstance(hooks, dict) else {}
-    entries = hooks.get("UserPromptSubmit")
-    entries = list(entries) if isinstance(entries, list) else []
-    kept = [entry for entry in entries if not _is_ours(entry, command)]
-    kept.append({"matcher": "", "hooks": [{"type": "command", "command": command}]})
-    hooks["UserPromptSubmit"] = kept
+    for event in ("UserPromptSubmit", "SessionEnd") if opts.close_on_end else ("UserPromptSubmit",):
+        entries = hooks.get(event)
+        entries = list(entries) if isinstance(entries, list) else []
+        kept = [entry for entry in entries if not _is_ours(entry, command)]
+        kept.append({"matcher": "", "hooks": [{"type": "command", "command": command}]})
+        hooks[event] = kept
     data["hooks"] = hooks
     return data
 

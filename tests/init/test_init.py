@@ -229,6 +229,23 @@ def test_http_writes_the_streamable_http_entry(tmp_path):
     assert result.stdout.split("\n")[-3] == "  2. Paste the secret into parley.env (export MY_TOK=<secret>)."
 
 
+def test_close_on_end_adds_the_session_end_hook_once(tmp_path):
+    """ADR-0062: the same command at SessionEnd, replaced (not repeated) by a second run,
+    other SessionEnd hooks kept; without the flag the settings are the contract's."""
+    theirs = {"matcher": "", "hooks": [{"type": "command", "command": "notify-send bye"}]}
+    settings = tmp_path / ".claude/settings.local.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"hooks": {"SessionEnd": [theirs]}}))
+    for _ in range(2):
+        result = init(tmp_path, "--channel", "war-room", "--close-on-end", "--force")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(settings.read_text())["hooks"] == {"SessionEnd": [theirs, OUR_HOOK], "UserPromptSubmit": [OUR_HOOK]}
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert init(plain, "--channel", "war-room").returncode == 0
+    assert json.loads((plain / ".claude/settings.local.json").read_text())["hooks"] == {"UserPromptSubmit": [OUR_HOOK]}
+
+
 def test_flags_choose_owner_agent_dir_and_settings(tmp_path):
     project = tmp_path / "proj"
     project.mkdir()
