@@ -37,6 +37,14 @@ url_option = click.option(
 )
 
 
+#: What to do about the refusals a newcomer meets first (the wire message names only the cause).
+_FIXES = {
+    "unauthorized": "check PARLEY_TOKEN: the server knows the tokens in its PARLEY_TOKENS and those "
+    "`parley token mint AGENT OWNER` made",
+    "unknown_channel": "check the name, or create it with `parley post --create CHANNEL BODY`",
+}
+
+
 @contextmanager
 def connected(url: str, *, token_needed: bool) -> Iterator[Any]:
     """A :class:`parley.client.Parley`; SDK errors inside become one line and exit 1."""
@@ -51,7 +59,8 @@ def connected(url: str, *, token_needed: bool) -> Iterator[Any]:
     except TransportError:
         _fail("cannot reach the parley server (connection failed); is `parley serve` running? (--url / PARLEY_URL)")
     except ParleyError as exc:
-        _fail(f"{exc.message} ({exc.code})")
+        fix = _FIXES.get(exc.code)
+        _fail(f"{exc.message} ({exc.code}); {fix}" if fix else f"{exc.message} ({exc.code})")
     except ValueError as exc:  # httpx refuses a malformed --url
         _fail(f"invalid --url: {type(exc).__name__}; use http://HOST:PORT")
 

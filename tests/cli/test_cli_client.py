@@ -80,7 +80,15 @@ def test_errors_are_one_line_with_the_wire_message(server):
     wrong = parley(server, "post", "room-3", "hi", token="tok-nope")
     assert wrong.returncode == 1
     [line] = wrong.stderr.splitlines()
-    assert line.endswith("(unauthorized)") and "tok-nope" not in line
+    assert line.endswith("(unauthorized); check PARLEY_TOKEN: the server knows the tokens in its PARLEY_TOKENS "
+                         "and those `parley token mint AGENT OWNER` made") and "tok-nope" not in line
+
+    unread = parley(server, "read", "no-such-room")
+    assert (unread.returncode, unread.stdout) == (1, "")
+    assert unread.stderr.splitlines() == [
+        'parley: Unknown channel: "no-such-room" (unknown_channel); '
+        "check the name, or create it with `parley post --create CHANNEL BODY`"
+    ]
 
 
 def test_a_server_that_is_not_running_is_one_line(tmp_path):
