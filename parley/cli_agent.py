@@ -8,15 +8,20 @@ _PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 @click.command(context_settings=_PASS_THROUGH)
-def hook() -> None:
-    """Claude Code UserPromptSubmit hook (reads the hook JSON on stdin; always exits 0).
+@click.option(
+    "--end-idle", "end_idle_days", type=click.FloatRange(min=0), metavar="DAYS", default=None,
+    help="Instead of a turn: end (park and close) the hook sessions in PARLEY_STATE_DIR whose state file "
+    "was not written for DAYS; a resumed Claude session continues where it stopped.",
+)
+def hook(end_idle_days: float | None) -> None:
+    """Claude Code UserPromptSubmit (and SessionEnd) hook: reads the hook JSON on stdin; always exits 0.
 
     Env: PARLEY_URL, PARLEY_CHANNEL, PARLEY_TOKEN (or CAUCUS_*), PARLEY_STATE_DIR
     (default ~/.parley). See docs/hook-and-init.md.
     """
     from .hook.run import main
 
-    main()
+    main(end_idle_days)
 
 
 @click.command(context_settings={**_PASS_THROUGH, "help_option_names": []}, add_help_option=False)

@@ -26,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,10 @@ def config_from_env(env: Mapping[str, str]) -> HookConfig | None:
     channel = _env(env, "CHANNEL")
     if not channel:
         return None
+    return _config(env, channel)
+
+
+def _config(env: Mapping[str, str], channel: str) -> HookConfig:
     state_dir = env.get("PARLEY_STATE_DIR", "").strip()
     home = Path(env.get("HOME") or Path.home())
     return HookConfig(
@@ -112,11 +116,13 @@ def _now_iso() -> str:
 class HookRun:
     """One invocation; :meth:`run` returns the stdout text ("" for none)."""
 
-    def __init__(self, config: HookConfig, session_key: str, client: Parley, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, config: HookConfig, session_key: str, client: Parley, warn: Callable[[str], None], path: Path | None = None
+    ) -> None:
         self.config = config
         self.client = client
         self.warn = warn
-        self.path = files.state_path(config.state_dir, session_key, config.channel)
+        self.path = path or files.state_path(config.state_dir, session_key, config.channel)
 
     def run(self) -> str:
         saved = files.load(self.path, self.config.channel)
@@ -160,8 +166,8 @@ class HookRun:
 
     # -- ending and resuming (ADR-0062) ------------------------------------------
 
-    def end(self) -> None:
-        """Park the state at the last cursor shown, then close the session.
+    def end(self) -> bool:
+        """Park the state at the last cursor shown, then close the session (True when parked now).
 
         Parked first: a close that fails or is cut short leaves a file the next
         run (or the next end) finishes, never a file naming a closed session,
@@ -171,24 +177,26 @@ class HookRun:
         """
         saved = files.load(self.path, self.config.channel)
         if saved is None or saved.pending is not None:
-            return
-        if saved.parked_at is None:
+            return False
+        parked_now = saved.parked_at is None
+        if parked_now:
             try:
                 described = self.client.describe_session(saved.session_id)
             except UnknownSession:
-                return  # already gone: the next run starts a new session, as for a lost file
+                return False  # already gone: the next run starts a new session, as for a lost file
             except ParleyError:
                 self.warn(SKIPPED)
-                return
+                return False
             cursor = saved.resume_from
             if cursor is None:
                 cursor = (described.get("subscriptions") or {}).get(self.config.channel)
             if not isinstance(cursor, int) or isinstance(cursor, bool):
-                return
+                return False
             saved.parked_at, saved.resume_from = cursor, None
             if not self._save(saved):
-                return
+                return False
         self._close_quietly({"sessionId": saved.session_id, "continuationToken": saved.token})
+        return parked_now
 
     def resume(self, parked: files.HookState) -> str:
         """A parked Claude session is back: a new session from the parked cursor, its first turn shown."""
@@ -284,6 +292,44 @@ class HookRun:
         return True
 
 
+def end_idle(env: Mapping[str, str], days: float, warn: Callable[[str], None], now: float | None = None) -> int:
+    """``parley hook --end-idle DAYS``: end (park and close, as at ``SessionEnd``) every hook
+    session in the state directory whose file was not written for ``days``; the number ended.
+
+    For sessions whose Claude session ended without ``SessionEnd`` (killed, or from before
+    ``--close-on-end``). Safe for one still alive: its next prompt resumes from the parked
+    cursor (ADR-0062). Files of any channel are taken; sessions of another token are left.
+    """
+    config = _config(env, "")
+    if config.token is None:
+        warn(NO_TOKEN)
+        return 0
+    cutoff = (time.time() if now is None else now) - days * 86_400
+    ended = idle = 0
+    said: dict[str, int] = {}  # a down server: its line once, with how many files it cost
+
+    def note(line: str) -> None:
+        said[line] = said.get(line, 0) + 1
+
+    with Parley(config.url, config.token, retries=0, timeout=REQUEST_TIMEOUT) as client:
+        for path in sorted((config.state_dir / "hook").glob("*.json")):
+            try:
+                if path.stat().st_mtime > cutoff:
+                    continue
+                channel = json.loads(path.read_text(encoding="utf-8")).get("channel")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if not isinstance(channel, str) or not channel:
+                continue
+            idle += 1
+            hook = HookRun(replace(config, channel=channel), "", client, note, path)
+            ended += hook.end()
+    for line, times in said.items():
+        warn(line if times == 1 else f"{line} (x{times})")
+    warn(f"parley-hook: ended {ended} idle session(s) of {idle} state file(s) idle for {days:g} day(s) or more")
+    return ended
+
+
 def _stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
@@ -335,8 +381,15 @@ def run_hook(stdin_text: str, env: Mapping[str, str], warn: Callable[[str], None
         return ""
 
 
-def main() -> None:
-    """Entry point of ``parley hook``: read stdin, print at most one envelope, exit 0."""
+def main(end_idle_days: float | None = None) -> None:
+    """Entry point of ``parley hook``: read stdin, print at most one envelope, exit 0.
+    With ``end_idle_days``, :func:`end_idle` instead (no stdin)."""
+    if end_idle_days is not None:
+        try:
+            end_idle(os.environ, end_idle_days, _stderr)
+        except Exception as exc:  # one line, as every hook failure
+            _stderr(f"parley-hook: fatal, could not end idle sessions ({type(exc).__name__})")
+        sys.exit(0)
     try:  # a terminal is not Claude Code: do not wait for input there
         stdin_text = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read()
     except (OSError, UnicodeDecodeError, ValueError):
@@ -348,4 +401,4 @@ def main() -> None:
     sys.exit(0)
 
 
-__all__ = ["HookConfig", "config_from_env", "envelope", "is_session_end", "main", "run_hook", "session_id_of"]
+__all__ = ["HookConfig", "config_from_env", "end_idle", "envelope", "is_session_end", "main", "run_hook", "session_id_of"]

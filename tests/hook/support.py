@@ -49,10 +49,10 @@ class Hook:
         )
         (tmp / "home").mkdir(exist_ok=True)
 
-    def run(self, stdin: str = '{"session_id":"s1","hook_event_name":"UserPromptSubmit"}') -> HookResult:
+    def run(self, stdin: str = '{"session_id":"s1","hook_event_name":"UserPromptSubmit"}', *args: str) -> HookResult:
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "parley", "hook"],
+            [sys.executable, "-m", "parley", "hook", *args],
             input=stdin.encode("utf-8"),
             env=self.env,
             cwd=self.tmp,

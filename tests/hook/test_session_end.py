@@ -6,6 +6,8 @@ The real hook subprocess against a real ``parley serve``."""
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -122,3 +124,30 @@ def test_an_end_with_a_turn_pending_or_no_state_changes_nothing(srv, tmp_path):
     hook.state_file().write_text(json.dumps(pending))
     quiet(hook.run(session_end()))
     assert hook.state() == pending and not closed(srv.url, pending["sessionId"])
+
+
+def test_end_idle_ends_the_sessions_idle_long_enough_and_they_resume_losslessly(srv, tmp_path):
+    """``parley hook --end-idle DAYS``: for Claude sessions that ended without SessionEnd."""
+    hook = Hook(tmp_path, srv.url)
+    quiet(hook.run(prompt("old")))
+    quiet(hook.run(prompt("new")))
+    old, new = hook.state("old__war-room.json"), hook.state("new__war-room.json")
+    week_ago = time.time() - 8 * 86_400
+    os.utime(hook.state_file("old__war-room.json"), (week_ago, week_ago))
+    post(srv.url, "while idle")
+    result = hook.run("", "--end-idle", "7")
+    assert (result.code, result.stdout) == (0, "")
+    assert result.stderr == "parley-hook: ended 1 idle session(s) of 1 state file(s) idle for 7 day(s) or more\n"
+    assert closed(srv.url, old["sessionId"]) and not closed(srv.url, new["sessionId"])
+    assert hook.state("old__war-room.json")["parkedAt"] == 0
+    assert bodies(hook.run(prompt("old")).block) == ["while idle"]
+    hook.env["PARLEY_URL"] = "http://127.0.0.1:9"
+    for name in ("old__war-room.json", "new__war-room.json"):
+        os.utime(hook.state_file(name), (week_ago, week_ago))
+    down = hook.run("", "--end-idle", "7")
+    assert down.stderr.splitlines() == [
+        SKIPPED.strip() + " (x2)",
+        "parley-hook: ended 0 idle session(s) of 2 state file(s) idle for 7 day(s) or more",
+    ]
+    bad = hook.run("", "--end-idle", "soon")
+    assert bad.code == 2 and "--end-idle" in bad.stderr and bad.stdout == ""
