@@ -137,30 +137,39 @@ class HookRun:
 
     def start(self, *, announce: str | None = None) -> None:
         """Start a session at ``head`` and store it; nothing is printed."""
-        channel = self.config.channel
-        try:
-            response = self.client.start_session([Actions.subscribe(channel, "head")], wait=0, max_messages=TURN_MAX)
-        except ParleyError:
-            self.warn(SKIPPED)
+        opened = self._open("head")
+        if opened is None:
             return
-        output = response.get("output") or {}
-        subscribed = (output.get("results") or [None])[0]
-        if not isinstance(subscribed, dict) or "error" in subscribed:
-            # Unknown channel (or refused): do not keep a session subscribed to nothing.
-            self._close_quietly(response)
-            self.warn(SKIPPED)
-            return
-        fresh = files.HookState(response["sessionId"], response["continuationToken"], channel)
-        if output.get("messages"):
+        response, subscribed = opened
+        fresh = files.HookState(response["sessionId"], response["continuationToken"], self.config.channel)
+        if (response.get("output") or {}).get("messages"):
             # A message committed between the subscribe and the delivery: it is
             # past "head", so the next turn delivers it again (ADR-0016).
             fresh.resume_from = int(subscribed["cursor"])
         if self._save(fresh) and announce:
             self.warn(announce)
 
-    def _close_quietly(self, response: Mapping[str, Any]) -> None:
+    def _open(self, from_: str | int) -> tuple[Mapping[str, Any], dict[str, Any]] | None:
+        """A new session subscribed to the channel from ``from_``: its first turn's response and
+        the subscribe's result, or None (one line said) when it could not be started."""
         try:
-            self.client.close_session(response["sessionId"], response["continuationToken"])
+            response = self.client.start_session(
+                [Actions.subscribe(self.config.channel, from_)], wait=0, max_messages=TURN_MAX
+            )
+        except ParleyError:
+            self.warn(SKIPPED)
+            return None
+        subscribed = ((response.get("output") or {}).get("results") or [None])[0]
+        if not isinstance(subscribed, dict) or "error" in subscribed:
+            # Unknown channel (or refused): do not keep a session subscribed to nothing.
+            self._close_quietly(response["sessionId"], response["continuationToken"])
+            self.warn(SKIPPED)
+            return None
+        return response, subscribed
+
+    def _close_quietly(self, session_id: str, token: str) -> None:
+        try:
+            self.client.close_session(session_id, token)
         except ParleyError:
             pass
 
@@ -189,33 +198,26 @@ class HookRun:
                 return False
             cursor = saved.resume_from
             if cursor is None:
-                cursor = (described.get("subscriptions") or {}).get(self.config.channel)
-            if not isinstance(cursor, int) or isinstance(cursor, bool):
+                cursor = files.as_cursor((described.get("subscriptions") or {}).get(self.config.channel))
+            if cursor is None:
                 return False
             saved.parked_at, saved.resume_from = cursor, None
             if not self._save(saved):
                 return False
-        self._close_quietly({"sessionId": saved.session_id, "continuationToken": saved.token})
+        self._close_quietly(saved.session_id, saved.token)
         return parked_now
 
     def resume(self, parked: files.HookState) -> str:
         """A parked Claude session is back: a new session from the parked cursor, its first turn shown."""
-        self._close_quietly({"sessionId": parked.session_id, "continuationToken": parked.token})
-        channel = self.config.channel
-        try:
-            response = self.client.start_session(
-                [Actions.subscribe(channel, parked.parked_at)], wait=0, max_messages=TURN_MAX
-            )
-        except ParleyError:
-            self.warn(SKIPPED)
+        self._close_quietly(parked.session_id, parked.token)
+        assert parked.parked_at is not None
+        opened = self._open(parked.parked_at)
+        if opened is None:
             return ""
-        subscribed = ((response.get("output") or {}).get("results") or [None])[0]
-        if not isinstance(subscribed, dict) or "error" in subscribed:
-            self._close_quietly(response)
-            self.warn(SKIPPED)
-            return ""
+        response, _subscribed = opened
         fresh = files.HookState(
-            response["sessionId"], response["continuationToken"], channel, last_injection=parked.last_injection
+            response["sessionId"], response["continuationToken"], self.config.channel,
+            last_injection=parked.last_injection,
         )
         return self._show(fresh, response)
 

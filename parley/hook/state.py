@@ -65,7 +65,8 @@ class HookState:
         return data
 
 
-def _cursor(value: Any) -> int | None:
+def as_cursor(value: Any) -> int | None:
+    """``value`` when it is a cursor (an integer ≥ 0, not a bool), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
@@ -92,10 +93,10 @@ def parse(text: str, channel: str) -> HookState | None:
         session_id=sid,
         token=token,
         channel=channel,
-        resume_from=_cursor(data.get("resumeFrom")),
+        resume_from=as_cursor(data.get("resumeFrom")),
         pending=pending,
         last_injection=last if isinstance(last, dict) else None,
-        parked_at=_cursor(data.get("parkedAt")),
+        parked_at=as_cursor(data.get("parkedAt")),
     )
 
 
@@ -113,4 +114,4 @@ def save(path: Path, state: HookState) -> None:
     atomic_write(path, json.dumps(state.to_json(), separators=(",", ":")).encode("ascii"), mode=0o600)
 
 
-__all__ = ["HookState", "load", "parse", "save", "state_path"]
+__all__ = ["HookState", "as_cursor", "load", "parse", "save", "state_path"]
