@@ -151,3 +151,26 @@ def test_end_idle_ends_the_sessions_idle_long_enough_and_they_resume_losslessly(
     ]
     bad = hook.run("", "--end-idle", "soon")
     assert bad.code == 2 and "--end-idle" in bad.stderr and bad.stdout == ""
+
+
+def test_end_idle_leaves_sessions_of_another_token_and_takes_every_channel(srv, tmp_path):
+    with Parley(srv.url, "tok-a") as client:
+        client.create_channel("other-room")
+    hook = Hook(tmp_path, srv.url)
+    quiet(hook.run(prompt("mine")))
+    hook.env["PARLEY_CHANNEL"] = "other-room"
+    quiet(hook.run(prompt("elsewhere")))
+    hook.env["PARLEY_TOKEN"] = "tok-b"
+    quiet(hook.run(prompt("bobs")))
+    with Parley(srv.url, "tok-b") as bob:
+        bobs = hook.state("bobs__other-room.json")["sessionId"]
+        week_ago = time.time() - 8 * 86_400
+        for name in ("mine__war-room.json", "elsewhere__other-room.json", "bobs__other-room.json"):
+            os.utime(hook.state_file(name), (week_ago, week_ago))
+        hook.env["PARLEY_TOKEN"] = "tok-a"
+        result = hook.run("", "--end-idle", "7")
+        assert result.stderr == "parley-hook: ended 2 idle session(s) of 3 state file(s) idle for 7 day(s) or more\n"
+        assert bob.describe_session(bobs)["sessionId"] == bobs  # still open
+    assert "parkedAt" not in hook.state("bobs__other-room.json")
+    assert hook.state("mine__war-room.json")["parkedAt"] == 0
+    assert hook.state("elsewhere__other-room.json")["parkedAt"] == 0
